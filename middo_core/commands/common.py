@@ -1,0 +1,54 @@
+"""Shared CLI plumbing: opening workspaces, progress bars, clean errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from middo_core.progress import Progress as ProgressEvent
+from middo_core.progress import ProgressFn
+from middo_core.workspace import Workspace, open_workspace
+
+console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def workspace(path: Path) -> Workspace:
+    try:
+        return open_workspace(path)
+    except Exception as exc:  # config and store errors read as one sentence
+        fail(str(exc))
+
+
+def emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[ProgressFn]:
+    """A rich progress bar on stderr; each stage gets its own line."""
+    if not enabled:
+        yield lambda event: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console, transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(event: ProgressEvent) -> None:
+            if event.stage not in tasks:
+                tasks[event.stage] = bar.add_task(event.stage, total=max(event.total, 1))
+            bar.update(tasks[event.stage], completed=event.done, total=max(event.total, 1))
+
+        yield update

@@ -1,0 +1,44 @@
+"""`middo init` and `middo status`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from middo_core.commands.common import console, emit_json, fail, workspace
+from middo_core.config import WorkspaceConfig
+from middo_core.status import workspace_status
+from middo_core.workspace import WorkspaceError, init_workspace
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def init(
+        directory: Path = typer.Argument(..., help="Folder to create the workspace in"),
+        base_model: str = typer.Option("smollm2-135m", help="Base model: alias, local path or hub id"),
+    ) -> None:
+        """Create a workspace: middo.yaml, middo.duckdb and artifacts/."""
+        try:
+            ws = init_workspace(directory, WorkspaceConfig(name=directory.name, base_model=base_model))
+        except WorkspaceError as exc:
+            fail(str(exc))
+        console.print(f"Created workspace {ws.root} (base model {base_model})")
+
+    @app.command()
+    def status(
+        directory: Path = typer.Argument(..., help="Workspace folder"),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
+    ) -> None:
+        """Samples per iteration, iteration records and runs."""
+        state = workspace_status(workspace(directory))
+        if as_json:
+            emit_json(state)
+            return
+        console.print(f"[bold]{state['name']}[/bold]  base model: {state['base_model']}")
+        for it, sizes in state["dataset_sizes"].items():
+            console.print(f"  D({it}): {sizes.get('train', 0):,} train, {sizes.get('heldout', 0):,} held out")
+        for rec in state["iterations"]:
+            console.print(f"  iteration {rec['number']}: {rec['status']}")
+        for run in state["runs"][:5]:
+            console.print(f"  run {run['id']}: {run['status']}")

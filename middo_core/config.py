@@ -1,0 +1,105 @@
+"""Workspace configuration: pydantic models read from and written to `middo.yaml`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CONFIG_FILE = "middo.yaml"
+DEFAULT_MODEL = "smollm2-135m"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignalsConfig(_Section):
+    prompt_format: Literal["chat", "plain"] = "chat"  # model chat template, or the paper's Human:/Assistant:
+    max_len: int = Field(1024, gt=8)
+    batch_size: int = Field(8, gt=0)
+    k: int = Field(2, gt=0)
+    knn_backend: Literal["auto", "torch", "faiss"] = "auto"
+    quality_mode: Literal["logprobs", "generate"] = "logprobs"
+    judge_model: str | None = None  # None: the current fine-tuned model, as in the paper
+    faithful: bool = False  # the paper's prompt layout (rubric first) instead of prefix sharing
+    device: str = "auto"
+
+
+class SelectionConfig(_Section):
+    m_complexity: float = 1.0
+    m_diversity: float = -1.5
+    m_quality: float = -1.5
+    target_fraction: float = Field(0.15, gt=0, lt=1)
+
+
+class RefineConfig(_Section):
+    backend: Literal["local", "openai"] = "local"
+    model: str = DEFAULT_MODEL
+    template_variant: Literal["full", "compact"] = "compact"
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 384
+    concurrency: int = Field(16, gt=0)
+    timeout_s: float = 60.0
+    max_retries: int = 5
+    budget_usd: float | None = None
+    price_per_1k_input: float = 0.0
+    price_per_1k_output: float = 0.0
+
+
+class TrainConfig(_Section):
+    preset: Literal["cpu-small", "paper-7b", "custom"] = "cpu-small"
+    method: Literal["full", "lora"] = "full"
+    learning_rate: float = 5e-5
+    epochs: float = 1.0
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_len: int = 512
+    warmup_ratio: float = 0.03
+    scheduler: str = "cosine"
+    bf16: bool = True
+    lora_r: int = 16
+    num_gpus: int = 0  # 0: every visible GPU (or CPU when there is none)
+    seed: int = 0
+
+
+class EvalConfig(_Section):
+    suite: list[str] = Field(default_factory=lambda: ["heldout", "demo_exact"])
+    sample_size: int = 50
+
+
+class WorkspaceConfig(_Section):
+    name: str = "workspace"
+    base_model: str = DEFAULT_MODEL
+    seed: int = 0
+    signals: SignalsConfig = Field(default_factory=SignalsConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+class ConfigError(ValueError):
+    """middo.yaml is unreadable or invalid; the message names the file and field."""
+
+
+def load_config(path: Path) -> WorkspaceConfig:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    try:
+        return WorkspaceConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: field '{field}': {first['msg']}") from exc
+
+
+def save_config(config: WorkspaceConfig, path: Path) -> None:
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    tmp.replace(path)  # atomic: a crash never leaves half a config

@@ -1,0 +1,30 @@
+"""One registry shape for signals, refiners, backends and evaluators (keyed by a stable name)."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, type[T]] = {}
+
+    def register(self, cls: type[T]) -> type[T]:
+        name = cls.model_fields["name"].default if hasattr(cls, "model_fields") else cls.name  # type: ignore[attr-defined]
+        if name in self._items:
+            raise ValueError(f"{self.kind} '{name}' registered twice")
+        self._items[name] = cls
+        return cls
+
+    def get(self, name: str) -> type[T]:
+        try:
+            return self._items[name]
+        except KeyError:
+            known = ", ".join(sorted(self._items)) or "none"
+            raise KeyError(f"unknown {self.kind} '{name}' (known: {known})") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)

@@ -1,0 +1,27 @@
+"""A workspace's state in one dict (for `middo status --json` and the Studio sidebar)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from middo_core.store.iterations import list_iterations
+from middo_core.store.runs import list_runs
+from middo_core.store.samples import dataset_sizes
+from middo_core.workspace import Workspace
+
+
+def workspace_status(ws: Workspace) -> dict[str, Any]:
+    with ws.store.read() as con:
+        sizes = dataset_sizes(con)
+        iterations = list_iterations(con)
+        runs = list_runs(con).to_dict("records")
+        n_samples = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+    return {
+        "name": ws.config.name,
+        "root": str(ws.root),
+        "base_model": ws.config.base_model,
+        "samples": n_samples,
+        "dataset_sizes": {str(k): v for k, v in sizes.items()},
+        "iterations": iterations,
+        "runs": runs,
+    }

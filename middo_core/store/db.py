@@ -1,0 +1,82 @@
+"""Short-lived DuckDB connections with retries, so several processes can share one store.
+
+DuckDB lets one process hold the file at a time. Every reader and writer here opens the file,
+does its work and closes it; a process that finds the file locked waits and retries instead of
+surfacing "database is locked" to the user.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from middo_core.store.schema import migrate
+
+LOCK_WAIT_S = 60.0
+
+
+class StoreBusy(RuntimeError):
+    pass
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "conflicting" in text or "being used by another process" in text
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        delay = 0.02
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.Error as exc:
+                if not _is_lock_error(exc) or time.monotonic() > deadline:
+                    if _is_lock_error(exc):
+                        raise StoreBusy(
+                            f"{self.path}: store busy for over {LOCK_WAIT_S:.0f} s (another process is writing)"
+                        ) from exc
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
+
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        # Read-write open even for reads: DuckDB refuses read-only opens while another
+        # process holds the file, and mixing modes in one process is an error.
+        con = self._open(read_only=False)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A transaction: everything inside commits together or not at all."""
+        con = self._open(read_only=False)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
+    def migrate(self) -> int:
+        con = self._open(read_only=False)
+        try:
+            return migrate(con)
+        finally:
+            con.close()

@@ -1,0 +1,63 @@
+"""Iteration records and benchmark metrics."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+
+STATUSES = ("created", "diagnosed", "selected", "refined", "reviewed", "built", "trained", "evaluated")
+
+
+def upsert_iteration(con: duckdb.DuckDBPyConnection, number: int, **fields: Any) -> None:
+    """Create iteration `number` if missing, then set the given fields (counts merges as JSON)."""
+    con.execute(
+        "INSERT INTO iterations (number, status) VALUES (?, 'created') ON CONFLICT DO NOTHING",
+        [number],
+    )
+    if "status" in fields and fields["status"] not in STATUSES:
+        raise ValueError(f"unknown iteration status {fields['status']!r}")
+    if "counts" in fields:
+        current = json.loads(con.execute(
+            "SELECT counts FROM iterations WHERE number = ?", [number]).fetchone()[0])
+        current.update(fields.pop("counts"))
+        fields["counts"] = json.dumps(current)
+    for key, value in fields.items():
+        if key not in {"status", "m_complexity", "m_diversity", "m_quality", "k", "base_model",
+                       "model", "counts"}:
+            raise ValueError(f"unknown iteration field {key!r}")
+        con.execute(f"UPDATE iterations SET {key} = ?, updated_at = current_timestamp WHERE number = ?",
+                    [value, number])
+
+
+def get_iteration(con: duckdb.DuckDBPyConnection, number: int) -> dict[str, Any] | None:
+    rows = con.execute("SELECT * FROM iterations WHERE number = ?", [number]).df()
+    if rows.empty:
+        return None
+    rec = rows.iloc[0].to_dict()
+    rec["counts"] = json.loads(rec["counts"])
+    return rec
+
+
+def list_iterations(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    frame = con.execute("SELECT * FROM iterations ORDER BY number").df()
+    out = []
+    for rec in frame.to_dict("records"):
+        rec["counts"] = json.loads(rec["counts"])
+        out.append(rec)
+    return out
+
+
+def put_metrics(con: duckdb.DuckDBPyConnection, iteration: int,
+                rows: list[tuple[str, str, float, int | None]]) -> None:
+    """rows: (benchmark, metric, value, n)."""
+    for benchmark, metric, value, n in rows:
+        con.execute(
+            "INSERT OR REPLACE INTO metrics (iteration, benchmark, metric, value, n) VALUES (?, ?, ?, ?, ?)",
+            [iteration, benchmark, metric, float(value), n],
+        )
+
+
+def get_metrics(con: duckdb.DuckDBPyConnection):
+    return con.execute("SELECT iteration, benchmark, metric, value, n FROM metrics ORDER BY ALL").df()

@@ -1,0 +1,133 @@
+"""Samples and dataset versions: the only SQL about them."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pandas as pd
+
+from middo_core.sample import Sample
+
+SAMPLE_COLUMNS = ["id", "instruction", "input", "output", "system", "history", "origin",
+                  "parent_id", "axis", "proposal_id", "created_in_iteration"]
+
+
+def samples_frame(samples: list[Sample], origin: str = "seed", iteration: int = 0,
+                  parent_ids: list[str | None] | None = None, axes: list[str | None] | None = None,
+                  proposal_ids: list[str | None] | None = None) -> pd.DataFrame:
+    n = len(samples)
+    return pd.DataFrame({
+        "id": [s.id for s in samples],
+        "instruction": [s.instruction for s in samples],
+        "input": [s.input for s in samples],
+        "output": [s.output for s in samples],
+        "system": [s.system for s in samples],
+        "history": [json.dumps([list(t) for t in s.history], ensure_ascii=False) for s in samples],
+        "origin": [origin] * n,
+        "parent_id": parent_ids or [None] * n,
+        "axis": axes or [None] * n,
+        "proposal_id": proposal_ids or [None] * n,
+        "created_in_iteration": [iteration] * n,
+    }, columns=SAMPLE_COLUMNS)
+
+
+def insert_samples(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
+    """Insert rows whose id is new; returns how many were new. `frame` has SAMPLE_COLUMNS."""
+    con.register("_new_samples", frame)
+    try:
+        before = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+        con.execute(f"""
+            INSERT INTO samples ({", ".join(SAMPLE_COLUMNS)})
+            SELECT DISTINCT ON (id) {", ".join(SAMPLE_COLUMNS)} FROM _new_samples
+            WHERE id NOT IN (SELECT id FROM samples)
+        """)
+        after = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+    finally:
+        con.unregister("_new_samples")
+    return after - before
+
+
+def set_members(con: duckdb.DuckDBPyConnection, iteration: int, ids: list[str],
+                split: str = "train") -> None:
+    """Make `ids` the `split` part of dataset version `iteration` (replacing what was there)."""
+    con.execute("DELETE FROM dataset_members WHERE iteration = ? AND split = ?", [iteration, split])
+    frame = pd.DataFrame({"sample_id": pd.unique(pd.Series(ids, dtype="string"))})
+    con.register("_members", frame)
+    try:
+        con.execute(
+            "INSERT INTO dataset_members SELECT ?, sample_id, ? FROM _members", [iteration, split]
+        )
+    finally:
+        con.unregister("_members")
+
+
+def add_members(con: duckdb.DuckDBPyConnection, iteration: int, ids: list[str],
+                split: str = "train") -> None:
+    frame = pd.DataFrame({"sample_id": pd.unique(pd.Series(ids, dtype="string"))})
+    con.register("_members", frame)
+    try:
+        con.execute("""
+            INSERT INTO dataset_members SELECT ?, sample_id, ? FROM _members
+            WHERE sample_id NOT IN (SELECT sample_id FROM dataset_members WHERE iteration = ?)
+        """, [iteration, split, iteration])
+    finally:
+        con.unregister("_members")
+
+
+def dataset(con: duckdb.DuckDBPyConnection, iteration: int, split: str = "train") -> pd.DataFrame:
+    """The samples of D(iteration), in a stable order (by id)."""
+    return con.execute(f"""
+        SELECT {", ".join("s." + c for c in SAMPLE_COLUMNS)}
+        FROM dataset_members m JOIN samples s ON s.id = m.sample_id
+        WHERE m.iteration = ? AND m.split = ?
+        ORDER BY s.id
+    """, [iteration, split]).df()
+
+
+def dataset_ids(con: duckdb.DuckDBPyConnection, iteration: int, split: str = "train") -> list[str]:
+    rows = con.execute(
+        "SELECT sample_id FROM dataset_members WHERE iteration = ? AND split = ? ORDER BY sample_id",
+        [iteration, split],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def dataset_sizes(con: duckdb.DuckDBPyConnection) -> dict[int, dict[str, int]]:
+    rows = con.execute(
+        "SELECT iteration, split, count(*) FROM dataset_members GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    sizes: dict[int, dict[str, int]] = {}
+    for it, split, n in rows:
+        sizes.setdefault(it, {})[split] = n
+    return sizes
+
+
+def get_samples(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame({"id": list(ids)})
+    con.register("_ids", frame)
+    try:
+        return con.execute(
+            f"SELECT {', '.join('s.' + c for c in SAMPLE_COLUMNS)} FROM samples s JOIN _ids USING (id)"
+        ).df()
+    finally:
+        con.unregister("_ids")
+
+
+def row_to_sample(row: dict | pd.Series) -> Sample:
+    return Sample(
+        instruction=row["instruction"], input=row["input"] or "", output=row["output"],
+        system=row["system"] or "", history=[tuple(t) for t in json.loads(row["history"] or "[]")],
+    )
+
+
+def search_samples(con: duckdb.DuckDBPyConnection, iteration: int, text: str = "",
+                   limit: int = 200, offset: int = 0) -> pd.DataFrame:
+    pattern = f"%{text}%"
+    return con.execute(f"""
+        SELECT {", ".join("s." + c for c in SAMPLE_COLUMNS)}
+        FROM dataset_members m JOIN samples s ON s.id = m.sample_id
+        WHERE m.iteration = ? AND m.split = 'train'
+          AND (? = '' OR s.instruction ILIKE ? OR s.input ILIKE ? OR s.output ILIKE ?)
+        ORDER BY s.id LIMIT ? OFFSET ?
+    """, [iteration, text, pattern, pattern, pattern, limit, offset]).df()
