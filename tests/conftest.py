@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny in-process models, temporary workspaces, the optional shared data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_env(tmp_path_factory):
+    # No hub here: fail fast instead of waiting on the network.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The optional shared data folder (real Alpaca records); tests using it skip without it."""
+    root = Path(os.environ.get("MIDDO_SHARED_DIR", REPO.parent / "shared")) / "data"
+    if not root.is_dir():
+        pytest.skip(f"shared data folder not present: {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """Path of a random ~3M-parameter Llama with the SmolLM2 tokenizer (built once per session)."""
+    from middo_core.models.loader import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_b(tmp_path_factory) -> str:
+    """A second tiny model with other weights (a stand-in for a fine-tuned checkpoint)."""
+    from middo_core.models.loader import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny_b", seed=1))
+
+
+@pytest.fixture
+def workspace_factory(tmp_path):
+    """Create fresh workspaces under tmp_path: ws = workspace_factory("name", base_model=...)."""
+    from middo_core.config import WorkspaceConfig
+    from middo_core.workspace import init_workspace
+
+    def make(name: str = "ws", **config):
+        return init_workspace(tmp_path / name, WorkspaceConfig(name=name, **config))
+
+    return make
