@@ -36,13 +36,14 @@ def insert_samples(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
     """Insert rows whose id is new; returns how many were new. `frame` has SAMPLE_COLUMNS."""
     con.register("_new_samples", frame)
     try:
-        before = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+        # fetchall, not fetchone: DuckDB refuses unregister() while a result is half read
+        before = con.execute("SELECT count(*) FROM samples").fetchall()[0][0]
         con.execute(f"""
             INSERT INTO samples ({", ".join(SAMPLE_COLUMNS)})
             SELECT DISTINCT ON (id) {", ".join(SAMPLE_COLUMNS)} FROM _new_samples
             WHERE id NOT IN (SELECT id FROM samples)
         """)
-        after = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+        after = con.execute("SELECT count(*) FROM samples").fetchall()[0][0]
     finally:
         con.unregister("_new_samples")
     return after - before
