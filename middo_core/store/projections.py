@@ -1,0 +1,37 @@
+"""2-D projections of the embeddings (UMAP, t-SNE), one per (iteration, method)."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+
+def put_projection(con: duckdb.DuckDBPyConnection, iteration: int, method: str,
+                   ids: list[str], xy: np.ndarray) -> None:
+    """Replace the stored projection of `iteration` by `method`."""
+    con.execute("DELETE FROM projections WHERE iteration = ? AND method = ?", [iteration, method])
+    frame = pd.DataFrame({"sample_id": list(ids), "x": xy[:, 0].astype(float), "y": xy[:, 1].astype(float)})
+    con.register("_proj", frame)
+    try:
+        con.execute("INSERT INTO projections SELECT ?, sample_id, ?, x, y FROM _proj", [iteration, method])
+    finally:
+        con.unregister("_proj")
+
+
+def get_projection(con: duckdb.DuckDBPyConnection, iteration: int, method: str) -> pd.DataFrame:
+    """Columns sample_id, x, y, plus origin and the four signals (empty when not computed)."""
+    return con.execute("""
+        SELECT p.sample_id, p.x, p.y, s.origin, s.created_in_iteration,
+               g.loss_pre, g.loss_post, g.diversity, g.quality,
+               left(s.instruction, 160) AS instruction
+        FROM projections p JOIN samples s ON s.id = p.sample_id
+        LEFT JOIN signals g ON g.iteration = p.iteration AND g.sample_id = p.sample_id
+        WHERE p.iteration = ? AND p.method = ?
+        ORDER BY p.sample_id
+    """, [iteration, method]).df()
+
+
+def projection_size(con: duckdb.DuckDBPyConnection, iteration: int, method: str) -> int:
+    return int(con.execute("SELECT count(*) FROM projections WHERE iteration = ? AND method = ?",
+                           [iteration, method]).fetchone()[0])

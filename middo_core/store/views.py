@@ -1,0 +1,118 @@
+"""Read-only queries behind the Studio's screens (browse, statistics, latest runs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+BROWSE_COLUMNS = ("id", "instruction", "input", "output", "origin", "parent_id", "axis",
+                  "created_in_iteration")
+SIGNAL_COLUMNS = ("loss_pre", "loss_post", "diversity", "quality")
+
+
+_BROWSE_WHERE = """
+        WHERE m.iteration = ? AND m.split = ?
+          AND (? = '' OR s.instruction ILIKE ? OR s.input ILIKE ? OR s.output ILIKE ?)
+          AND (?::VARCHAR IS NULL OR s.origin = ?)
+"""
+
+
+def _browse_params(iteration: int, text: str, origin: str | None, split: str) -> list[Any]:
+    pattern = f"%{text}%"
+    return [iteration, split, text, pattern, pattern, pattern, origin, origin]
+
+
+def browse_samples(con: duckdb.DuckDBPyConnection, iteration: int, text: str = "",
+                   origin: str | None = None, limit: int = 50, offset: int = 0,
+                   split: str = "train") -> pd.DataFrame:
+    """One page of D(iteration) matching `text` (case-insensitive) and `origin`, with its signals."""
+    cols = ", ".join(f"s.{c}" for c in BROWSE_COLUMNS)
+    sig = ", ".join(f"g.{c}" for c in SIGNAL_COLUMNS)
+    return con.execute(f"""
+        SELECT {cols}, {sig}
+        FROM dataset_members m JOIN samples s ON s.id = m.sample_id
+        LEFT JOIN signals g ON g.iteration = m.iteration AND g.sample_id = s.id
+        {_BROWSE_WHERE}
+        ORDER BY s.id LIMIT ? OFFSET ?
+    """, [*_browse_params(iteration, text, origin, split), limit, offset]).df()
+
+
+def count_samples(con: duckdb.DuckDBPyConnection, iteration: int, text: str = "",
+                  origin: str | None = None, split: str = "train") -> int:
+    return int(con.execute(f"""
+        SELECT count(*) FROM dataset_members m JOIN samples s ON s.id = m.sample_id
+        {_BROWSE_WHERE}
+    """, _browse_params(iteration, text, origin, split)).fetchone()[0])
+
+
+def dataset_statistics(con: duckdb.DuckDBPyConnection, iteration: int) -> dict[str, Any]:
+    """Sizes, origins and text lengths of D(iteration)."""
+    splits = dict(con.execute(
+        "SELECT split, count(*) FROM dataset_members WHERE iteration = ? GROUP BY ALL", [iteration]
+    ).fetchall())
+    origins = con.execute("""
+        SELECT s.origin, count(*) AS samples FROM dataset_members m JOIN samples s ON s.id = m.sample_id
+        WHERE m.iteration = ? AND m.split = 'train' GROUP BY ALL ORDER BY samples DESC
+    """, [iteration]).df()
+    lengths = con.execute("""
+        SELECT 'instruction' AS field, avg(length(s.instruction)) AS mean_chars,
+               median(length(s.instruction)) AS median_chars, max(length(s.instruction)) AS max_chars
+        FROM dataset_members m JOIN samples s ON s.id = m.sample_id
+        WHERE m.iteration = ? AND m.split = 'train'
+        UNION ALL
+        SELECT 'input', avg(length(s.input)), median(length(s.input)), max(length(s.input))
+        FROM dataset_members m JOIN samples s ON s.id = m.sample_id
+        WHERE m.iteration = ? AND m.split = 'train'
+        UNION ALL
+        SELECT 'output', avg(length(s.output)), median(length(s.output)), max(length(s.output))
+        FROM dataset_members m JOIN samples s ON s.id = m.sample_id
+        WHERE m.iteration = ? AND m.split = 'train'
+    """, [iteration, iteration, iteration]).df()
+    n_signals = con.execute("SELECT count(*) FROM signals WHERE iteration = ?", [iteration]).fetchone()[0]
+    return {"splits": {str(k): int(v) for k, v in splits.items()}, "origins": origins,
+            "lengths": lengths, "diagnosed": int(n_signals)}
+
+
+def iteration_numbers(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Every iteration that has a record or a dataset version, ascending."""
+    rows = con.execute("""
+        SELECT number FROM iterations UNION SELECT DISTINCT iteration FROM dataset_members ORDER BY 1
+    """).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def latest_run(con: duckdb.DuckDBPyConnection, iteration: int | None = None,
+               kinds: tuple[str, ...] | None = None) -> dict[str, Any] | None:
+    """The newest run (of `kinds`, for `iteration` when given)."""
+    frame = con.execute("""
+        SELECT * FROM runs
+        WHERE (?::INTEGER IS NULL OR iteration = ?)
+          AND (?::VARCHAR[] IS NULL OR list_contains(?::VARCHAR[], kind))
+        ORDER BY created_at DESC LIMIT 1
+    """, [iteration, iteration, list(kinds) if kinds else None, list(kinds) if kinds else None]).df()
+    return None if frame.empty else frame.iloc[0].to_dict()
+
+
+def signal_count(con: duckdb.DuckDBPyConnection, iteration: int) -> int:
+    return int(con.execute("SELECT count(*) FROM signals WHERE iteration = ?", [iteration]).fetchone()[0])
+
+
+def proposal_count(con: duckdb.DuckDBPyConnection, iteration: int) -> int:
+    return int(con.execute("SELECT count(*) FROM proposals WHERE iteration = ?", [iteration]).fetchone()[0])
+
+
+def sample_signals(con: duckdb.DuckDBPyConnection, iteration: int, ids: list[str]) -> pd.DataFrame:
+    """Text and signals of the given samples of iteration `iteration` (for map selections)."""
+    frame = pd.DataFrame({"id": list(ids)})
+    con.register("_pick", frame)
+    try:
+        return con.execute(f"""
+            SELECT {", ".join("s." + c for c in BROWSE_COLUMNS)},
+                   {", ".join("g." + c for c in SIGNAL_COLUMNS)}
+            FROM _pick JOIN samples s USING (id)
+            LEFT JOIN signals g ON g.iteration = ? AND g.sample_id = s.id
+        """, [iteration]).df()
+    finally:
+        con.unregister("_pick")
