@@ -71,6 +71,17 @@ class EvalConfig(_Section):
     sample_size: int = 50
 
 
+class LoopConfig(_Section):
+    iterations: int = Field(3, ge=0)
+    review: Literal["manual", "auto"] = "manual"  # auto: a policy decides, no curator in the loop
+    review_policy: str = "auto"
+    selection: Literal["stored", "auto-m"] = "stored"  # auto-m: the mildest m's reaching the target
+    axes: list[Literal["complexity", "diversity", "quality"]] = Field(
+        default_factory=lambda: ["complexity", "diversity", "quality"])
+    control: Literal["none", "random"] = "none"  # random: flag as many samples at random
+    reference: str | None = None  # for a random control: the workspace whose counts it copies
+
+
 class WorkspaceConfig(_Section):
     name: str = "workspace"
     base_model: str = DEFAULT_MODEL
@@ -80,6 +91,7 @@ class WorkspaceConfig(_Section):
     refine: RefineConfig = Field(default_factory=RefineConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
 
 
 class ConfigError(ValueError):

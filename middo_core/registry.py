@@ -13,7 +13,11 @@ class Registry(Generic[T]):
         self._items: dict[str, type[T]] = {}
 
     def register(self, cls: type[T]) -> type[T]:
-        name = cls.model_fields["name"].default if hasattr(cls, "model_fields") else cls.name  # type: ignore[attr-defined]
+        # `name` is a ClassVar or a pydantic field with a default; either way a stable key
+        fields = getattr(cls, "model_fields", {})
+        name = fields["name"].default if "name" in fields else getattr(cls, "name", None)
+        if not isinstance(name, str):
+            raise TypeError(f"{cls.__name__} needs a string `name` to be registered as a {self.kind}")
         if name in self._items:
             raise ValueError(f"{self.kind} '{name}' registered twice")
         self._items[name] = cls

@@ -7,7 +7,9 @@ from typing import Any
 
 import duckdb
 
-STATUSES = ("created", "diagnosed", "selected", "refined", "reviewed", "built", "trained", "evaluated")
+# The life of dataset version i: built (D(i) exists), trained (M(i)), evaluated, then its
+# diagnosis, selection, refinement and review, which feed the build of D(i+1).
+STATUSES = ("created", "built", "trained", "evaluated", "diagnosed", "selected", "refined", "reviewed")
 
 
 def upsert_iteration(con: duckdb.DuckDBPyConnection, number: int, **fields: Any) -> None:

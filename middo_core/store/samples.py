@@ -132,3 +132,12 @@ def search_samples(con: duckdb.DuckDBPyConnection, iteration: int, text: str = "
           AND (? = '' OR s.instruction ILIKE ? OR s.input ILIKE ? OR s.output ILIKE ?)
         ORDER BY s.id LIMIT ? OFFSET ?
     """, [iteration, text, pattern, pattern, pattern, limit, offset]).df()
+
+
+def sample_versions(con: duckdb.DuckDBPyConnection, sample_id: str) -> list[int]:
+    """The dataset versions a sample belongs to."""
+    rows = con.execute(
+        "SELECT iteration FROM dataset_members WHERE sample_id = ? AND split = 'train' ORDER BY iteration",
+        [sample_id],
+    ).fetchall()
+    return [r[0] for r in rows]

@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS dataset_members (
 
 CREATE TABLE IF NOT EXISTS iterations (
     number INTEGER PRIMARY KEY,
-    status VARCHAR NOT NULL,               -- created | diagnosed | selected | refined | reviewed | built | trained | evaluated
+    status VARCHAR NOT NULL,               -- see store/iterations.STATUSES
     m_complexity DOUBLE,
     m_diversity DOUBLE,
     m_quality DOUBLE,
@@ -137,8 +137,15 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 """
 
+# v2: a curator's edit is kept beside the LLM's proposal, which stays as it was written.
+SCHEMA_V2 = """
+ALTER TABLE proposals ADD COLUMN edited_instruction VARCHAR;
+ALTER TABLE proposals ADD COLUMN edited_input VARCHAR;
+ALTER TABLE proposals ADD COLUMN edited_output VARCHAR;
+"""
+
 # Each entry upgrades the schema by one version. Index i moves version i to i + 1.
-MIGRATIONS: list[str] = [SCHEMA_V1]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,245 @@
+"""The Middo loop, top to bottom. Start reading the project here.
+
+Dataset version i moves through these steps (its iteration record's status):
+
+    built      D(i) exists (D(0) is the imported seed data)
+    trained    M(i) = the base model fine-tuned on D(i) for one epoch, always from the base
+    evaluated  M(i) scored on the benchmarks
+    diagnosed  every sample of D(i) gets its signals: loss under the base model and under M(i),
+               diversity from M(i)'s embeddings, quality from M(i)'s self-judgement
+    selected   tau = mu + m*sigma per signal flags hard, sparse and low-quality samples
+    refined    an LLM writes a proposal per flagged (sample, axis)
+    reviewed   a curator (or a policy, headless) accepts, edits or rejects each proposal
+    -> build   D(i+1) = D(i) - accepted hard/low + their rewrites + new samples near sparse ones
+
+The paper's "iteration k" is the step from D(k-1) to D(k): its Table 6 row k holds the counts
+selected on D(k-1) and the size of D(k); its Table 1 column k holds the scores of M(k).
+
+Every step is idempotent and checks the store before it runs, so `run_loop` after a crash (or
+after a manual review) picks up where it stopped without repeating a paid LLM call or a
+finished training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from middo_core.build import BuildReport, build_next
+from middo_core.progress import ProgressFn, report
+from middo_core.review import apply_policy, review_counts
+from middo_core.signals.thresholds import Selection, SignalTable, auto_m
+from middo_core.store.iterations import get_iteration, get_metrics, upsert_iteration
+from middo_core.store.samples import dataset_ids
+from middo_core.workspace import Workspace
+
+STEPS = ("built", "trained", "evaluated", "diagnosed", "selected", "refined", "reviewed")
+ACTIONS = {"built": "build", "trained": "train", "evaluated": "evaluate", "diagnosed": "diagnose",
+           "selected": "select", "refined": "refine", "reviewed": "review"}
+
+
+class LoopError(RuntimeError):
+    pass
+
+
+# --- where an iteration stands ------------------------------------------------------------------
+
+def step_states(ws: Workspace, iteration: int) -> dict[str, bool]:
+    """Which steps of dataset version `iteration` are done, read from the store (not trusted flags)."""
+    with ws.store.read() as con:
+        rec = get_iteration(con, iteration) or {"counts": {}, "model": None, "m_complexity": None}
+        built = bool(dataset_ids(con, iteration))
+        metrics = get_metrics(con)
+    counts = rec["counts"]
+    trained = bool(rec.get("model"))
+    diagnosed = trained and counts.get("diagnosed_with") == rec.get("model")
+    done = {
+        "built": built,
+        "trained": trained,
+        "evaluated": trained and bool((metrics["iteration"] == iteration).any()),
+        "diagnosed": diagnosed,
+        "selected": diagnosed and "selection" in counts,
+        "refined": diagnosed and "refine" in counts,
+        "reviewed": diagnosed and counts.get("reviewed", False),
+    }
+    return done
+
+
+def next_action(ws: Workspace, iteration: int) -> str:
+    """The first step not yet done for this version ('build' means: build the next version)."""
+    states = step_states(ws, iteration)
+    for step in STEPS:
+        if not states[step]:
+            return ACTIONS[step]
+    return "build"
+
+
+# --- the steps -----------------------------------------------------------------------------------
+
+def train_step(ws: Workspace, iteration: int, progress: ProgressFn | None = None) -> None:
+    from middo_core.train import train
+
+    train(ws, iteration, progress=progress)
+
+
+def evaluate_step(ws: Workspace, iteration: int, progress: ProgressFn | None = None) -> None:
+    from middo_core.train import evaluate
+
+    evaluate(ws, iteration, progress=progress)
+
+
+def diagnose_step(ws: Workspace, iteration: int, progress: ProgressFn | None = None) -> None:
+    from middo_core.diagnose import diagnose
+
+    with ws.store.read() as con:
+        model = (get_iteration(con, iteration) or {}).get("model")
+    if not model:
+        raise LoopError(f"M({iteration}) is not trained: train before diagnosing D({iteration})")
+    signals = tuple(ws.config.loop.axes)
+    diagnose(ws, iteration, post_model=model, signals=signals, progress=progress)
+    with ws.store.write() as con:
+        upsert_iteration(con, iteration, counts={"diagnosed_with": model})
+
+
+def signal_table(ws: Workspace, iteration: int) -> SignalTable:
+    from middo_core.store.signals import load_signals
+
+    with ws.store.read() as con:
+        frame = load_signals(con, iteration)
+    if frame.empty:
+        raise LoopError(f"no signals for D({iteration}): diagnose it first")
+    return SignalTable(frame)
+
+
+def select_step(ws: Workspace, iteration: int, m: tuple[float, float, float] | None = None) -> Selection:
+    """Flag samples with the given m's, the stored ones, the config's, or auto m; store the result."""
+    cfg, loop = ws.config.selection, ws.config.loop
+    axes = tuple(loop.axes)
+    table = signal_table(ws, iteration)
+    with ws.store.read() as con:
+        rec = get_iteration(con, iteration) or {}
+    if m is None and rec.get("m_complexity") is not None:
+        m = (rec["m_complexity"], rec["m_diversity"], rec["m_quality"])
+    if m is None and loop.selection == "auto-m":
+        selection = auto_m(table, target=cfg.target_fraction, axes=axes)
+    else:
+        selection = table.select(*(m or (cfg.m_complexity, cfg.m_diversity, cfg.m_quality)), axes=axes)
+    if loop.control == "random":
+        selection = random_control(ws, iteration, table)
+    save_selection(ws, iteration, selection)
+    return selection
+
+
+def save_selection(ws: Workspace, iteration: int, selection: Selection) -> None:
+    counts = selection.counts()
+    with ws.store.write() as con:
+        upsert_iteration(
+            con, iteration, status="selected",
+            m_complexity=selection.m.get("complexity"), m_diversity=selection.m.get("diversity"),
+            m_quality=selection.m.get("quality"), k=ws.config.signals.k,
+            counts={"selection": counts, "flagged_ids": selection.flagged()},
+        )
+
+
+def random_control(ws: Workspace, iteration: int, table: SignalTable) -> Selection:
+    """Flag as many samples per axis as the reference run did, drawn at random (seeded)."""
+    from middo_core.workspace import open_workspace
+
+    ref_path = ws.config.loop.reference
+    if not ref_path:
+        raise LoopError("a random control needs loop.reference: the workspace whose counts it copies")
+    ref = open_workspace(ref_path)
+    with ref.store.read() as con:
+        ref_rec = get_iteration(con, iteration) or {}
+    flagged = ref_rec.get("counts", {}).get("selection", {}).get("flagged")
+    if not flagged:
+        raise LoopError(f"the reference workspace has no selection for D({iteration}) yet")
+    rng = np.random.default_rng(ws.config.seed + iteration)
+    masks = {}
+    for axis, count in flagged.items():
+        mask = np.zeros(len(table), dtype=bool)
+        mask[rng.choice(len(table), size=min(count, len(table)), replace=False)] = True
+        masks[axis] = mask
+    return Selection(table.ids, {a: float("nan") for a in masks}, {}, masks,
+                     ["random control: flags drawn at random in the reference run's numbers"])
+
+
+def refine_step(ws: Workspace, iteration: int, progress: ProgressFn | None = None) -> None:
+    from middo_core.refine import refine
+
+    with ws.store.read() as con:
+        rec = get_iteration(con, iteration) or {"counts": {}}
+    flagged = rec["counts"].get("flagged_ids")
+    if flagged is None:
+        raise LoopError(f"no selection for D({iteration}): select before refining")
+    result = refine(ws, iteration, flagged, progress=progress)
+    with ws.store.write() as con:
+        upsert_iteration(con, iteration, counts={"refine": getattr(result, "counts", {}) or True})
+
+
+def review_step(ws: Workspace, iteration: int) -> bool:
+    """Apply the headless policy if the loop is automatic. True when nothing is left pending."""
+    loop = ws.config.loop
+    if loop.review == "auto":
+        apply_policy(ws, iteration, loop.review_policy)
+    pending = sum(c.get("pending", 0) for c in review_counts(ws, iteration).values())
+    if pending:
+        return False
+    with ws.store.write() as con:
+        upsert_iteration(con, iteration, status="reviewed", counts={"reviewed": True})
+    return True
+
+
+def build_step(ws: Workspace, iteration: int) -> BuildReport:
+    return build_next(ws, iteration)
+
+
+# --- the whole loop ------------------------------------------------------------------------------
+
+@dataclass
+class LoopReport:
+    iterations_done: int = 0
+    stopped_at: str | None = None  # "review" when a curator has proposals to decide
+    stopped_iteration: int | None = None
+    steps_run: list[str] = field(default_factory=list)
+
+
+def run_loop(ws: Workspace, iterations: int | None = None, progress: ProgressFn | None = None) -> LoopReport:
+    """Run (or resume) the loop until M(iterations) is trained and evaluated."""
+    total = ws.config.loop.iterations if iterations is None else iterations
+    out = LoopReport()
+    if not step_states(ws, 0)["built"]:
+        raise LoopError("D(0) is empty: import seed data first (middo import DIR FILE)")
+    for i in range(total + 1):
+        states = step_states(ws, i)
+        report(progress, "loop", i, total + 1, f"dataset version {i}")
+        if not states["trained"]:
+            train_step(ws, i, progress)
+            out.steps_run.append(f"train {i}")
+        if not step_states(ws, i)["evaluated"]:
+            evaluate_step(ws, i, progress)
+            out.steps_run.append(f"evaluate {i}")
+        if i == total:
+            break
+        with ws.store.read() as con:
+            next_built = bool(dataset_ids(con, i + 1))
+        if next_built:
+            continue  # D(i+1) exists: everything before it is done
+        if not step_states(ws, i)["diagnosed"]:
+            diagnose_step(ws, i, progress)
+            out.steps_run.append(f"diagnose {i}")
+        if not step_states(ws, i)["selected"]:
+            select_step(ws, i)
+            out.steps_run.append(f"select {i}")
+        if not step_states(ws, i)["refined"]:
+            refine_step(ws, i, progress)
+            out.steps_run.append(f"refine {i}")
+        if not step_states(ws, i)["reviewed"] and not review_step(ws, i):
+            out.stopped_at, out.stopped_iteration = "review", i
+            return out
+        build_step(ws, i)
+        out.steps_run.append(f"build {i + 1}")
+        out.iterations_done = i + 1
+    out.iterations_done = total
+    return out

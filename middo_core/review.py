@@ -1,0 +1,118 @@
+"""Curator decisions on refinement proposals: accept, edit, reject, in bulk, or by a policy.
+
+Every decision is saved the moment it is made, with who made it, in the audit trail.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pandas as pd
+from pydantic import BaseModel
+
+from middo_core.registry import Registry
+from middo_core.store import review as q
+from middo_core.workspace import Workspace
+
+
+class ReviewError(ValueError):
+    pass
+
+
+def review_queue(ws: Workspace, iteration: int, axis: str | None = None, status: str | None = None,
+                 min_quality: float | None = None, max_quality: float | None = None) -> pd.DataFrame:
+    with ws.store.read() as con:
+        return q.queue(con, iteration, axis, status, min_quality, max_quality)
+
+
+def _decide_one(ws: Workspace, proposal_id: str, status: str, actor: str, note: str | None = None,
+                edited: tuple[str, str, str] | None = None) -> None:
+    with ws.store.write() as con:
+        current = q.proposal_status(con, proposal_id)
+        if current is None:
+            raise ReviewError(f"no proposal {proposal_id}")
+        if current == "failed":
+            raise ReviewError(f"proposal {proposal_id} failed to parse; retry the refinement instead")
+        q.decide(con, [proposal_id], status, actor, note, edited)
+
+
+def accept(ws: Workspace, proposal_id: str, actor: str = "cli", note: str | None = None) -> None:
+    _decide_one(ws, proposal_id, "accepted", actor, note)
+
+
+def reject(ws: Workspace, proposal_id: str, actor: str = "cli", note: str | None = None) -> None:
+    _decide_one(ws, proposal_id, "rejected", actor, note)
+
+
+def edit(ws: Workspace, proposal_id: str, instruction: str, input: str, output: str,
+         actor: str = "cli", note: str | None = None) -> None:
+    """The curator's text becomes the sample (origin 'edited'); the LLM's proposal is kept."""
+    if not instruction.strip() or not output.strip():
+        raise ReviewError("an edited sample needs a non-empty instruction and output")
+    _decide_one(ws, proposal_id, "edited", actor, note, (instruction, input, output))
+
+
+def bulk_decide(ws: Workspace, iteration: int, action: str, axis: str | None = None,
+                status: str = "pending", min_quality: float | None = None,
+                max_quality: float | None = None, actor: str = "cli",
+                note: str | None = None) -> int:
+    """Accept or reject every proposal matching the filter (failed ones are never accepted)."""
+    target = {"accept": "accepted", "reject": "rejected", "reset": "pending"}.get(action)
+    if target is None:
+        raise ReviewError(f"unknown bulk action {action!r} (accept, reject, reset)")
+    with ws.store.write() as con:
+        matching = q.queue(con, iteration, axis, status, min_quality, max_quality)
+        return q.decide(con, matching["id"].tolist(), target, actor, note)
+
+
+def review_counts(ws: Workspace, iteration: int) -> dict[str, dict[str, int]]:
+    with ws.store.read() as con:
+        return q.review_counts(con, iteration)
+
+
+def audit_trail(ws: Workspace, proposal_id: str | None = None) -> pd.DataFrame:
+    with ws.store.read() as con:
+        return q.audit_trail(con, proposal_id)
+
+
+# --- policies for headless runs ---------------------------------------------------------------
+
+class ReviewPolicy(BaseModel):
+    name: ClassVar[str]
+
+    def apply(self, ws: Workspace, iteration: int) -> int:
+        raise NotImplementedError
+
+
+policies: Registry[ReviewPolicy] = Registry("review policy")
+
+
+@policies.register
+class AcceptValid(ReviewPolicy):
+    """Accept every proposal that parsed and validated (the paper's setting: no human in the loop)."""
+
+    name: ClassVar[str] = "auto"
+    axes: list[str] | None = None  # None: every axis
+
+    def apply(self, ws: Workspace, iteration: int) -> int:
+        axes = self.axes or [None]
+        return sum(bulk_decide(ws, iteration, "accept", axis=a, actor=f"policy:{self.name}")
+                   for a in axes)
+
+
+@policies.register
+class QualityGate(ReviewPolicy):
+    """Accept pending proposals whose source scored at most `max_quality`; reject the rest."""
+
+    name: ClassVar[str] = "quality-gate"
+    max_quality: float = 10.0
+
+    def apply(self, ws: Workspace, iteration: int) -> int:
+        actor = f"policy:{self.name}"
+        n = bulk_decide(ws, iteration, "accept", max_quality=self.max_quality, actor=actor)
+        bulk_decide(ws, iteration, "reject", actor=actor)
+        return n
+
+
+def apply_policy(ws: Workspace, iteration: int, name: str = "auto", **params) -> int:
+    return policies.get(name)(**params).apply(ws, iteration)

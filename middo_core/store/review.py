@@ -1,0 +1,95 @@
+"""Review decisions on proposals and their audit trail (review_log)."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+DECIDABLE = ("pending", "accepted", "edited", "rejected")  # a failed proposal cannot be accepted
+
+
+def queue(con: duckdb.DuckDBPyConnection, iteration: int, axis: str | None = None,
+          status: str | None = None, min_quality: float | None = None,
+          max_quality: float | None = None) -> pd.DataFrame:
+    """Proposals with their source sample's text and signals, oldest first."""
+    return con.execute("""
+        SELECT p.id, p.iteration, p.axis, p.status, p.reason, p.source_id, p.neighbour_ids,
+               p.instruction, p.input, p.output,
+               p.edited_instruction, p.edited_input, p.edited_output,
+               p.model, p.template_hash, p.reviewer_note, p.decided_by, p.decided_at,
+               s.instruction AS source_instruction, s.input AS source_input, s.output AS source_output,
+               g.loss_pre, g.loss_post, g.diversity, g.quality
+        FROM proposals p
+        LEFT JOIN samples s ON s.id = p.source_id
+        LEFT JOIN signals g ON g.iteration = p.iteration AND g.sample_id = p.source_id
+        WHERE p.iteration = ?
+          AND (?::VARCHAR IS NULL OR p.axis = ?)
+          AND (?::VARCHAR IS NULL OR p.status = ?)
+          AND (?::DOUBLE IS NULL OR g.quality >= ?)
+          AND (?::DOUBLE IS NULL OR g.quality <= ?)
+        ORDER BY p.created_at, p.id
+    """, [iteration, axis, axis, status, status, min_quality, min_quality,
+          max_quality, max_quality]).df()
+
+
+def proposal_status(con: duckdb.DuckDBPyConnection, proposal_id: str) -> str | None:
+    row = con.execute("SELECT status FROM proposals WHERE id = ?", [proposal_id]).fetchone()
+    return row[0] if row else None
+
+
+def decide(con: duckdb.DuckDBPyConnection, proposal_ids: list[str], status: str, actor: str,
+           note: str | None = None, edited: tuple[str, str, str] | None = None) -> int:
+    """Set the decision of proposals that are not failed; log each one. Returns how many changed."""
+    if not proposal_ids:
+        return 0
+    frame = pd.DataFrame({"id": proposal_ids})
+    con.register("_decide", frame)
+    try:
+        ids = [r[0] for r in con.execute(
+            "SELECT p.id FROM proposals p JOIN _decide USING (id) WHERE p.status <> 'failed'"
+        ).fetchall()]
+    finally:
+        con.unregister("_decide")
+    if not ids:
+        return 0
+    ei, ein, eo = edited if edited is not None else (None, None, None)
+    con.executemany(
+        """UPDATE proposals SET status = ?, decided_by = ?, decided_at = current_timestamp,
+               reviewer_note = coalesce(?, reviewer_note),
+               edited_instruction = ?, edited_input = ?, edited_output = ?
+           WHERE id = ?""",
+        [[status, actor, note, ei, ein, eo, pid] for pid in ids],
+    )
+    con.executemany(
+        "INSERT INTO review_log (proposal_id, action, actor, note) VALUES (?, ?, ?, ?)",
+        [[pid, status, actor, note] for pid in ids],
+    )
+    return len(ids)
+
+
+def review_counts(con: duckdb.DuckDBPyConnection, iteration: int) -> dict[str, dict[str, int]]:
+    rows = con.execute(
+        "SELECT axis, status, count(*) FROM proposals WHERE iteration = ? GROUP BY ALL ORDER BY ALL",
+        [iteration],
+    ).fetchall()
+    out: dict[str, dict[str, int]] = {}
+    for axis, status, n in rows:
+        out.setdefault(axis, {})[status] = n
+    return out
+
+
+def audit_trail(con: duckdb.DuckDBPyConnection, proposal_id: str | None = None) -> pd.DataFrame:
+    return con.execute(
+        "SELECT * FROM review_log WHERE (?::VARCHAR IS NULL OR proposal_id = ?) ORDER BY decided_at",
+        [proposal_id, proposal_id],
+    ).df()
+
+
+def decided_proposals(con: duckdb.DuckDBPyConnection, iteration: int) -> pd.DataFrame:
+    """Accepted and edited proposals of an iteration: what the next dataset version is built from."""
+    return con.execute("""
+        SELECT id, axis, source_id, status, instruction, input, output,
+               edited_instruction, edited_input, edited_output
+        FROM proposals WHERE iteration = ? AND status IN ('accepted', 'edited')
+        ORDER BY id
+    """, [iteration]).df()

@@ -1,0 +1,45 @@
+"""The paper's tables for any run: counts per axis per iteration (Table 6), scores (Table 1)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from middo_core.store.iterations import get_metrics, list_iterations
+from middo_core.store.samples import dataset_sizes
+from middo_core.workspace import Workspace
+
+
+def iteration_table(ws: Workspace) -> pd.DataFrame:
+    """One row per paper iteration k (D(k-1) -> D(k)): flagged per axis, proposals, size after."""
+    with ws.store.read() as con:
+        records = {r["number"]: r for r in list_iterations(con)}
+        sizes = dataset_sizes(con)
+    rows = [{"iteration": 0, "complexity": None, "diversity": None, "quality": None,
+             "union": None, "accepted": None, "size": sizes.get(0, {}).get("train", 0)}]
+    for number in sorted(records):
+        counts = records[number]["counts"]
+        selection = counts.get("selection")
+        if not selection:
+            continue
+        flagged = selection.get("flagged", {})
+        build = counts.get("build", {})
+        rows.append({
+            "iteration": number + 1,
+            "complexity": flagged.get("complexity"),
+            "diversity": flagged.get("diversity"),
+            "quality": flagged.get("quality"),
+            "union": selection.get("union"),
+            "accepted": sum(build.get("added", {}).values()) if build else None,
+            "size": sizes.get(number + 1, {}).get("train"),
+        })
+    return pd.DataFrame(rows)
+
+
+def metrics_table(ws: Workspace) -> pd.DataFrame:
+    """Benchmarks x iterations (the paper's Table 1 layout); one column per iteration."""
+    with ws.store.read() as con:
+        metrics = get_metrics(con)
+    if metrics.empty:
+        return pd.DataFrame()
+    metrics["benchmark"] = metrics["benchmark"] + " / " + metrics["metric"]
+    return metrics.pivot_table(index="benchmark", columns="iteration", values="value", aggfunc="first")
