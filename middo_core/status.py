@@ -15,7 +15,7 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
         sizes = dataset_sizes(con)
         iterations = list_iterations(con)
         runs = list_runs(con).to_dict("records")
-        n_samples = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+        n_samples = con.execute("SELECT count(*) FROM samples").fetchall()[0][0]
     return {
         "name": ws.config.name,
         "root": str(ws.root),

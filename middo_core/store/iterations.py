@@ -22,7 +22,7 @@ def upsert_iteration(con: duckdb.DuckDBPyConnection, number: int, **fields: Any)
         raise ValueError(f"unknown iteration status {fields['status']!r}")
     if "counts" in fields:
         current = json.loads(con.execute(
-            "SELECT counts FROM iterations WHERE number = ?", [number]).fetchone()[0])
+            "SELECT counts FROM iterations WHERE number = ?", [number]).fetchall()[0][0])
         current.update(fields.pop("counts"))
         fields["counts"] = json.dumps(current)
     for key, value in fields.items():

@@ -33,8 +33,8 @@ def queue(con: duckdb.DuckDBPyConnection, iteration: int, axis: str | None = Non
 
 
 def proposal_status(con: duckdb.DuckDBPyConnection, proposal_id: str) -> str | None:
-    row = con.execute("SELECT status FROM proposals WHERE id = ?", [proposal_id]).fetchone()
-    return row[0] if row else None
+    rows = con.execute("SELECT status FROM proposals WHERE id = ?", [proposal_id]).fetchall()
+    return rows[0][0] if rows else None
 
 
 def decide(con: duckdb.DuckDBPyConnection, proposal_ids: list[str], status: str, actor: str,
