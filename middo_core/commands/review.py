@@ -1,0 +1,110 @@
+"""`middo review` and `middo build`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from middo_core.build import BuildError, build_next
+from middo_core.commands.common import console, emit_json, fail, workspace
+from middo_core.review import (
+    ReviewError,
+    accept,
+    apply_policy,
+    bulk_decide,
+    edit,
+    reject,
+    review_counts,
+    review_queue,
+)
+
+
+def _latest_with_proposals(ws) -> int:
+    from middo_core.status import workspace_status
+
+    iterations = [r["number"] for r in workspace_status(ws)["iterations"] if r["counts"].get("refine")]
+    return max(iterations) if iterations else 0
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def review(
+        directory: Path = typer.Argument(..., help="Workspace folder"),
+        iteration: int | None = typer.Option(None, help="Dataset version whose proposals to review"),
+        accept_ids: list[str] = typer.Option([], "--accept", help="Accept this proposal (repeatable)"),
+        reject_ids: list[str] = typer.Option([], "--reject", help="Reject this proposal (repeatable)"),
+        edit_id: str | None = typer.Option(None, "--edit", help="Edit this proposal: give the new text"),
+        instruction: str = typer.Option("", help="Edited instruction (with --edit)"),
+        input_text: str = typer.Option("", "--input", help="Edited input (with --edit)"),
+        output: str = typer.Option("", help="Edited response (with --edit)"),
+        bulk: str | None = typer.Option(None, help="accept | reject every proposal matching the filter"),
+        axis: str | None = typer.Option(None, help="Filter: complexity | diversity | quality"),
+        status: str = typer.Option("pending", help="Filter: pending | accepted | edited | rejected"),
+        min_quality: float | None = typer.Option(None, help="Filter: source quality at least"),
+        max_quality: float | None = typer.Option(None, help="Filter: source quality at most"),
+        policy: str | None = typer.Option(None, help="Let a policy decide: auto | quality-gate"),
+        note: str | None = typer.Option(None, help="Reviewer note stored with the decision"),
+        actor: str = typer.Option("cli", help="Who decides (stored in the audit trail)"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """List proposals, or accept / edit / reject them, one by one, in bulk or by a policy."""
+        ws = workspace(directory)
+        it = _latest_with_proposals(ws) if iteration is None else iteration
+        try:
+            for pid in accept_ids:
+                accept(ws, pid, actor=actor, note=note)
+            for pid in reject_ids:
+                reject(ws, pid, actor=actor, note=note)
+            if edit_id:
+                edit(ws, edit_id, instruction, input_text, output, actor=actor, note=note)
+            if bulk:
+                n = bulk_decide(ws, it, bulk, axis=axis, status=status, min_quality=min_quality,
+                                max_quality=max_quality, actor=actor, note=note)
+                console.print(f"{bulk}: {n:,} proposals")
+            if policy:
+                n = apply_policy(ws, it, policy)
+                console.print(f"policy {policy}: accepted {n:,} proposals")
+        except ReviewError as exc:
+            fail(str(exc))
+        counts = review_counts(ws, it)
+        if as_json:
+            queue = review_queue(ws, it, axis=axis)
+            emit_json({"iteration": it, "counts": counts,
+                       "proposals": queue[["id", "axis", "status", "reason", "source_id", "instruction"]]
+                       .to_dict("records")})
+            return
+        if not counts:
+            console.print(f"No proposals for D({it}) yet. Run `middo refine {directory}` first.")
+            return
+        for ax, by_status in counts.items():
+            parts = ", ".join(f"{n:,} {s}" for s, n in by_status.items())
+            console.print(f"  {ax}: {parts}")
+        pending = review_queue(ws, it, axis=axis, status="pending")
+        for row in pending.head(10).itertuples():
+            console.print(f"[bold]{row.id}[/bold] ({row.axis})", highlight=False)
+            console.print(f"  before: {row.source_instruction[:120]!r}", highlight=False, markup=False)
+            console.print(f"  after:  {(row.instruction or '')[:120]!r}", highlight=False, markup=False)
+        if len(pending) > 10:
+            console.print(f"  ... and {len(pending) - 10:,} more pending")
+
+    @app.command()
+    def build(
+        directory: Path = typer.Argument(..., help="Workspace folder"),
+        iteration: int = typer.Option(..., help="Build D(iteration + 1) from D(iteration)"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Make the next dataset version from the accepted and edited proposals."""
+        ws = workspace(directory)
+        try:
+            rep = build_next(ws, iteration)
+        except BuildError as exc:
+            fail(str(exc))
+        if as_json:
+            emit_json(rep.to_dict())
+            return
+        console.print(
+            f"D({rep.iteration}): {rep.size_before:,} - {rep.removed:,} replaced + "
+            f"{sum(rep.added.values()):,} new = {rep.size_after:,} samples"
+            + (f" ({rep.duplicates:,} duplicates dropped)" if rep.duplicates else "")
+        )
