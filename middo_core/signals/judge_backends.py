@@ -1,0 +1,247 @@
+"""Where the self-judge runs: transformers (default, CPU/GPU), vLLM (GPU), an OpenAI-compatible endpoint.
+
+Each backend rates samples on the six metrics and returns a `JudgeResult`; `QualitySignal` turns
+that into its table. Heavy libraries are imported inside `rate`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from middo_core.progress import ProgressFn, report
+from middo_core.registry import Registry
+from middo_core.signals.judge_prompts import METRICS, JudgeTemplates, PromptBuilder, parse_rating
+
+if TYPE_CHECKING:
+    from middo_core.signals.quality import QualitySignal
+
+STAGE = "quality: self-judge"
+
+
+@dataclass
+class JudgeResult:
+    ratings: list[list[float]] = field(default_factory=list)  # one row of six per sample
+    unparseable: int = 0  # generated replies without a number (scored 0, as in the paper)
+    tokens_fed: int = 0
+    forward_calls: int = 0
+    score_mass: list[float] = field(default_factory=list)  # P(score token) before renormalizing
+
+
+JUDGE_BACKENDS: Registry = Registry("judge backend")
+
+
+def _sampling(signal: QualitySignal):
+    from middo_core.signals.judge_transformers import Sampling
+
+    return Sampling(signal.temperature, signal.top_p, signal.top_k, signal.max_new_tokens, signal.seed)
+
+
+@JUDGE_BACKENDS.register
+class TransformersJudge:
+    """The model passed in; the shared layout reuses each sample's prefix KV cache."""
+
+    name: ClassVar[str] = "transformers"
+
+    def rate(self, signal, samples, model, tokenizer, progress: ProgressFn | None) -> JudgeResult:
+        import torch
+
+        from middo_core.signals.judge_transformers import Counter, Rows
+
+        builder = PromptBuilder(JudgeTemplates.load(), tokenizer, signal.prompt_format, signal.max_len)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        counter, result = Counter(), JudgeResult()
+        generator = torch.Generator().manual_seed(signal.seed)
+        flat: list[float] = []
+
+        def score(rows: Rows, logits) -> None:
+            if signal.mode == "logprobs":
+                from middo_core.signals.judge_transformers import expected_scores
+
+                values, mass = expected_scores(rows, logits, builder.score, pad)
+                flat.extend(values)
+                result.score_mass.extend(mass)
+                return
+            from middo_core.signals.judge_transformers import generate_replies
+
+            for reply in generate_replies(rows, logits, tokenizer, _sampling(signal), generator):
+                rating = parse_rating(reply)
+                result.unparseable += rating is None
+                flat.append(0.0 if rating is None else rating)
+
+        report(progress, STAGE, 0, len(samples))
+        if signal.faithful:  # the paper's layout: every prompt fed in full, batch_size prompts a call
+            prompts = [p for s in samples for p in builder.faithful(s)]
+            for start in range(0, len(prompts), signal.batch_size):
+                rows = Rows(model, counter=counter)
+                score(rows, rows.extend(prompts[start : start + signal.batch_size], pad))
+                report(progress, STAGE, min((start + signal.batch_size) // 6, len(samples)), len(samples))
+            result.ratings = [flat[i : i + 6] for i in range(0, len(flat), 6)]
+        else:
+            for start in range(0, len(samples), signal.batch_size):
+                chunk = samples[start : start + signal.batch_size]
+                trees = [builder.tree(s) for s in chunk]
+                rows = Rows(model, counter=counter)
+                rows.extend([t.trunk for t in trees], pad)
+                fanout = [i for i in range(len(chunk)) for _ in range(3)]
+                instr = rows.select(fanout)  # copy the trunk before the response extends it
+                flat.clear()
+                score(instr, instr.extend([q for t in trees for q in t.questions[:3]], pad))
+                instr_scores = list(flat)
+                flat.clear()
+                rows.extend([t.branch for t in trees], pad)
+                resp = rows.select(fanout)
+                score(resp, resp.extend([q for t in trees for q in t.questions[3:]], pad))
+                for i in range(len(chunk)):
+                    result.ratings.append(instr_scores[3 * i : 3 * i + 3] + flat[3 * i : 3 * i + 3])
+                report(progress, STAGE, start + len(chunk), len(samples))
+        result.tokens_fed, result.forward_calls = counter.tokens_fed, counter.forward_calls
+        return result
+
+
+def _expected_from_logprobs(top: dict[int, float], score_of: dict[int, int]) -> tuple[float, float]:
+    """Expected score from top next-token log-probs restricted to score tokens; (score, mass)."""
+    probs = [(score_of[t], math.exp(lp)) for t, lp in top.items() if t in score_of]
+    mass = sum(p for _, p in probs)  # " 7" and "7" may both appear: their mass adds up
+    if mass == 0:
+        return 0.0, 0.0
+    return sum(k * p for k, p in probs) / mass, mass
+
+
+@JUDGE_BACKENDS.register
+class VLLMJudge:
+    """vLLM on GPU: full prompts (its automatic prefix caching shares the common parts)."""
+
+    name: ClassVar[str] = "vllm"
+
+    def rate(self, signal, samples, model, tokenizer, progress: ProgressFn | None) -> JudgeResult:
+        try:
+            from vllm import LLM, SamplingParams, TokensPrompt
+        except ImportError as exc:
+            raise ImportError("the vllm judge backend needs: pip install 'middo-studio[vllm]'") from exc
+        path = signal.vllm_model or getattr(model, "name_or_path", None)
+        if not path:
+            raise ValueError("vllm backend: set vllm_model (a model folder) or pass a loaded model")
+        llm = LLM(model=path, enable_prefix_caching=True, max_model_len=signal.max_len + 16)
+        builder = PromptBuilder(JudgeTemplates.load(), tokenizer, signal.prompt_format, signal.max_len)
+        prompts = [
+            p for s in samples
+            for p in (builder.faithful(s) if signal.faithful else _tree_prompts(builder.tree(s)))
+        ]
+        result = JudgeResult(tokens_fed=sum(map(len, prompts)), forward_calls=1)
+        report(progress, STAGE, 0, len(samples))
+        inputs = [TokensPrompt(prompt_token_ids=p) for p in prompts]
+        flat: list[float] = []
+        if signal.mode == "logprobs":
+            st = builder.score
+            params = SamplingParams(max_tokens=1, logprobs=20, temperature=0.0)
+            outs = llm.generate(inputs, params, use_tqdm=False)
+            score_of = {tid: i for i, tid in enumerate(st.digit_ids)}
+            if st.ten_id is not None:
+                score_of[st.ten_id] = 10
+            tops = [{t: lp.logprob for t, lp in o.outputs[0].logprobs[0].items()} for o in outs]
+            if st.ten_two_step:  # split P("1") by whether a digit follows it
+                ones = [TokensPrompt(prompt_token_ids=[*p, st.digit_ids[1]]) for p in prompts]
+                follow = llm.generate(ones, params, use_tqdm=False)
+                for top, o in zip(tops, follow, strict=True):
+                    nxt = o.outputs[0].logprobs[0]
+                    q = sum(math.exp(lp.logprob) for t, lp in nxt.items() if t in st.digit_ids)
+                    p1 = math.exp(top.pop(st.digit_ids[1], -math.inf))
+                    top[-1], top[-2] = math.log(max(p1 * (1 - q), 1e-30)), math.log(max(p1 * q, 1e-30))
+                score_of = {**score_of, -1: 1, -2: 10}
+            for top in tops:
+                value, mass = _expected_from_logprobs(top, score_of)
+                flat.append(value)
+                result.score_mass.append(mass)
+        else:
+            params = SamplingParams(
+                temperature=signal.temperature, top_p=signal.top_p, top_k=signal.top_k,
+                max_tokens=signal.max_new_tokens, seed=signal.seed,
+            )
+            for o in llm.generate(inputs, params, use_tqdm=False):
+                rating = parse_rating(o.outputs[0].text)
+                result.unparseable += rating is None
+                flat.append(0.0 if rating is None else rating)
+        result.ratings = [flat[i : i + 6] for i in range(0, len(flat), 6)]
+        report(progress, STAGE, len(samples), len(samples))
+        return result
+
+
+def _tree_prompts(tree) -> list[list[int]]:
+    return [tree.prompt(i) for i in range(len(METRICS))]
+
+
+@JUDGE_BACKENDS.register
+class EndpointJudge:
+    """An OpenAI-compatible chat endpoint (OPENAI_BASE_URL, OPENAI_API_KEY; model: endpoint_model).
+
+    logprobs mode asks for the top-20 log-probs of the first reply token; a server that gives
+    none falls back to reading the number in the reply, as in generate mode.
+    """
+
+    name: ClassVar[str] = "endpoint"
+
+    def rate(self, signal, samples, model, tokenizer, progress: ProgressFn | None) -> JudgeResult:
+        from openai import OpenAI
+
+        client = OpenAI(
+            base_url=os.environ.get("OPENAI_BASE_URL"),
+            api_key=os.environ.get("OPENAI_API_KEY", "none"),  # local servers take any key
+            timeout=signal.endpoint_timeout_s,
+        )
+        model_name = signal.endpoint_model or os.environ.get("OPENAI_MODEL")
+        if not model_name:
+            raise ValueError("endpoint backend: set endpoint_model or the OPENAI_MODEL variable")
+        templates = JudgeTemplates.load()
+        jobs = [
+            templates.body(s, target, dim, signal.faithful) for s in samples for target, dim in METRICS
+        ]
+        # Non-OpenAI servers (vLLM, llama.cpp) take top_k; api.openai.com rejects it.
+        extra = {} if "api.openai.com" in str(client.base_url) else {"top_k": signal.top_k}
+
+        def ask(body: str) -> tuple[float | None, float | None, int]:
+            messages = [{"role": "user", "content": body}]
+            if signal.mode == "logprobs":
+                r = client.chat.completions.create(
+                    model=model_name, messages=messages, max_tokens=1, temperature=0.0,
+                    logprobs=True, top_logprobs=20,
+                )
+                content = r.choices[0].logprobs.content if r.choices[0].logprobs else None
+                if content:
+                    top = {i: t.logprob for i, t in enumerate(content[0].top_logprobs)}
+                    score_of = {
+                        i: int(t.token.strip()) for i, t in enumerate(content[0].top_logprobs)
+                        if t.token.strip().isdigit() and int(t.token.strip()) <= 10
+                    }
+                    value, mass = _expected_from_logprobs(top, score_of)
+                    if mass > 0:
+                        return value, mass, _prompt_tokens(r)
+            r = client.chat.completions.create(
+                model=model_name, messages=messages, max_tokens=signal.max_new_tokens,
+                temperature=signal.temperature, top_p=signal.top_p, seed=signal.seed,
+                extra_body=extra,
+            )
+            return parse_rating(r.choices[0].message.content or ""), None, _prompt_tokens(r)
+
+        result = JudgeResult(tokens_fed=0, forward_calls=len(jobs))
+        flat: list[float] = []
+        report(progress, STAGE, 0, len(samples))
+        with ThreadPoolExecutor(max_workers=signal.endpoint_concurrency) as pool:
+            for i, (rating, mass, tokens) in enumerate(pool.map(ask, jobs)):
+                result.unparseable += rating is None
+                result.tokens_fed += tokens
+                flat.append(0.0 if rating is None else rating)
+                if mass is not None:
+                    result.score_mass.append(mass)
+                if (i + 1) % 6 == 0:
+                    report(progress, STAGE, (i + 1) // 6, len(samples))
+        result.ratings = [flat[i : i + 6] for i in range(0, len(flat), 6)]
+        return result
+
+
+def _prompt_tokens(response) -> int:
+    usage = getattr(response, "usage", None)
+    return int(getattr(usage, "prompt_tokens", 0) or 0)

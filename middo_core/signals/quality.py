@@ -1,0 +1,111 @@
+"""Quality signal ("self-alignment scores"): the model rates each sample on six metrics, 0-10.
+
+Metrics: {clarity, completeness, factuality} x {the instruction alone, the response given its
+instruction}. quality = mean over the three dimensions of the mean of the instruction and response
+ratings. Modes:
+- logprobs (default): one forward pass per prompt; the expected score under the next-token
+  distribution restricted to "0".."10". No decoding, no unparseable replies.
+- generate: the paper's rule: sample a reply (temperature 0.1, top_p 0.7, top_k 50, seeded),
+  take its first number clipped to 0-10; a reply without a number scores 0 and is counted.
+The default prompt layout shares each sample's prefix across its six prompts (sample first,
+question after); `faithful=True` uses the paper's order (rubric first) with no reuse.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, Field, PrivateAttr
+
+from middo_core.progress import ProgressFn
+from middo_core.sample import Sample
+from middo_core.signals.judge_prompts import DIMENSIONS, METRIC_COLUMNS, JudgeTemplates
+
+COLUMNS: tuple[str, ...] = (*METRIC_COLUMNS, "quality")
+
+
+class QualityReport(BaseModel):
+    """What one `compute` call did: shown in the CLI and app, kept with the run."""
+
+    mode: str
+    layout: Literal["shared", "faithful"]
+    backend: str
+    template_hash: str
+    samples: int = 0
+    prompts: int = 0
+    tokens_fed: int = 0
+    forward_calls: int = 0
+    unparseable: int = 0  # generate mode: replies with no number, scored 0
+    score_mass_mean: float | None = None  # logprobs: mean P(a score token) before renormalizing
+    seconds: float = 0.0
+
+
+class QualitySignal(BaseModel):
+    """Six self-judge ratings and their average per sample (see the module docstring)."""
+
+    name: Literal["quality"] = "quality"
+    mode: Literal["logprobs", "generate"] = "logprobs"
+    faithful: bool = False  # the paper's layout: rubric first, then the sample (no prefix sharing)
+    batch_size: int = Field(8, gt=0)  # samples per step (shared layout) or prompts (faithful)
+    max_len: int = Field(1024, gt=64)
+    prompt_format: Literal["chat", "plain"] = "chat"
+    backend: Literal["transformers", "vllm", "endpoint"] = "transformers"
+    temperature: float = 0.1
+    top_p: float = 0.7
+    top_k: int = 50
+    max_new_tokens: int = Field(12, gt=0)
+    seed: int = 0
+    vllm_model: str | None = None  # vllm backend: model folder (default: the model's own path)
+    endpoint_model: str | None = None  # endpoint backend: model name (default: $OPENAI_MODEL)
+    endpoint_concurrency: int = Field(8, gt=0)
+    endpoint_timeout_s: float = 60.0
+    _report: QualityReport | None = PrivateAttr(default=None)
+
+    @property
+    def report(self) -> QualityReport | None:
+        """The report of the last `compute` call (also in the result's `attrs["report"]`)."""
+        return self._report
+
+    def template_hash(self) -> str:
+        """Identifies the judge templates and how they are used (layout, scoring mode): a cache key."""
+        layout = "faithful" if self.faithful else "shared"
+        return JudgeTemplates.load().hash(layout, self.mode, self.prompt_format)
+
+    def compute(self, samples: list[Sample], model, tokenizer, progress: ProgressFn | None = None):
+        """One row per distinct sample id: the six ratings and `quality`, all 0..10."""
+        import pandas as pd
+
+        from middo_core.signals.judge_backends import JUDGE_BACKENDS
+
+        unique = list({s.id: s for s in samples}.values())
+        started = time.perf_counter()
+        result = JUDGE_BACKENDS.get(self.backend)().rate(self, unique, model, tokenizer, progress)
+        frame = pd.DataFrame(result.ratings, columns=list(METRIC_COLUMNS), dtype=float)
+        frame.index = pd.Index([s.id for s in unique], name="sample_id")
+        frame["quality"] = aggregate(frame)
+        self._report = QualityReport(
+            mode=self.mode,
+            layout="faithful" if self.faithful else "shared",
+            backend=self.backend,
+            template_hash=self.template_hash(),
+            samples=len(unique),
+            prompts=6 * len(unique),
+            tokens_fed=result.tokens_fed,
+            forward_calls=result.forward_calls,
+            unparseable=result.unparseable,
+            score_mass_mean=(
+                sum(result.score_mass) / len(result.score_mass) if result.score_mass else None
+            ),
+            seconds=time.perf_counter() - started,
+        )
+        frame.attrs["report"] = self._report.model_dump()
+        return frame
+
+
+def aggregate(frame):
+    """quality = mean over dimensions of mean(instruction rating, response rating)."""
+    per_dimension = [
+        (frame[f"instruction_{d}"] + frame[f"response_{d}"]) / 2 for d in DIMENSIONS
+    ]
+    return sum(per_dimension) / len(DIMENSIONS)
