@@ -1,0 +1,145 @@
+"""Data: import with a validation report, browse and search samples, statistics, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app import state
+from app.components.common import fmt_int, render_error
+from app.components.progress import ProgressBar
+from middo_core.data import (
+    EXPORT_FORMATS,
+    FORMATS,
+    DataImportError,
+    ImportReport,
+    export_dataset,
+    import_file,
+)
+from middo_core.sample import ORIGINS
+from middo_core.store.views import browse_samples, count_samples, dataset_statistics
+
+PAGE_SIZE = 50
+
+st.title("Data")
+ctx = state.require()
+
+
+def render_report(report: ImportReport, failed: bool) -> None:
+    cols = st.columns(4)
+    cols[0].metric("Records read", fmt_int(report.n_read))
+    cols[1].metric("Imported", fmt_int(report.n_imported))
+    cols[2].metric("Exact duplicates", fmt_int(report.n_duplicates))
+    cols[3].metric("Invalid", fmt_int(report.n_errors))
+    if failed:
+        st.error(f"Nothing was imported: {report.n_errors:,} invalid record(s). Fix them, or tick "
+                 "'Skip invalid records' to import the valid ones.", icon=":material/error:")
+    elif report.n_errors:
+        st.warning(f"{report.n_errors:,} invalid record(s) skipped.")
+    else:
+        st.success(f"Imported {report.n_imported:,} samples into D({report.iteration}) "
+                   f"(format {report.format}).")
+    if report.errors:
+        st.dataframe(pd.DataFrame([e.model_dump() for e in report.errors]), hide_index=True,
+                     width="stretch", height=240)
+
+
+def run_import(path: Path, fmt: str | None, skip_invalid: bool) -> None:
+    bar = ProgressBar(f"Importing {path.name}")
+    try:
+        report = import_file(ctx.ws, path, format=fmt, skip_invalid=skip_invalid,
+                             progress=bar, iteration=ctx.iteration)
+    except DataImportError as exc:
+        st.session_state["import_report"] = (exc.report, True)
+    except Exception as exc:
+        render_error(exc, f"Could not import {path.name}")
+    else:
+        st.session_state["import_report"] = (report, False)
+    finally:
+        bar.done()
+
+
+tab_browse, tab_import, tab_stats, tab_export = st.tabs(["Browse", "Import", "Statistics", "Export"])
+
+with tab_import:
+    st.caption(f"Records are added to dataset version D({ctx.iteration}) as seed samples. "
+               "Alpaca, ShareGPT and OpenAI-messages JSON/JSONL, Parquet and CSV are read; "
+               "an import with any invalid record writes nothing unless you skip them.")
+    c1, c2 = st.columns(2)
+    fmt = c1.selectbox("Format", ["detect", *FORMATS], key="import_format")
+    skip_invalid = c2.checkbox("Skip invalid records", key="import_skip")
+    source = st.radio("Source", ["Upload a file", "A file on this machine"], horizontal=True,
+                      key="import_source")
+    if source == "Upload a file":
+        upload = st.file_uploader("Data file", key="import_upload",
+                                  type=["json", "jsonl", "parquet", "csv"])
+        if upload is not None and st.button("Import the uploaded file", type="primary"):
+            target = ctx.ws.artifact_dir("uploads") / Path(upload.name).name
+            target.write_bytes(upload.getvalue())
+            run_import(target, None if fmt == "detect" else fmt, skip_invalid)
+    else:
+        path = st.text_input("Path", key="import_path", placeholder="/data/alpaca.json")
+        if st.button("Import this file", type="primary", disabled=not path.strip()):
+            run_import(Path(path.strip()).expanduser(), None if fmt == "detect" else fmt, skip_invalid)
+    if "import_report" in st.session_state:
+        render_report(*st.session_state["import_report"])
+
+ctx = ctx.refresh()  # an import above may have written
+
+with tab_browse:
+    c1, c2, c3 = st.columns([3, 1, 1])
+    text = c1.text_input("Search instruction, input and output", key="browse_text")
+    origin = c2.selectbox("Origin", ["any", *ORIGINS], key="browse_origin")
+    origin_filter = None if origin == "any" else origin
+    with ctx.ws.store.read() as con:
+        total = count_samples(con, ctx.iteration, text, origin_filter)
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = c3.number_input("Page", min_value=1, max_value=pages, value=1, key="browse_page")
+    if total == 0:
+        if text or origin_filter:
+            st.info("No sample matches this search.")
+        else:
+            st.info(f"D({ctx.iteration}) has no samples yet. Import a file in the Import tab.")
+    else:
+        with ctx.ws.store.read() as con:
+            frame = browse_samples(con, ctx.iteration, text, origin_filter, PAGE_SIZE,
+                                   (int(page) - 1) * PAGE_SIZE)
+        first = (int(page) - 1) * PAGE_SIZE + 1
+        st.caption(f"Samples {first:,}–{first + len(frame) - 1:,} of {total:,} in D({ctx.iteration})")
+        st.dataframe(frame, hide_index=True, width="stretch", height=420, key="browse_table",
+                     column_config={
+                         "instruction": st.column_config.TextColumn(width="large"),
+                         "output": st.column_config.TextColumn(width="large"),
+                         "loss_pre": st.column_config.NumberColumn(format="%.2f"),
+                         "loss_post": st.column_config.NumberColumn(format="%.2f"),
+                         "diversity": st.column_config.NumberColumn(format="%.3f"),
+                         "quality": st.column_config.NumberColumn(format="%.1f"),
+                     })
+
+with tab_stats:
+    with ctx.ws.store.read() as con:
+        stats = dataset_statistics(con, ctx.iteration)
+    cols = st.columns(3)
+    cols[0].metric("Training samples", fmt_int(stats["splits"].get("train", 0)))
+    cols[1].metric("Held out", fmt_int(stats["splits"].get("heldout", 0)))
+    cols[2].metric("Diagnosed", fmt_int(stats["diagnosed"]))
+    if not stats["origins"].empty:
+        st.markdown(f"**Samples by origin, D({ctx.iteration})**")
+        st.bar_chart(stats["origins"].set_index("origin"), horizontal=True, height=220)
+        st.markdown(f"**Text length in characters, D({ctx.iteration})**")
+        st.dataframe(stats["lengths"].round(0), hide_index=True)
+
+with tab_export:
+    c1, c2 = st.columns(2)
+    out_fmt = c1.selectbox("Export format", EXPORT_FORMATS, key="export_format")
+    only_refined = c2.checkbox("Only the samples Middo wrote (MiddOnly)", key="export_refined")
+    if st.button(f"Export D({ctx.iteration})"):
+        try:
+            written = export_dataset(ctx.ws, ctx.ws.root / "exports", out_fmt,
+                                     iteration=ctx.iteration, only_refined=only_refined)
+        except Exception as exc:
+            render_error(exc, "Could not export")
+        else:
+            st.success(f"Wrote {written}")

@@ -1,0 +1,108 @@
+"""Diagnose: run the signals, then choose how much to flag with one m per axis."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import resources, state
+from app.components.common import optional, render_error
+from app.components.jobs import render_job_panel, start_job_button
+from app.components.selection import (
+    m_key,
+    render_axis,
+    render_loss_scatter,
+    render_quality_metrics,
+    render_strip,
+)
+from middo_core.signals.thresholds import AXES, auto_m
+
+ctx = state.require()
+it = ctx.iteration
+st.title(f"Diagnose D({it})")
+cfg = ctx.ws.config
+axes = tuple(a for a in AXES if a in getattr(getattr(cfg, "loop", None), "axes", AXES))
+
+running = render_job_panel(ctx, ("diagnose",), key="diagnose_job")
+try:
+    data = resources.signals(ctx.root, it, ctx.version)
+except Exception as exc:
+    render_error(exc, "Could not load the signals")
+    st.stop()
+
+if data is None:
+    if not running:
+        st.info(f"No diagnosis yet for iteration {it}. Run it: the model scores every sample of "
+                f"D({it}) for complexity, diversity and quality (this runs in the background).")
+        chosen = st.multiselect("Signals", AXES, default=list(axes), key="diagnose_signals")
+        start_job_button(ctx, "diagnose", f"Diagnose D({it})", {"signals": chosen},
+                         disabled=not chosen)
+    st.stop()
+
+frame, table = data
+record = next((r for r in resources.status(ctx.root, ctx.version)["iterations"] if r["number"] == it), {})
+for axis in axes:  # first visit: the stored m's of this iteration, else the config's defaults
+    key = m_key(axis, it)
+    if key not in st.session_state:
+        stored = record.get(f"m_{axis}")
+        default = getattr(cfg.selection, f"m_{axis}")
+        st.session_state[key] = float(stored if stored is not None and stored == stored else default)
+
+
+def use_auto_m() -> None:
+    chosen = auto_m(table, target=cfg.selection.target_fraction, axes=axes)
+    for axis in axes:
+        st.session_state[m_key(axis, it)] = float(chosen.m[axis])
+
+
+def current_selection():
+    m = {a: st.session_state[m_key(a, it)] for a in axes}
+    return table.select(m.get("complexity", 1.0), m.get("diversity", -1.5), m.get("quality", -1.5),
+                        axes=axes)
+
+
+@st.fragment
+def selection_panel() -> None:
+    version = ctx.version
+    selection = current_selection()
+    counts = selection.counts()
+    render_strip(counts)
+    for warning in counts["warnings"]:
+        st.warning(warning, icon=":material/warning:")
+    columns = st.columns(len(axes))
+    for axis, column in zip(axes, columns, strict=True):
+        with column:
+            render_axis(axis, ctx.root, it, ctx.compare, version, selection, counts)
+    b1, b2, b3 = st.columns([1, 1, 2])
+    b1.button("Auto m", on_click=use_auto_m, icon=":material/auto_fix:",
+              help=f"The mildest m's that flag about {cfg.selection.target_fraction:.0%} in total")
+    if b2.button("Save selection", type="primary", icon=":material/save:"):
+        loop = optional("middo_core.loop")
+        try:
+            loop.save_selection(ctx.ws, it, selection)
+        except Exception as exc:
+            render_error(exc, "Could not save the selection")
+        else:
+            st.toast(f"Saved: {counts['union']:,} samples flagged in D({it})")
+            st.rerun(scope="app")
+    saved = record.get("counts", {}).get("selection")
+    if saved:
+        b3.caption(f"Saved selection: {saved['union']:,} flagged with m = "
+                   + ", ".join(f"{a} {v:+.2f}" for a, v in saved.get("m", {}).items()))
+    if "complexity" in axes:
+        left, right = st.columns(2)
+        with left:
+            render_loss_scatter(ctx.root, it, version, selection)
+        with right, st.expander("Quality: the six metrics", expanded=False):
+            render_quality_metrics(ctx.root, it, ctx.compare, version)
+
+
+st.caption(f"{len(table):,} samples of D({it}) diagnosed. Move an m to see what it flags; "
+           "nothing is recomputed. Save the selection, then refine the flagged samples.")
+selection_panel()
+
+if record.get("counts", {}).get("selection"):
+    st.divider()
+    refining = render_job_panel(ctx, ("refine",), key="refine_job")
+    if not refining:
+        start_job_button(ctx, "refine", "Refine the flagged samples", key="start_refine",
+                         help="An LLM writes a proposal per flagged sample; review them on the Review page")

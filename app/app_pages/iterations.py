@@ -1,0 +1,5 @@
+"""iterations page."""
+
+import streamlit as st
+
+st.title("Iterations")

@@ -1,0 +1,200 @@
+"""Review: decide each proposal (accept / edit / reject), one at a time or in a table, or in bulk."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from app import resources, state
+from app.components.common import render_error
+from app.components.review_view import render_diff, render_sample_text, render_shortcuts
+from middo_core import review
+from middo_core.signals.thresholds import explain
+from middo_core.store.views import sample_signals
+
+ACTOR = "studio"
+AXES = ("any", "complexity", "diversity", "quality")
+STATUSES = ("pending", "any", "accepted", "edited", "rejected", "failed")
+
+ctx = state.require()
+it = ctx.iteration
+st.title(f"Review proposals for D({it})")
+POS = f"review_pos_{it}"
+
+counts = review.review_counts(ctx.ws, it)
+total = sum(n for by_status in counts.values() for s, n in by_status.items() if s != "failed")
+decided = sum(n for by_status in counts.values() for s, n in by_status.items()
+              if s in ("accepted", "edited", "rejected"))
+if total == 0 and not counts:
+    st.info(f"No proposals for iteration {it} yet. Save a selection on the Diagnose page and "
+            "refine the flagged samples; the proposals appear here.")
+    st.stop()
+st.progress(decided / total if total else 1.0, text=f"{decided:,} of {total:,} decided")
+st.caption(" · ".join(f"{axis}: " + ", ".join(f"{n:,} {s}" for s, n in sorted(by.items()))
+                      for axis, by in sorted(counts.items())))
+
+c1, c2, c3 = st.columns([1, 1, 2])
+axis = c1.selectbox("Axis", AXES, key="review_axis")
+status = c2.selectbox("Status", STATUSES, key="review_status")
+mode = c3.segmented_control("Mode", ["One at a time", "Table"], default="One at a time",
+                            key="review_mode")
+axis_filter = None if axis == "any" else axis
+queue = review.review_queue(ctx.ws, it, axis=axis_filter, status=None if status == "any" else status)
+
+
+def decide(action: str, proposal_id: str, **fields) -> None:
+    try:
+        if action == "accept":
+            review.accept(ctx.ws, proposal_id, actor=ACTOR)
+        elif action == "reject":
+            review.reject(ctx.ws, proposal_id, actor=ACTOR)
+        else:
+            review.edit(ctx.ws, proposal_id, actor=ACTOR, **fields)
+    except Exception as exc:
+        st.session_state["review_error"] = str(exc)
+        return
+    st.session_state.pop("review_edit_id", None)
+    if status != "pending":  # a decided proposal leaves a 'pending' queue by itself
+        st.session_state[POS] = st.session_state.get(POS, 0) + 1
+
+
+def move(step: int) -> None:
+    st.session_state[POS] = max(0, st.session_state.get(POS, 0) + step)
+    st.session_state.pop("review_edit_id", None)
+
+
+def reasons_for(source_id: str) -> list[str]:
+    try:
+        data = resources.signals(ctx.root, it, ctx.version)
+    except Exception:  # no signal store in this build: the proposal is still reviewable
+        return []
+    record = next((r for r in resources.status(ctx.root, ctx.version)["iterations"] if r["number"] == it), {})
+    if data is None or record.get("m_complexity") is None or source_id not in set(data[1].ids):
+        return []
+    table = data[1]
+    selection = table.select(record["m_complexity"], record["m_diversity"], record["m_quality"])
+    return explain(pd.Series({"sample_id": source_id}), selection, table)
+
+
+def render_bulk() -> None:
+    pending = review.review_queue(ctx.ws, it, axis=axis_filter, status="pending")
+    n = len(pending)
+    scope = f"for {axis_filter}" if axis_filter else "on every axis"
+    if n == 0:
+        return
+    if not st.session_state.get("bulk_confirm"):
+        if st.button(f"Accept all {n:,} pending proposals {scope}…", key="bulk_accept"):
+            st.session_state["bulk_confirm"] = (axis_filter, n)
+            st.rerun()
+        return
+    bulk_axis, bulk_n = st.session_state["bulk_confirm"]
+    st.warning(f"Accept {bulk_n:,} pending proposals {scope}? Failed ones are never accepted.")
+    y, no = st.columns(2)
+    if y.button(f"Yes, accept {bulk_n:,}", type="primary", key="bulk_yes"):
+        done = review.bulk_decide(ctx.ws, it, "accept", axis=bulk_axis, actor=ACTOR)
+        st.session_state.pop("bulk_confirm")
+        st.toast(f"Accepted {done:,} proposals")
+        st.rerun()
+    if no.button("Cancel", key="bulk_no"):
+        st.session_state.pop("bulk_confirm")
+        st.rerun()
+
+
+def render_one() -> None:
+    if queue.empty:
+        st.success("Nothing left in this queue." if status == "pending" else "No proposal matches.")
+        return
+    pos = min(st.session_state.get(POS, 0), len(queue) - 1)
+    st.session_state[POS] = pos
+    row = queue.iloc[pos].to_dict()
+    pid = row["id"]
+    st.markdown(f"#### Proposal {pos + 1:,} of {len(queue):,} · {row['axis']} · {row['status']}")
+    if error := st.session_state.pop("review_error", None):
+        st.error(error)
+    for reason in reasons_for(row["source_id"]):
+        st.caption(f"Flagged: {reason}")
+    if row["status"] == "failed":
+        st.error("This proposal failed: the LLM's answer could not be used.")
+        if row.get("reason"):
+            st.text(str(row["reason"]))
+    original = {"instruction": row["source_instruction"], "input": row["source_input"],
+                "output": row["source_output"]}
+    shown = {f: row[f"edited_{f}"] if row["status"] == "edited" else row[f]
+             for f in ("instruction", "input", "output")}
+    if row["axis"] == "diversity":
+        render_diff(original, shown, diff=False)
+        ids = json.loads(row.get("neighbour_ids") or "[]")
+        if ids:
+            with st.expander(f"Written from the sparse sample and its {len(ids)} neighbours"):
+                with ctx.ws.store.read() as con:
+                    neighbours = sample_signals(con, it, ids)
+                for i, nb in enumerate(neighbours.to_dict("records"), start=1):
+                    render_sample_text(f"Neighbour {i}", nb)
+    else:
+        render_diff(original, shown)
+    valid = row["status"] != "failed"
+    b = st.columns(5)
+    b[0].button("Accept (a)", key="review_accept", type="primary", disabled=not valid,
+                on_click=decide, args=("accept", pid), width="stretch")
+    if b[1].button("Edit (e)", key="review_edit", disabled=not valid, width="stretch"):
+        st.session_state["review_edit_id"] = pid
+    b[2].button("Reject (r)", key="review_reject", disabled=not valid, on_click=decide,
+                args=("reject", pid), width="stretch")
+    b[3].button("Previous (k)", key="review_prev", on_click=move, args=(-1,), disabled=pos == 0,
+                width="stretch")
+    b[4].button("Next (j)", key="review_next", on_click=move, args=(1,),
+                disabled=pos >= len(queue) - 1, width="stretch")
+    if st.session_state.get("review_edit_id") == pid:
+        with st.form(f"edit_{pid}"):
+            ins = st.text_area("Instruction", value=shown["instruction"] or "", height=120)
+            inp = st.text_area("Input", value=shown["input"] or "", height=80)
+            out = st.text_area("Output", value=shown["output"] or "", height=200)
+            if st.form_submit_button("Save edit", type="primary"):
+                decide("edit", pid, instruction=ins, input=inp, output=out)
+                st.rerun()
+    render_shortcuts()
+
+
+def render_table() -> None:
+    if queue.empty:
+        st.info("No proposal matches.")
+        return
+    view = pd.DataFrame({
+        "id": queue["id"], "axis": queue["axis"], "status": queue["status"],
+        "decision": queue["status"].map({"accepted": "accept", "edited": "accept",
+                                         "rejected": "reject"}).fillna("—"),
+        "original": queue["source_instruction"], "proposal": queue["instruction"],
+        "quality": queue["quality"],
+    })
+    edited = st.data_editor(
+        view, hide_index=True, width="stretch", height=480, key=f"review_table_{it}",
+        disabled=["id", "axis", "status", "original", "proposal", "quality"],
+        column_config={"decision": st.column_config.SelectboxColumn(options=["—", "accept", "reject"]),
+                       "original": st.column_config.TextColumn(width="large"),
+                       "proposal": st.column_config.TextColumn(width="large")})
+    changed = edited[edited["decision"] != view["decision"]]
+    if st.button(f"Save {len(changed):,} decision(s)", type="primary", disabled=changed.empty):
+        failed = 0
+        for rec in changed.to_dict("records"):
+            try:
+                if rec["decision"] == "accept":
+                    review.accept(ctx.ws, rec["id"], actor=ACTOR)
+                elif rec["decision"] == "reject":
+                    review.reject(ctx.ws, rec["id"], actor=ACTOR)
+            except Exception as exc:
+                failed += 1
+                render_error(exc, f"Proposal {rec['id']}")
+        if not failed:
+            st.rerun()
+
+
+try:
+    render_bulk()
+    if mode == "Table":
+        render_table()
+    else:
+        render_one()
+except Exception as exc:
+    render_error(exc, "Could not show the review queue")

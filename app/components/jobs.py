@@ -1,0 +1,115 @@
+"""Background jobs in the page: start, live progress with ETA and log lines, cancel.
+
+The work runs in its own process (middo_core.jobs); the page only polls, from a fragment that
+reruns every second, so the rest of the page stays usable while a job runs.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import state
+from app.components.common import optional, render_error, render_missing
+from middo_core.store.views import latest_run
+
+ACTIVE = ("queued", "running")
+POLL_S = 1.0
+
+
+def jobs_module():
+    return optional("middo_core.jobs")
+
+
+def start_job_button(ctx: state.Context, kind: str, label: str, args: dict | None = None,
+                     key: str | None = None, disabled: bool = False, help: str | None = None) -> None:
+    jobs = jobs_module()
+    if jobs is None:
+        render_missing("Running jobs in the background")
+        return
+    if st.button(label, key=key or f"start_{kind}", type="primary", disabled=disabled, help=help):
+        try:
+            jobs.start_job(ctx.ws, kind, ctx.iteration, args or {})
+        except Exception as exc:
+            render_error(exc, f"Could not start the {kind} job")
+        else:
+            st.rerun()
+
+
+def active_run(ctx: state.Context, kinds: tuple[str, ...]) -> dict | None:
+    with ctx.ws.store.read() as con:
+        run = latest_run(con, ctx.iteration, kinds)
+    return run
+
+
+def render_job_panel(ctx: state.Context, kinds: tuple[str, ...], key: str) -> bool:
+    """Show the newest job of `kinds` for this iteration; True while one is running."""
+    run = active_run(ctx, kinds)
+    if run is None:
+        return False
+    running = run["status"] in ACTIVE
+    if not running:
+        if run["status"] == "failed":
+            st.error(f"The last {run['kind']} job failed: {run.get('error') or 'see its log'}",
+                     icon=":material/error:")
+        elif run["status"] == "cancelled":
+            st.caption(f"The last {run['kind']} job was cancelled.")
+        return False
+    _poll(ctx, run["id"], key)
+    return True
+
+
+def _poll(ctx: state.Context, run_id: str, key: str) -> None:
+    @st.fragment(run_every=POLL_S)
+    def panel() -> None:
+        jobs = jobs_module()
+        if jobs is None:
+            render_missing("Following background jobs")
+            return
+        try:
+            status = jobs.job_status(ctx.ws, run_id)
+        except Exception as exc:
+            render_error(exc, "Could not read the job's progress")
+            return
+        if status.get("status") not in ACTIVE:
+            st.rerun(scope="app")  # finished: redraw the page with its results
+        render_job_status(status, run_id)
+        if st.button("Cancel", key=f"{key}_cancel", icon=":material/cancel:"):
+            try:
+                jobs.cancel_job(ctx.ws, run_id)
+            except Exception as exc:
+                render_error(exc, "Could not cancel the job")
+            else:
+                st.toast("Cancelling…")
+
+    with st.container(border=True):
+        panel()
+
+
+def render_job_status(status: dict, run_id: str) -> None:
+    prog = status.get("progress") or {}
+    done, total = prog.get("done") or 0, prog.get("total") or 0
+    frac = min(done / total, 1.0) if total else 0.0
+    parts = [str(prog.get("stage") or status.get("status", "queued"))]
+    if total:
+        parts.append(f"{done:,} of {total:,}")
+    if prog.get("loss") is not None:
+        parts.append(f"loss {prog['loss']:.3f}")
+    if prog.get("eta_s") is not None:
+        parts.append(f"about {_duration(prog['eta_s'])} left")
+    st.progress(frac, text=f"Job {run_id}: " + " · ".join(parts))
+    if prog.get("message"):
+        st.caption(str(prog["message"]))
+    lines = status.get("log") or status.get("log_tail") or status.get("last_lines") or []
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    if lines:
+        st.code("\n".join(lines[-8:]), language=None)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
