@@ -1,0 +1,25 @@
+"""LLM access for refinement: one contract (ChatRequest -> ChatResult), backends by name,
+an on-disk answer cache, usage, cost and a budget cap."""
+
+from middo_core.llm.base import (
+    BACKENDS,
+    BudgetExhausted,
+    ChatRequest,
+    ChatResult,
+    LLMBackend,
+    LLMConfigError,
+    LLMError,
+)
+from middo_core.llm.cache import LLMCache
+from middo_core.llm.client import LLMClient, Prices, Usage
+from middo_core.llm.local_backend import LocalBackend
+from middo_core.llm.openai_backend import OpenAIBackend
+
+__all__ = ["BACKENDS", "BudgetExhausted", "ChatRequest", "ChatResult", "LLMBackend", "LLMCache",
+           "LLMClient", "LLMConfigError", "LLMError", "LocalBackend", "OpenAIBackend", "Prices",
+           "Usage", "make_backend"]
+
+
+def make_backend(config, name: str | None = None, model: str | None = None) -> LLMBackend:
+    """The backend named in middo.yaml's `refine` section (RefineConfig), or `name`/`model`."""
+    return BACKENDS.get(name or config.backend).from_config(config, model or config.model)

@@ -1,0 +1,52 @@
+"""Content-addressed cache of LLM answers: one JSON file per request, written atomically.
+
+Key = sha256 of model, messages and sampling parameters (ChatRequest.cache_key). A rerun, or a
+run resumed after a crash, reads the answers it already paid for instead of asking again. Only
+successful answers are cached; the file holds the request and the answer, never credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from middo_core.llm.base import ChatRequest, ChatResult
+
+
+class LLMCache:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, request: ChatRequest) -> ChatResult | None:
+        path = self._path(request.cache_key())
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None  # a damaged entry is a miss; the next answer overwrites it
+        return ChatResult.from_json(data["result"], cached=True)
+
+    def put(self, request: ChatRequest, result: ChatResult) -> None:
+        key = request.cache_key()
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entry = {"key": key, "model": request.model, "messages": request.message_dicts(),
+                 "params": request.sampling(), "prefill": request.prefill,
+                 "attempt": request.attempt, "result": result.to_json()}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(entry, fh, ensure_ascii=False)
+            os.replace(tmp, path)  # readers see the old file or the whole new one, never half
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.root.glob("*/*.json")) if self.root.is_dir() else 0

@@ -1,0 +1,85 @@
+"""The LLM client a run uses: cache first, then the budget check, then the backend; usage and cost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict, dataclass
+
+from middo_core.llm.base import BudgetExhausted, ChatRequest, ChatResult, LLMBackend
+from middo_core.llm.cache import LLMCache
+
+log = logging.getLogger("middo.llm")
+
+
+@dataclass(frozen=True)
+class Prices:
+    """USD per 1,000 tokens (refine.price_per_1k_input / price_per_1k_output)."""
+
+    input_per_1k: float = 0.0
+    output_per_1k: float = 0.0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return prompt_tokens / 1000 * self.input_per_1k + completion_tokens / 1000 * self.output_per_1k
+
+
+@dataclass
+class Usage:
+    """What a run asked for and paid: paid calls, cache hits, tokens, cost, calls refused by budget."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    budget_refused: int = 0
+
+    def to_json(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+class LLMClient:
+    def __init__(self, backend: LLMBackend, cache: LLMCache | None = None,
+                 prices: Prices | None = None, budget_usd: float | None = None,
+                 concurrency: int = 16) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.prices = prices or Prices()
+        self.budget_usd = budget_usd
+        self.concurrency = concurrency
+        self.usage = Usage()
+        self._slots: asyncio.Semaphore | None = None
+
+    @property
+    def budget_reached(self) -> bool:
+        return self.budget_usd is not None and self.usage.cost_usd >= self.budget_usd
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        """A cached answer costs nothing; otherwise one paid call, at most `concurrency` at once.
+
+        The budget is checked when a call gets its slot, so once the cap is reached no new call
+        starts (BudgetExhausted); calls already in flight finish, so a run overshoots the cap by
+        at most `concurrency` calls.
+        """
+        if self.cache is not None:
+            hit = self.cache.get(request)
+            if hit is not None:
+                self.usage.cache_hits += 1
+                return hit
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        async with self._slots:
+            if self.budget_reached:
+                self.usage.budget_refused += 1
+                raise BudgetExhausted(f"budget of ${self.budget_usd:.4f} reached")
+            result = await self.backend.complete(request)
+        if self.cache is not None:
+            self.cache.put(request, result)  # before anything else: a crash now loses nothing paid
+        self.usage.calls += 1
+        self.usage.prompt_tokens += result.prompt_tokens
+        self.usage.completion_tokens += result.completion_tokens
+        self.usage.cost_usd += self.prices.cost(result.prompt_tokens, result.completion_tokens)
+        return result
+
+    def cost_of(self, result: ChatResult) -> float:
+        return 0.0 if result.cached else self.prices.cost(result.prompt_tokens, result.completion_tokens)

@@ -1,0 +1,149 @@
+"""A real OpenAI-compatible chat-completions server on loopback, with scripted faults.
+
+Used by the tests and benchmarks/bench_refine.py. It answers rewrite prompts with a short
+four-step answer ending in the marker the prompt asks for, and other prompts with a response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+# A fault applies to one request: "429" (Retry-After: retry_after_s), "500", "hang" (sleep
+# hang_s before answering), "malformed" (HTTP 200 with a body that is not JSON), or
+# ("text", "...") to answer with that exact content.
+Fault = str | tuple[str, str]
+
+
+def default_answer(body: dict[str, Any]) -> str:
+    """A deterministic answer derived from the request: rewrites end with the asked-for marker."""
+    prompt = body["messages"][-1]["content"]
+    digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
+    marker = re.search(r"(FINAL PROMPT:|NEW PROMPT:)", prompt)
+    if marker:
+        return (f"Step 1: methods. Step 2: plan. Step 3: rewrite. Step 4: review.\n"
+                f"{marker.group(1)}\n\"Write a short, clear exercise number {digest}.\"")
+    return f"Here is a complete answer ({digest}): first, ... second, ... finally, done."
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: LoopbackOpenAI.Server  # type: ignore[name-defined]
+
+    def log_message(self, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        owner: LoopbackOpenAI = self.server.owner
+        length = int(self.headers.get("content-length", 0))
+        raw = self.rfile.read(length)
+        body = json.loads(raw)
+        fault = owner.record(body, raw, self.headers.get("authorization", ""))
+        if owner.delay_s:
+            time.sleep(owner.delay_s)
+        if fault == "429":
+            return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}},
+                              {"retry-after": str(owner.retry_after_s)})
+        if fault == "500":
+            return self._send(500, {"error": {"message": "internal error", "type": "server"}})
+        if fault == "hang":
+            time.sleep(owner.hang_s)
+        if fault == "malformed":
+            return self._send_raw(200, b'{"id": "x", "choices": [ this is not json')
+        text = fault[1] if isinstance(fault, tuple) else owner.answer(body)
+        prompt_chars = sum(len(m["content"]) for m in body["messages"])
+        payload = {
+            "id": "chatcmpl-loopback", "object": "chat.completion", "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": prompt_chars // 4, "completion_tokens": len(text) // 4,
+                      "total_tokens": prompt_chars // 4 + len(text) // 4},
+        }
+        owner.answered(body)
+        self._send(200, payload)
+
+    def _send(self, code: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+        self._send_raw(code, json.dumps(payload).encode(), headers)
+
+    def _send_raw(self, code: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(code)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout) or died
+
+
+class LoopbackOpenAI:
+    """Start with `with LoopbackOpenAI() as server:`; `server.base_url` ends in /v1."""
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        owner: LoopbackOpenAI
+
+    def __init__(self, delay_s: float = 0.0, answer: Callable[[dict], str] | None = None) -> None:
+        self.delay_s = delay_s
+        self.answer = answer or default_answer
+        self.retry_after_s = 0.2
+        self.hang_s = 3.0
+        self.faults: deque[Fault] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.request_times: list[tuple[float, str]] = []  # (arrival, body sha256)
+        self.answer_times: list[tuple[float, str]] = []  # (answer sent, body sha256)
+        self.auth_headers: set[str] = set()
+        self._lock = threading.Lock()
+        self._server: LoopbackOpenAI.Server | None = None
+
+    def record(self, body: dict, raw: bytes, auth: str) -> Fault | None:
+        with self._lock:
+            self.requests.append(body)
+            self.request_times.append((time.time(), _body_key(body)))
+            self.auth_headers.add(auth)
+            return self.faults.popleft() if self.faults else None
+
+    def answered(self, body: dict) -> None:
+        with self._lock:
+            self.answer_times.append((time.time(), _body_key(body)))
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> LoopbackOpenAI:
+        self._server = self.Server(("127.0.0.1", 0), _Handler)
+        self._server.owner = self
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self) -> LoopbackOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def _body_key(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
