@@ -78,7 +78,7 @@ def export_dataset(ws: Workspace, out: str | Path, format: str = "alpaca",
     stage = f"export {target.name}"
 
     def tick(done: int) -> None:
-        if done % PROGRESS_EVERY == 0:
+        if done == 1 or done % PROGRESS_EVERY == 0:
             report(progress, stage, done, len(samples))
 
     if format == "parquet":

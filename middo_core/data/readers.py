@@ -43,13 +43,18 @@ class RawRow:
 
 
 def _peek(path: Path) -> str:
+    """'PAR1', 'CSV' (a header naming the Alpaca columns), or the first non-blank character."""
     with open(path, "rb") as fh:
         head = fh.read(4096)
     if head.startswith(codecs.BOM_UTF8):
         head = head[3:]
     if head.startswith(b"PAR1"):
         return "PAR1"
-    return head.decode("utf-8", errors="replace").lstrip()[:1]
+    text = head.decode("utf-8", errors="replace").lstrip()
+    header = [c.strip().strip('"') for c in text.split("\n", 1)[0].split(",")]
+    if "instruction" in header and "output" in header:
+        return "CSV"
+    return text[:1]
 
 
 def detect_container(path: Path, format: str | None) -> str:
@@ -77,6 +82,8 @@ def detect_container(path: Path, format: str | None) -> str:
     first = _peek(path)
     if first == "PAR1":
         return "parquet"
+    if first == "CSV":
+        return "csv"
     if first == "":
         raise FatalReadError(None, "the file is empty (only whitespace)")
     if suffix in (".jsonl", ".ndjson"):

@@ -121,7 +121,7 @@ def _conversation(record: dict, key: str, role_key: str, text_key: str, roles: d
         if role is None:
             problems.append((f"{field}.{role_key}", f"unknown speaker {speaker!r} "
                              f"(expected one of {', '.join(sorted(roles))})"))
-            continue
+            break  # the turns after it cannot be checked for alternation
         text = turn.get(text_key)
         if (p := _text_problem(text)) is not None:
             problems.append((f"{field}.{text_key}", "missing" if text is None else p))
