@@ -1,5 +1,131 @@
-"""iterations page."""
+"""Iterations: run the next one in the background, the paper's tables, charts, lineage, ablations."""
 
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
+from app import resources, state
+from app.components.charts import histogram_figure, line_figure, render_figure
+from app.components.common import optional, render_error
+from app.components.jobs import render_job_panel, start_job_button
+from app.components.review_view import render_sample_text
+from middo_core import tables
+from middo_core.store.views import metrics_long, signal_summary
+
+ctx = state.require()
+it = ctx.iteration
 st.title("Iterations")
+loop = optional("middo_core.loop")
+
+# --- the running job, or the buttons that start one -------------------------------------------
+running = render_job_panel(ctx, ("loop", "train", "evaluate", "build"), key="iterations_job")
+if not running and loop is not None:
+    states = loop.step_states(ctx.ws, it)
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        if states.get("reviewed"):
+            if st.button(f"Build D({it + 1})", type="primary", key="build_next",
+                         help="Replace accepted hard and low-quality samples, add accepted new ones"):
+                try:
+                    report = loop.build_step(ctx.ws, it)
+                except Exception as exc:
+                    render_error(exc, f"Could not build D({it + 1})")
+                else:
+                    st.toast(f"Built D({it + 1}): {report.size_after:,} samples")
+                    st.rerun()
+        else:
+            st.caption(f"D({it + 1}) can be built once every proposal of D({it}) is reviewed.")
+    with c2:
+        start_job_button(ctx, "train", f"Train M({it}) on D({it})", key="start_train",
+                         disabled=not states.get("built") or states.get("trained"))
+    with c3:
+        start_job_button(ctx, "evaluate", f"Evaluate M({it})", key="start_evaluate",
+                         disabled=not states.get("trained") or states.get("evaluated"))
+    start_job_button(ctx, "loop", f"Run the loop through iteration {it + 1} in the background",
+                     {"iterations": it + 1}, key="start_loop",
+                     help="Every step not yet done: train, evaluate, diagnose, select, refine, "
+                          "review (stops for a manual review), build")
+
+# --- the paper's tables ---------------------------------------------------------------------------
+left, right = st.columns(2)
+with left:
+    st.markdown("**Samples flagged per axis and dataset size (paper Table 6)**")
+    table6 = tables.iteration_table(ctx.ws)
+    st.dataframe(table6, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="localized")
+                                for c in table6.columns if c != "iteration"})
+with right:
+    st.markdown("**Benchmark scores per iteration, best in green (paper Table 1)**")
+    table1 = tables.metrics_table(ctx.ws)
+    if table1.empty:
+        st.info("No scores yet. Train and evaluate M(0) to fill this table.")
+    else:
+        styled = table1.style.format("{:.3f}", na_rep="–").highlight_max(axis=1, color="#c9efcf")
+        st.dataframe(styled, width="stretch")
+
+# --- charts ---------------------------------------------------------------------------------------
+with ctx.ws.store.read() as con:
+    scores = metrics_long(con)
+    summary = signal_summary(con)
+c1, c2, c3 = st.columns(3)
+with c1:
+    if not scores.empty:
+        wide = scores.pivot_table(index="iteration", columns="benchmark", values="value").reset_index()
+        fig = line_figure(wide, "iteration", [c for c in wide.columns if c != "iteration"],
+                          "Benchmark scores per iteration", "score")
+        render_figure(fig, key="chart_scores")
+    else:
+        st.caption("Benchmark scores appear here after an evaluation.")
+with c2:
+    if not summary.empty:
+        fig = line_figure(summary, "iteration", ["mean_quality"], "Mean quality per iteration",
+                          "quality (0-10)")
+        render_figure(fig, key="chart_quality")
+        fig = line_figure(summary, "iteration", ["max_loss_post", "mean_loss_post"],
+                          "Loss under the fine-tuned model per iteration", "loss")
+        render_figure(fig, key="chart_loss")
+    else:
+        st.caption("Signal summaries appear here after a diagnosis.")
+with c3:
+    try:
+        hists = resources.histograms(ctx.root, it, ctx.compare, ctx.version, ("loss_post",))
+    except Exception:
+        hists = None
+    if hists and hists["loss_post"]["current"].sum():
+        title = f"L_post distribution, iteration {it}" + (
+            f" vs {ctx.compare}" if ctx.compare is not None else " (pick a compare iteration)")
+        render_figure(histogram_figure(title, "L_post", hists["loss_post"], it, ctx.compare),
+                      key="chart_loss_shift")
+
+# --- lineage --------------------------------------------------------------------------------------
+with st.expander("Lineage of a sample"):
+    sample_id = st.text_input("Sample id", key="lineage_id", placeholder="16 hex digits").strip()
+    if sample_id:
+        lineage = getattr(loop, "lineage", None) or optional("middo_core.build").lineage
+        chain = lineage(ctx.ws, sample_id)
+        if not chain:
+            st.info(f"No sample with id {sample_id}.")
+        for i, rec in enumerate(chain):
+            versions = ", ".join(f"D({v})" for v in rec.get("versions", [])) or "no version"
+            st.caption(f"{'this sample' if i == 0 else 'its parent'} · {rec['id']} · "
+                       f"{rec['origin']} · in {versions}")
+            render_sample_text("Sample" if i == 0 else "Parent", rec)
+
+# --- ablations and the random control ---------------------------------------------------------------
+variants = optional("middo_core.variants")
+children = variants.list_variants(ctx.ws) if variants is not None else []
+if children:
+    st.markdown("**Ablations and controls: benchmark scores side by side**")
+    frames = {"main": tables.metrics_table(ctx.ws)}
+    for child in children:
+        frames[child.root.name] = tables.metrics_table(child)
+    frames = {k: v for k, v in frames.items() if not v.empty}
+    if frames:
+        side = pd.concat(frames, axis=1)
+        st.dataframe(side.style.format("{:.3f}", na_rep="–").highlight_max(axis=1, color="#c9efcf"), width="stretch")
+    cols = st.columns(len(children))
+    for col, child in zip(cols, children, strict=True):
+        with col:
+            st.caption(f"{child.root.name}: samples flagged per iteration")
+            st.dataframe(tables.iteration_table(child), hide_index=True)

@@ -17,7 +17,8 @@ POLL_S = 1.0
 
 
 def jobs_module():
-    return optional("middo_core.jobs")
+    module = optional("middo_core.jobs")
+    return module if module is not None and hasattr(module, "start_job") else None
 
 
 def start_job_button(ctx: state.Context, kind: str, label: str, args: dict | None = None,

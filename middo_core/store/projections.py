@@ -34,4 +34,4 @@ def get_projection(con: duckdb.DuckDBPyConnection, iteration: int, method: str) 
 
 def projection_size(con: duckdb.DuckDBPyConnection, iteration: int, method: str) -> int:
     return int(con.execute("SELECT count(*) FROM projections WHERE iteration = ? AND method = ?",
-                           [iteration, method]).fetchone()[0])
+                           [iteration, method]).fetchall()[0][0])

@@ -44,7 +44,7 @@ def count_samples(con: duckdb.DuckDBPyConnection, iteration: int, text: str = ""
     return int(con.execute(f"""
         SELECT count(*) FROM dataset_members m JOIN samples s ON s.id = m.sample_id
         {_BROWSE_WHERE}
-    """, _browse_params(iteration, text, origin, split)).fetchone()[0])
+    """, _browse_params(iteration, text, origin, split)).fetchall()[0][0])
 
 
 def dataset_statistics(con: duckdb.DuckDBPyConnection, iteration: int) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def dataset_statistics(con: duckdb.DuckDBPyConnection, iteration: int) -> dict[s
         FROM dataset_members m JOIN samples s ON s.id = m.sample_id
         WHERE m.iteration = ? AND m.split = 'train'
     """, [iteration, iteration, iteration]).df()
-    n_signals = con.execute("SELECT count(*) FROM signals WHERE iteration = ?", [iteration]).fetchone()[0]
+    n_signals = con.execute("SELECT count(*) FROM signals WHERE iteration = ?", [iteration]).fetchall()[0][0]
     return {"splits": {str(k): int(v) for k, v in splits.items()}, "origins": origins,
             "lengths": lengths, "diagnosed": int(n_signals)}
 
@@ -96,11 +96,11 @@ def latest_run(con: duckdb.DuckDBPyConnection, iteration: int | None = None,
 
 
 def signal_count(con: duckdb.DuckDBPyConnection, iteration: int) -> int:
-    return int(con.execute("SELECT count(*) FROM signals WHERE iteration = ?", [iteration]).fetchone()[0])
+    return int(con.execute("SELECT count(*) FROM signals WHERE iteration = ?", [iteration]).fetchall()[0][0])
 
 
 def proposal_count(con: duckdb.DuckDBPyConnection, iteration: int) -> int:
-    return int(con.execute("SELECT count(*) FROM proposals WHERE iteration = ?", [iteration]).fetchone()[0])
+    return int(con.execute("SELECT count(*) FROM proposals WHERE iteration = ?", [iteration]).fetchall()[0][0])
 
 
 def sample_signals(con: duckdb.DuckDBPyConnection, iteration: int, ids: list[str]) -> pd.DataFrame:
@@ -116,3 +116,22 @@ def sample_signals(con: duckdb.DuckDBPyConnection, iteration: int, ids: list[str
         """, [iteration]).df()
     finally:
         con.unregister("_pick")
+
+
+def signal_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Per diagnosed iteration: samples, mean and max loss, mean diversity and quality."""
+    return con.execute("""
+        SELECT iteration, count(*) AS samples,
+               avg(loss_pre) AS mean_loss_pre, max(loss_pre) AS max_loss_pre,
+               avg(loss_post) AS mean_loss_post, max(loss_post) AS max_loss_post,
+               avg(diversity) AS mean_diversity, avg(quality) AS mean_quality
+        FROM signals GROUP BY iteration ORDER BY iteration
+    """).df()
+
+
+def metrics_long(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every stored score: iteration, benchmark / metric, value."""
+    return con.execute("""
+        SELECT iteration, benchmark || ' / ' || metric AS benchmark, value, n
+        FROM metrics ORDER BY benchmark, iteration
+    """).df()
