@@ -294,8 +294,10 @@ def _record_iteration(ws: Workspace, iteration: int, rep: RefineReport) -> None:
         }}
         current = get_iteration(con, iteration)
         earlier = current is None or STATUSES.index(current["status"]) <= STATUSES.index("refined")
-        if rep.complete and earlier:
-            fields["status"] = "refined"
+        if rep.complete:
+            fields["counts"]["refine"] = rep.counts  # the loop's marker that this step is done
+            if earlier:
+                fields["status"] = "refined"
         upsert_iteration(con, iteration, **fields)
 
 

@@ -55,6 +55,13 @@ class RefineReport:
         """Every flagged sample got its proposal (none left by budget or limit)."""
         return not self.dry_run and self.not_created_budget == 0 and self.left_by_limit == 0
 
+    @property
+    def counts(self) -> dict[str, Any]:
+        """The summary an iteration record keeps."""
+        return {"created": dict(self.created), "failed": dict(self.failed),
+                "not_created_budget": self.not_created_budget, "left_by_limit": self.left_by_limit,
+                "cost_usd": self.usage.get("cost_usd", 0.0), "complete": self.complete}
+
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(total_created=self.total_created, total_failed=self.total_failed,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-# A fault applies to one request: "429" (Retry-After: retry_after_s), "500", "hang" (sleep
+# A fault applies to one request: "429" (Retry-After: retry_after_s), "500", "401", "hang" (sleep
 # hang_s before answering), "malformed" (HTTP 200 with a body that is not JSON), or
 # ("text", "...") to answer with that exact content.
 Fault = str | tuple[str, str]
@@ -50,6 +50,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "429":
             return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}},
                               {"retry-after": str(owner.retry_after_s)})
+        if fault == "401":
+            return self._send(401, {"error": {"message": "Incorrect API key provided: sk-te***23.",
+                                              "type": "invalid_request_error"}})
         if fault == "500":
             return self._send(500, {"error": {"message": "internal error", "type": "server"}})
         if fault == "hang":

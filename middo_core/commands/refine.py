@@ -1,0 +1,128 @@
+"""`middo refine`: LLM proposals for the flagged samples of a dataset version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from middo_core.commands.common import console, emit_json, fail, progress_bar, workspace
+from middo_core.progress import Cancelled
+from middo_core.workspace import Workspace
+
+
+def flagged_sets(ws: Workspace, iteration: int, axes: list[str]) -> dict[str, list[str]]:
+    """The iteration's stored selection; without one, thresholds applied with its stored m's
+    (or the config's) to its stored signals."""
+    from middo_core.store.iterations import get_iteration
+
+    with ws.store.read() as con:
+        rec = get_iteration(con, iteration) or {"counts": {}}
+    stored = rec["counts"].get("flagged_ids")
+    if stored is None:
+        from middo_core.loop import signal_table
+
+        cfg = ws.config.selection
+        m = [rec.get(f"m_{a}") for a in ("complexity", "diversity", "quality")]
+        defaults = (cfg.m_complexity, cfg.m_diversity, cfg.m_quality)
+        m = [d if v is None or v != v else v for v, d in zip(m, defaults, strict=True)]
+        stored = signal_table(ws, iteration).select(*m).flagged()
+    return {axis: list(stored.get(axis, [])) for axis in axes}
+
+
+def _default_iteration(ws: Workspace) -> int:
+    from middo_core.store.iterations import list_iterations
+
+    with ws.store.read() as con:
+        records = list_iterations(con)
+    selected = [r["number"] for r in records if "flagged_ids" in r["counts"]]
+    if selected:
+        return max(selected)
+    return max((r["number"] for r in records), default=0)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def refine(
+        directory: Path = typer.Argument(..., help="Workspace folder"),
+        iteration: int | None = typer.Option(None, help="Dataset version whose flagged samples to refine"),
+        backend: str | None = typer.Option(None, help="local | openai (default: refine.backend)"),
+        model: str | None = typer.Option(None, help="Refiner model (default: refine.model)"),
+        axes: str = typer.Option("complexity,quality,diversity", help="Axes to refine, comma-separated"),
+        variant: str | None = typer.Option(None, help="Templates: full | compact (default: refine.template_variant)"),
+        max_new_tokens: int | None = typer.Option(None, help="Token limit per call (default: refine.max_new_tokens)"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Estimate calls, tokens and cost; call nothing"),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="Ask again for failed proposals"),
+        limit: int | None = typer.Option(None, help="Create at most this many proposals now"),
+        lenient: bool = typer.Option(False, "--lenient", help="Without the marker, take the last paragraph"),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable report"),
+    ) -> None:
+        """Rewrite hard and low-quality samples, write new samples near sparse ones (as proposals)."""
+        from middo_core.llm import BACKENDS, LLMConfigError, make_backend
+        from middo_core.refine import AXES, RefineOptions
+        from middo_core.refine import refine as run_refine
+
+        ws = workspace(directory)
+        chosen = [a.strip() for a in axes.split(",") if a.strip()]
+        unknown = [a for a in chosen if a not in AXES]
+        if unknown:
+            fail(f"unknown axis {', '.join(unknown)} (choose from {', '.join(AXES)})")
+        if variant not in (None, "full", "compact"):
+            fail(f"unknown template variant {variant!r} (full | compact)")
+        if backend is not None and backend not in BACKENDS.names():
+            fail(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS.names())})")
+        it = _default_iteration(ws) if iteration is None else iteration
+        try:
+            flagged = flagged_sets(ws, it, chosen)
+        except Exception as exc:  # noqa: BLE001 - no signals / selection: one clear sentence
+            fail(f"no flagged samples for iteration {it}: {exc}")
+        options = RefineOptions(template_variant=variant, lenient_marker=lenient,  # type: ignore[arg-type]
+                                rewrite_max_tokens=max_new_tokens, response_max_tokens=max_new_tokens)
+        llm = make_backend(ws.config.refine, name=backend, model=model)
+        try:
+            with progress_bar(enabled=not as_json and not dry_run) as bar:
+                rep = run_refine(ws, it, flagged, backend=llm, progress=bar, dry_run=dry_run,
+                                 retry_failed=retry_failed, limit=limit, options=options)
+        except LLMConfigError as exc:
+            fail(f"refiner endpoint unusable: {exc}")
+        except (Cancelled, KeyboardInterrupt):
+            fail("stopped; finished proposals are stored and answers are cached: run again to resume")
+        if as_json:
+            emit_json(rep.to_json())
+            return
+        _print(rep)
+
+
+def _print(rep) -> None:
+    head = f"iteration {rep.iteration}: {rep.backend} / {rep.model} ({rep.template_variant} templates)"
+    console.print(head, highlight=False)
+    if rep.dry_run:
+        est = rep.estimate or {}
+        console.print(
+            f"  would create {est.get('proposals', 0)} proposals: {est.get('calls', 0)} calls "
+            f"({est.get('cached_calls', 0)} answers already cached), ~{est.get('prompt_tokens', 0):,} "
+            f"prompt tokens, at most {est.get('completion_tokens_max', 0):,} output tokens, "
+            f"at most ${est.get('cost_usd_max', 0.0):.4f}", highlight=False)
+        if not est.get("within_budget", True):
+            console.print(f"  [yellow]over the budget of ${est['budget_usd']:.4f}: the run will stop there[/yellow]")
+    else:
+        for axis in sorted(set(rep.created) | set(rep.failed)):
+            console.print(f"  {axis}: {rep.created.get(axis, 0)} proposals, {rep.failed.get(axis, 0)} failed",
+                          highlight=False)
+        for reason, n in rep.failure_reasons.items():
+            console.print(f"    {n} x {reason}", highlight=False)
+        u = rep.usage
+        console.print(f"  {u.get('calls', 0)} calls, {u.get('cache_hits', 0)} cache hits, "
+                      f"{rep.retries} retries, {u.get('prompt_tokens', 0):,} + "
+                      f"{u.get('completion_tokens', 0):,} tokens, ${u.get('cost_usd', 0.0):.4f}, "
+                      f"{rep.elapsed_s:.1f} s", highlight=False)
+    if rep.skipped_done or rep.skipped_failed:
+        console.print(f"  skipped {rep.skipped_done} already stored, {rep.skipped_failed} failed before"
+                      + (" (--retry-failed asks again)" if rep.skipped_failed else ""), highlight=False)
+    if rep.not_created_budget:
+        console.print(f"  [yellow]{rep.not_created_budget} not created: budget reached "
+                      f"(raise refine.budget_usd and run again)[/yellow]")
+    if rep.left_by_limit:
+        console.print(f"  {rep.left_by_limit} left by --limit: run again for the rest", highlight=False)
+    if rep.missing_sources:
+        console.print(f"  [yellow]{len(rep.missing_sources)} flagged ids are not in the store[/yellow]")
