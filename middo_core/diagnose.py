@@ -1,0 +1,208 @@
+"""Diagnosis of one dataset version: every sample of D(i) gets its complexity, diversity and quality.
+
+Models: L_pre under the base model (workspace config base_model); L_post, the embeddings and the
+self-judgement under the model fine-tuned on D(i) (the iteration's checkpoint, or the base model
+when there is none yet: the report and the iteration record say so). Order of work:
+  1. post model: one pass gives loss_post and the embeddings (and the judge runs while it is loaded)
+  2. base model: loss_pre (all cache hits when the post model is the base model)
+  3. kNN over the embeddings -> diversity and neighbours
+  4. one transaction writes the signal rows and marks the iteration 'diagnosed'
+Model-computed values come from the signal cache when present and are checkpointed into it as
+batches finish, so a rerun is instant and an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from middo_core.progress import ProgressFn, report
+from middo_core.sample import Sample
+from middo_core.signals.base import SIGNAL_NAMES
+from middo_core.signals.complexity import ComplexitySignal, ModelSource
+from middo_core.signals.diversity import DiversitySignal, save_embeddings
+from middo_core.store.iterations import get_iteration, upsert_iteration
+from middo_core.store.samples import dataset, row_to_sample
+from middo_core.store.signals import write_signals
+from middo_core.workspace import Workspace
+
+STAGE_POST = "post model: loss and embeddings"
+STAGE_PRE = "complexity: loss under the base model"
+STAGE_KNN = "diversity: nearest neighbours"
+STAGE_QUALITY = "quality: self-judgement"
+STAGE_WRITE = "writing signals"
+QUALITY_CHUNK = 64  # samples judged between cache checkpoints
+
+
+class DiagnoseError(RuntimeError):
+    pass
+
+
+@dataclass
+class DiagnoseReport:
+    iteration: int
+    n: int
+    signals: list[str]
+    base_model: str
+    post_model: str
+    post_model_is_base: bool  # no checkpoint yet: "post model = base model: not trained yet"
+    judge_model: str | None = None
+    truncated: int = 0
+    empty_responses: int = 0
+    computed: dict[str, int] = field(default_factory=dict)  # samples run through a model, per pass
+    tokens: dict[str, int] = field(default_factory=dict)  # tokens fed to a model, per pass
+    forward_calls: dict[str, int] = field(default_factory=dict)
+    knn: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
+    embeddings_path: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def computed_total(self) -> int:
+        return sum(self.computed.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
+             signals: tuple[str, ...] = SIGNAL_NAMES, progress: ProgressFn | None = None,
+             source: ModelSource | None = None) -> DiagnoseReport:
+    """Compute and store the signals of D(iteration); see the module docstring."""
+    started = time.perf_counter()
+    unknown = [s for s in signals if s not in SIGNAL_NAMES]
+    if unknown or not signals:
+        raise DiagnoseError(f"unknown signals {unknown or '(none)'}: choose from {', '.join(SIGNAL_NAMES)}")
+    cfg = ws.config.signals
+    base = ws.config.base_model
+    with ws.store.read() as con:
+        rows = dataset(con, iteration)
+        rec = get_iteration(con, iteration) or {}
+    if rows.empty:
+        raise DiagnoseError(f"D({iteration}) has no samples: import data or build this version first")
+    samples: dict[str, Sample] = {r["id"]: row_to_sample(r) for r in rows.to_dict("records")}
+    ids = list(samples)
+    post = post_model or rec.get("model") or base
+    out = DiagnoseReport(iteration, len(ids), list(signals), base, post,
+                         post_model_is_base=(post == base))
+    source = source or ModelSource(cfg.device)
+    loss_pass = ComplexitySignal(prompt_format=cfg.prompt_format, max_len=cfg.max_len,
+                                 batch_tokens=cfg.batch_size * 512)
+    columns: dict[str, Any] = {"sample_id": ids}
+    flags: dict[str, dict] = {}
+
+    if "complexity" in signals or "diversity" in signals:
+        post_res = loss_pass.run(ws, post, samples, source, with_embeddings="diversity" in signals,
+                                 progress=progress, stage=STAGE_POST)
+        _count(out, "post", post_res)
+        flags = post_res.loss
+        if "complexity" in signals:
+            columns["loss_post"] = [post_res.loss[i]["loss"] for i in ids]
+    if "quality" in signals:
+        columns.update(_quality(ws, samples, cfg.judge_model or post, source, out, progress))
+    if "complexity" in signals:
+        pre_res = loss_pass.run(ws, base, samples, source, progress=progress, stage=STAGE_PRE)
+        _count(out, "base", pre_res)
+        columns["loss_pre"] = [pre_res.loss[i]["loss"] for i in ids]
+        flags = flags or pre_res.loss
+    source.release()
+    if "diversity" in signals:
+        matrix = np.stack([post_res.embedding[i] for i in ids])
+        div = DiversitySignal(k=cfg.k, backend=cfg.knn_backend)
+        frame, knn = div.compute(ids, matrix, progress=_stage(progress, STAGE_KNN))
+        out.knn = {"backend": knn.backend, "exact": knn.exact, "recall": knn.recall, "k": cfg.k,
+                   **knn.params}
+        for col in ("diversity", "neighbours", "neighbour_sims"):
+            columns[col] = frame[col].tolist()
+        path = save_embeddings(ws, iteration, ids, matrix, {
+            "model": post, "fingerprint": post_res.fingerprint, "prompt_format": cfg.prompt_format,
+            "max_len": cfg.max_len, "pooling": "mean of the last hidden layer over instruction+input"})
+        out.embeddings_path = str(path)
+    if flags:
+        columns["truncated"] = [bool(flags[i]["truncated"]) for i in ids]
+        columns["empty_response"] = [bool(flags[i]["empty"]) for i in ids]
+        out.truncated = int(sum(columns["truncated"]))
+        out.empty_responses = int(sum(columns["empty_response"]))
+    out.seconds = round(time.perf_counter() - started, 3)
+    report(progress, STAGE_WRITE, 0, 1)
+    with ws.store.write() as con:  # every row of this diagnosis, or none
+        write_signals(con, iteration, pd.DataFrame(columns))
+        upsert_iteration(con, iteration, status="diagnosed", k=cfg.k, base_model=base, counts={
+            "diagnosis": out.to_dict(), "post_model_is_base": out.post_model_is_base,
+            "diagnosed_with": post})
+    report(progress, STAGE_WRITE, 1, 1)
+    return out
+
+
+def _count(out: DiagnoseReport, name: str, res) -> None:
+    out.computed[name] = res.computed
+    out.tokens[name] = res.stats.tokens
+    out.forward_calls[name] = res.stats.batches
+
+
+def _stage(progress: ProgressFn | None, stage: str) -> ProgressFn | None:
+    """Relabel a callee's progress events with this diagnosis's stage name."""
+    if progress is None:
+        return None
+    return lambda ev: progress(type(ev)(stage, ev.done, ev.total, ev.message))
+
+
+def _quality(ws: Workspace, samples: dict[str, Sample], judge: str, source: ModelSource,
+             out: DiagnoseReport, progress: ProgressFn | None) -> dict[str, list]:
+    """The six ratings and quality per sample: cached by (judge fingerprint, templates, params)."""
+    try:
+        from middo_core.signals.quality import QualitySignal
+    except ImportError as exc:
+        raise DiagnoseError("the quality signal is not available in this installation") from exc
+    from middo_core.models.loader import model_fingerprint
+    from middo_core.signals.base import cache_key
+    from middo_core.store.signals import QUALITY_COLUMNS, get_cached, put_cached
+
+    cfg = ws.config.signals
+    signal = QualitySignal(mode=cfg.quality_mode, faithful=cfg.faithful, max_len=cfg.max_len,
+                           prompt_format=cfg.prompt_format, batch_size=cfg.batch_size)
+    out.judge_model = judge
+    params = signal.model_dump(mode="json", exclude={"name", "batch_size", "endpoint_concurrency",
+                                                     "endpoint_timeout_s"})
+    key = cache_key("quality", model_fingerprint(judge), signal.template_hash(), params)
+    ids = list(samples)
+    with ws.store.read() as con:
+        values = get_cached(con, "quality", key, ids)
+    todo = [i for i in ids if i not in values]
+    stats = {"tokens": 0, "forward_calls": 0, "unparseable": 0}
+    chunk = max(QUALITY_CHUNK, cfg.batch_size)
+    report(progress, STAGE_QUALITY, len(ids) - len(todo), len(ids))
+    for start in range(0, len(todo), chunk):
+        part = todo[start:start + chunk]
+        offset = len(ids) - len(todo) + start
+
+        def inner(ev, offset=offset, size=len(part)):
+            report(progress, STAGE_QUALITY, offset + int(size * ev.done / max(ev.total, 1)), len(ids))
+
+        model = source.model(judge)
+        frame = signal.compute([samples[i] for i in part], model, source.tokenizer(judge),
+                               progress=inner if progress else None)
+        rows = [(sid, {c: _finite(frame.at[sid, c]) for c in QUALITY_COLUMNS}) for sid in part]
+        with ws.store.write() as con:  # checkpoint: finished chunks survive an interruption
+            put_cached(con, "quality", key, rows)
+        values.update(rows)
+        rep = signal.report
+        if rep is not None:
+            stats["tokens"] += rep.tokens_fed
+            stats["forward_calls"] += rep.forward_calls
+            stats["unparseable"] += rep.unparseable
+    out.computed["quality"] = len(todo)
+    out.tokens["quality"] = stats["tokens"]
+    out.forward_calls["quality"] = stats["forward_calls"]
+    out.quality = {"mode": cfg.quality_mode, "faithful": cfg.faithful, "template_hash":
+                   signal.template_hash(), "unparseable": stats["unparseable"]}
+    return {c: [values[i][c] for i in ids] for c in QUALITY_COLUMNS}
+
+
+def _finite(x) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None

@@ -1,0 +1,161 @@
+"""The shared batched forward pass: response-token losses and prompt embeddings in one pass.
+
+Why it is fast: sequences are sorted by length and padded per batch (little padding); the
+decoder runs with no attention mask (right padding + causal attention means real tokens never
+see padding, so the fused causal kernel is used); the LM head, a vocabulary-sized matrix
+product, runs only at the positions that predict response tokens, not at every position.
+Why the embedding is free: in a causal model the hidden states of the prompt positions do not
+depend on what follows, so mean-pooling them in the loss pass equals a separate prompt-only pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from middo_core.progress import ProgressFn, report
+from middo_core.signals.encode import Encoded
+
+HEAD_ROWS = 2048  # response positions per LM-head chunk (bounds the float32 logits buffer)
+
+
+@dataclass
+class PassOutput:
+    """Results for some of the encoded samples, by their index in the encoded list."""
+
+    index: list[int] = field(default_factory=list)
+    loss: list[float | None] = field(default_factory=list)  # mean NLL per response token
+    n_response: list[int] = field(default_factory=list)
+    embedding: list[np.ndarray] = field(default_factory=list)  # float32, only when asked for
+
+    def extend(self, other: PassOutput) -> None:
+        self.index += other.index
+        self.loss += other.loss
+        self.n_response += other.n_response
+        self.embedding += other.embedding
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+@dataclass
+class PassStats:
+    samples: int = 0
+    batches: int = 0  # forward calls into the model
+    tokens: int = 0  # real tokens fed to the model
+    padded_tokens: int = 0  # tokens including padding
+    response_tokens: int = 0  # positions the LM head ran at
+    seconds: float = 0.0
+
+
+def plan_batches(encoded: list[Encoded], batch_tokens: int = 4096,
+                 max_batch: int = 64) -> list[list[int]]:
+    """Longest first (memory problems show at once); each batch's padded size <= batch_tokens."""
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].ids))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        width = len(encoded[current[0]].ids) if current else len(encoded[i].ids)
+        if current and ((len(current) + 1) * width > batch_tokens or len(current) >= max_batch):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _decoder(model):
+    """The transformer body without its LM head (returns hidden states after the final norm)."""
+    body = getattr(model, getattr(model, "base_model_prefix", "model"), None)
+    if body is None or body is model:
+        raise TypeError(f"{type(model).__name__}: cannot find the decoder body under the LM head")
+    return body
+
+
+def run_batch(model, encoded: list[Encoded], batch: list[int], want_loss: bool = True,
+              want_embedding: bool = False) -> PassOutput:
+    import torch
+
+    device = next(model.parameters()).device
+    pad = getattr(model.config, "pad_token_id", None)
+    pad = 0 if pad is None or isinstance(pad, list) else pad
+    lens = [len(encoded[i].ids) for i in batch]
+    width = max(lens)
+    ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    for b, i in enumerate(batch):
+        ids[b, : lens[b]] = torch.tensor(encoded[i].ids, dtype=torch.long)
+    ids = ids.to(device)
+    out = PassOutput(index=list(batch))
+    with torch.inference_mode():
+        hidden = _decoder(model)(input_ids=ids, use_cache=False).last_hidden_state
+        if want_embedding:
+            for b, i in enumerate(batch):
+                s, e = encoded[i].span
+                out.embedding.append(hidden[b, s:e].float().mean(0).cpu().numpy())
+        scored = [b for b, i in enumerate(batch)
+                  if want_loss and not encoded[i].empty_response and encoded[i].response_len > 0]
+        losses: dict[int, tuple[float, int]] = {}
+        if scored:
+            # position t predicts token t+1: response tokens [P, L) are predicted from [P-1, L-1)
+            rows = torch.cat([b * width + torch.arange(encoded[batch[b]].prompt_len - 1, lens[b] - 1)
+                              for b in scored]).to(device)
+            counts = [lens[b] - encoded[batch[b]].prompt_len for b in scored]
+            flat = hidden.reshape(-1, hidden.shape[-1])
+            targets = ids.reshape(-1)[rows + 1]
+            head = model.get_output_embeddings()
+            nll = torch.empty(rows.numel(), dtype=torch.float32, device=device)
+            for c in range(0, rows.numel(), HEAD_ROWS):
+                logits = head(flat[rows[c:c + HEAD_ROWS]]).float()
+                tgt = logits.gather(1, targets[c:c + HEAD_ROWS, None]).squeeze(1)
+                nll[c:c + HEAD_ROWS] = torch.logsumexp(logits, dim=1) - tgt
+            for b, part in zip(scored, torch.split(nll, counts), strict=True):
+                losses[b] = (float(part.mean()), part.numel())
+        for b, i in enumerate(batch):
+            loss, n = losses.get(b, (None, encoded[i].response_len))
+            out.loss.append(loss)
+            out.n_response.append(n)
+    return out
+
+
+def run_pass(model, encoded: list[Encoded], *, want_loss: bool = True, want_embedding: bool = False,
+             batch_tokens: int = 4096, progress: ProgressFn | None = None, stage: str = "forward pass",
+             on_chunk: Callable[[PassOutput], None] | None = None, chunk_batches: int = 4) -> PassStats:
+    """Run every encoded sample once; hand results to `on_chunk` every `chunk_batches` batches.
+
+    Finished batches are handed over even when the pass stops early (a Cancelled raised by the
+    progress callback, Ctrl-C), so a rerun resumes from there.
+    """
+    stats = PassStats()
+    started = time.perf_counter()
+    batches = plan_batches(encoded, batch_tokens)
+    pending = PassOutput()
+
+    def flush() -> None:
+        nonlocal pending
+        if len(pending) and on_chunk is not None:
+            on_chunk(pending)
+        pending = PassOutput()
+
+    total = len(encoded)
+    report(progress, stage, 0, total)
+    try:
+        for n, batch in enumerate(batches, start=1):
+            pending.extend(run_batch(model, encoded, batch, want_loss, want_embedding))
+            lens = [len(encoded[i].ids) for i in batch]
+            stats.batches += 1
+            stats.samples += len(batch)
+            stats.tokens += sum(lens)
+            stats.padded_tokens += max(lens) * len(batch)
+            stats.response_tokens += sum(encoded[i].response_len for i in batch
+                                         if not encoded[i].empty_response)
+            if n % chunk_batches == 0:
+                flush()
+            report(progress, stage, stats.samples, total)
+    finally:
+        flush()  # keep what is finished, also when stopping early
+        stats.seconds = time.perf_counter() - started
+    return stats

@@ -1,0 +1,99 @@
+"""Per-sample signals and the signal cache: the only SQL about them. Rows join on sample id."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+QUALITY_COLUMNS = ("instruction_clarity", "instruction_completeness", "instruction_factuality",
+                   "response_clarity", "response_completeness", "response_factuality", "quality")
+SIGNAL_COLUMNS = ("loss_pre", "loss_post", "diversity", "neighbours", "neighbour_sims",
+                  *QUALITY_COLUMNS, "truncated", "empty_response")
+
+
+def get_cached(con: duckdb.DuckDBPyConnection, signal: str, key: str,
+               ids: list[str]) -> dict[str, dict[str, Any]]:
+    """sample id -> payload for the ids that have a cached value under (signal, key)."""
+    if not ids:
+        return {}
+    con.register("_want", pd.DataFrame({"sample_id": list(ids)}))
+    try:
+        rows = con.execute(
+            "SELECT c.sample_id, c.payload FROM signal_cache c JOIN _want USING (sample_id) "
+            "WHERE c.signal = ? AND c.cache_key = ?", [signal, key]).fetchall()
+    finally:
+        con.unregister("_want")
+    return {sid: json.loads(payload) for sid, payload in rows}
+
+
+def put_cached(con: duckdb.DuckDBPyConnection, signal: str, key: str,
+               rows: list[tuple[str, dict[str, Any]]]) -> None:
+    if not rows:
+        return
+    frame = pd.DataFrame({"sample_id": [r[0] for r in rows],
+                          "payload": [json.dumps(r[1], allow_nan=False) for r in rows]})
+    con.register("_cache_rows", frame)
+    try:
+        con.execute("INSERT OR REPLACE INTO signal_cache SELECT ?, ?, sample_id, payload "
+                    "FROM _cache_rows", [signal, key])
+    finally:
+        con.unregister("_cache_rows")
+
+
+def cache_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    rows = con.execute("SELECT signal, count(*) FROM signal_cache GROUP BY signal").fetchall()
+    return {s: int(n) for s, n in rows}
+
+
+def write_signals(con: duckdb.DuckDBPyConnection, iteration: int, frame: pd.DataFrame) -> None:
+    """Upsert the given columns for D(iteration); other columns of existing rows stay.
+
+    `frame` has `sample_id` and any of SIGNAL_COLUMNS; rows of samples no longer in D(iteration)
+    are removed so the table always describes the dataset version as it is.
+    """
+    cols = [c for c in frame.columns if c != "sample_id"]
+    unknown = set(cols) - set(SIGNAL_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown signal columns: {', '.join(sorted(unknown))}")
+    con.execute("""DELETE FROM signals WHERE iteration = ? AND sample_id NOT IN
+                   (SELECT sample_id FROM dataset_members WHERE iteration = ? AND split = 'train')""",
+                [iteration, iteration])
+    con.register("_signals", frame)
+    try:
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols) or "sample_id = excluded.sample_id"
+        con.execute(f"""
+            INSERT INTO signals (iteration, sample_id{"".join(", " + c for c in cols)})
+            SELECT ?, sample_id{"".join(", " + c for c in cols)} FROM _signals
+            ON CONFLICT (iteration, sample_id) DO UPDATE SET {updates}
+        """, [iteration])
+    finally:
+        con.unregister("_signals")
+
+
+def load_signals(con: duckdb.DuckDBPyConnection, iteration: int) -> pd.DataFrame:
+    """The signal rows of D(iteration): sample_id plus every signal column, ordered by id."""
+    return con.execute(f"""
+        SELECT g.sample_id, {", ".join("g." + c for c in SIGNAL_COLUMNS)}
+        FROM signals g JOIN dataset_members m
+          ON m.iteration = g.iteration AND m.sample_id = g.sample_id AND m.split = 'train'
+        WHERE g.iteration = ? ORDER BY g.sample_id
+    """, [iteration]).df()
+
+
+def signals_with_text(con: duckdb.DuckDBPyConnection, iteration: int) -> pd.DataFrame:
+    """One row per sample of D(iteration): id, text, and every signal value and flag (export)."""
+    return con.execute(f"""
+        SELECT s.id, s.instruction, s.input, s.output, s.origin,
+               {", ".join("g." + c for c in SIGNAL_COLUMNS)}
+        FROM dataset_members m JOIN samples s ON s.id = m.sample_id
+        LEFT JOIN signals g ON g.iteration = m.iteration AND g.sample_id = m.sample_id
+        WHERE m.iteration = ? AND m.split = 'train' ORDER BY s.id
+    """, [iteration]).df()
+
+
+def count_signals(con: duckdb.DuckDBPyConnection, iteration: int) -> int:
+    return int(con.execute("SELECT count(*) FROM signals WHERE iteration = ?",
+                           [iteration]).fetchall()[0][0])
