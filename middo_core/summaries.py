@@ -51,3 +51,20 @@ def drawing_subset(n: int, keep: np.ndarray | None = None, max_points: int = 50_
     others = np.setdiff1d(np.arange(n), keep_idx, assume_unique=True)
     rest = np.random.default_rng(seed).choice(others, size=max_points - keep_idx.size, replace=False)
     return np.sort(np.concatenate([keep_idx, rest]))
+
+
+def flag_labels(table_ids: np.ndarray, masks: dict[str, np.ndarray], ids: np.ndarray) -> np.ndarray:
+    """Per sample in `ids`: the axis that flagged it, 'several axes', or 'not flagged'."""
+    import pandas as pd
+
+    pos = pd.Index(table_ids).get_indexer(ids)
+    found = pos >= 0
+    labels = np.full(len(ids), "not flagged", dtype=object)
+    hits = np.zeros(len(ids), dtype=int)
+    for axis, mask in masks.items():
+        flagged = np.zeros(len(ids), dtype=bool)
+        flagged[found] = mask[pos[found]]
+        labels[flagged] = axis
+        hits += flagged
+    labels[hits > 1] = "several axes"
+    return labels

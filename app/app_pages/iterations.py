@@ -11,6 +11,7 @@ from app.components.common import optional, render_error
 from app.components.jobs import render_job_panel, start_job_button
 from app.components.review_view import render_sample_text
 from middo_core import tables
+from middo_core.review import review_counts
 from middo_core.store.views import metrics_long, signal_summary
 
 ctx = state.require()
@@ -22,9 +23,11 @@ loop = optional("middo_core.loop")
 running = render_job_panel(ctx, ("loop", "train", "evaluate", "build"), key="iterations_job")
 if not running and loop is not None:
     states = loop.step_states(ctx.ws, it)
+    decisions = review_counts(ctx.ws, it)
+    pending = sum(by.get("pending", 0) for by in decisions.values())
     c1, c2, c3 = st.columns(3)
     with c1:
-        if states.get("reviewed"):
+        if states.get("reviewed") or (decisions and not pending):
             if st.button(f"Build D({it + 1})", type="primary", key="build_next",
                          help="Replace accepted hard and low-quality samples, add accepted new ones"):
                 try:
@@ -35,7 +38,8 @@ if not running and loop is not None:
                     st.toast(f"Built D({it + 1}): {report.size_after:,} samples")
                     st.rerun()
         else:
-            st.caption(f"D({it + 1}) can be built once every proposal of D({it}) is reviewed.")
+            st.caption(f"D({it + 1}) can be built once every proposal of D({it}) is reviewed"
+                       + (f" ({pending:,} pending)." if pending else "."))
     with c2:
         start_job_button(ctx, "train", f"Train M({it}) on D({it})", key="start_train",
                          disabled=not states.get("built") or states.get("trained"))
