@@ -133,7 +133,8 @@ class LoopbackOpenAI:
     def start(self) -> LoopbackOpenAI:
         self._server = self.Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:
