@@ -19,7 +19,7 @@ BIG_FILE = 2 << 20  # show a progress bar from this many bytes on
 
 def _print_errors(errors: list[RowError], total: int) -> None:
     for err in errors[:SHOWN_ERRORS]:
-        console.print(f"  {err}", highlight=False, markup=False)
+        console.print(f"  {err}", highlight=False, markup=False, soft_wrap=True)
     if total > SHOWN_ERRORS:
         console.print(f"  ... and {total - SHOWN_ERRORS:,} more")
 
@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
             n = exc.report.n_errors
             bad = f" in {exc.report.n_invalid:,} of {exc.report.n_read:,} records" if exc.report.n_invalid else ""
             console.print(f"[red]Nothing imported[/red]: {n:,} problem{'s' if n != 1 else ''}{bad} "
-                          f"in {file}", highlight=False)
+                          f"in {file}", highlight=False, soft_wrap=True)
             _print_errors(exc.errors, n)
             hint = "" if skip_invalid or exc.report.n_valid == 0 else \
                 " (use --skip-invalid to import the valid records and report the others)"
@@ -69,15 +69,15 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit_json(rep.model_dump(mode="json"))
             return
-        console.print(rep.summary(), highlight=False, markup=False)
+        console.print(rep.summary(), highlight=False, markup=False, soft_wrap=True)
         if rep.n_errors:
             console.print(f"Skipped {rep.n_invalid:,} invalid record(s):")
             _print_errors(rep.errors, rep.n_errors)
         if rep.n_duplicates:
             rows = ", ".join(f"{d.row} (= row {d.first_row})" for d in rep.duplicates[:10])
             more = ", ..." if rep.n_duplicates > 10 else ""
-            console.print(f"Exact duplicates imported once: rows {rows}{more}", highlight=False)
-        console.print(f"Report: {rep.report_path}", highlight=False)
+            console.print(f"Exact duplicates imported once: rows {rows}{more}", highlight=False, soft_wrap=True)
+        console.print(f"Report: {rep.report_path}", highlight=False, soft_wrap=True)
 
     @app.command()
     def export(
@@ -105,10 +105,10 @@ def register(app: typer.Typer) -> None:
                                        only_refined=only_refined, progress=track, split=split)
             except (ExportError, OSError) as exc:
                 fail(str(exc))
-        console.print(f"Wrote {counted[0]:,} samples to {path}", highlight=False)
+        console.print(f"Wrote {counted[0]:,} samples to {path}", highlight=False, soft_wrap=True)
         if format == "llamafactory":
             console.print(f"LLaMA-Factory entry added to {path.parent / 'dataset_info.json'}",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
 
     @app.command()
     def demo(
@@ -127,4 +127,4 @@ def register(app: typer.Typer) -> None:
         planted = len(load_planted_labels(ws))
         console.print(f"Created demo workspace {ws.root}: {sizes.get('train', 0):,} training samples "
                       f"({planted} with planted defects, labels in artifacts/{LABELS_FILE}), "
-                      f"{sizes.get('heldout', 0):,} held out", highlight=False)
+                      f"{sizes.get('heldout', 0):,} held out", highlight=False, soft_wrap=True)
