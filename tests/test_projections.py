@@ -1,0 +1,91 @@
+"""Maps of the embeddings, and the drawing helpers behind the Studio's charts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from middo_core import summaries
+from middo_core.projections import ProjectionError, ensure_projection, project
+from middo_core.sample import Sample
+from middo_core.store.samples import add_members, insert_samples, samples_frame
+
+
+def clusters(n_per: int = 60, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(2, dim)) * 5
+    labels = np.repeat([0, 1], n_per)
+    return centers[labels] + rng.normal(size=(2 * n_per, dim)) * 0.3, labels
+
+
+def separated(xy: np.ndarray, labels: np.ndarray) -> bool:
+    a, b = xy[labels == 0], xy[labels == 1]
+    gap = np.linalg.norm(a.mean(0) - b.mean(0))
+    spread = max(a.std(0).max(), b.std(0).max())
+    return gap > 3 * spread
+
+
+def test_tsne_keeps_clusters_apart_even_when_fitted_on_a_subsample():
+    matrix, labels = clusters(n_per=30)
+    xy = project(matrix, "tsne", max_fit=30)  # half the points are placed, not fitted
+    assert xy.shape == (60, 2) and np.isfinite(xy).all()
+    assert separated(xy, labels)
+
+
+@pytest.mark.slow
+def test_umap_transforms_points_beyond_the_fitted_subsample():
+    matrix, labels = clusters()
+    xy = project(matrix, "umap", max_fit=80)
+    assert separated(xy, labels)
+
+
+def test_bad_requests_read_as_sentences():
+    with pytest.raises(ProjectionError, match="unknown projection method"):
+        project(np.zeros((10, 3)), "pca")
+    with pytest.raises(ProjectionError, match="at least 5 samples"):
+        project(np.zeros((3, 3)), "tsne")
+
+
+def test_projection_is_computed_once_and_stored(workspace_factory):
+    ws = workspace_factory()
+    matrix, _ = clusters(n_per=10)
+    samples = [Sample(instruction=f"q{i}", output=f"a{i}") for i in range(len(matrix))]
+    with ws.store.write() as con:
+        insert_samples(con, samples_frame(samples))
+        add_members(con, 0, [s.id for s in samples])
+    calls = []
+
+    def loader(ws_, iteration):
+        calls.append(iteration)
+        return [s.id for s in samples], matrix
+
+    first = ensure_projection(ws, 0, "tsne", loader=loader)
+    again = ensure_projection(ws, 0, "tsne", loader=loader)
+    assert len(calls) == 1 and len(first) == len(samples)
+    assert np.allclose(first[["x", "y"]].to_numpy(), again[["x", "y"]].to_numpy())
+    assert set(first["origin"]) == {"seed"}
+
+
+def test_histogram_bins_are_shared_and_ignore_missing_values():
+    a = np.array([0.0, 1.0, np.nan, 2.0])
+    b = np.array([3.0, 4.0])
+    edges = summaries.shared_edges(a, b, bins=4)
+    assert edges[0] == 0.0 and edges[-1] == 4.0
+    assert summaries.histogram(a, edges).sum() == 3
+
+
+def test_drawing_subset_keeps_every_flagged_point():
+    keep = np.zeros(200_000, dtype=bool)
+    keep[::10] = True
+    idx = summaries.drawing_subset(200_000, keep, max_points=50_000)
+    assert idx.size == 50_000 and np.all(np.diff(idx) > 0)
+    assert keep[idx].sum() == keep.sum()
+    assert summaries.drawing_subset(10, None, max_points=50).tolist() == list(range(10))
+
+
+def test_flag_labels_name_the_axis_or_several():
+    ids = np.array(["a", "b", "c", "d"], dtype=object)
+    masks = {"complexity": np.array([True, True, False, False]),
+             "quality": np.array([False, True, False, False])}
+    labels = summaries.flag_labels(ids, masks, np.array(["d", "a", "b", "x"], dtype=object))
+    assert labels.tolist() == ["not flagged", "complexity", "several axes", "not flagged"]
