@@ -1,0 +1,164 @@
+"""`middo diagnose`, `middo select`, `middo signals`: compute, threshold and export the signals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from middo_core.commands.common import console, emit_json, fail, progress_bar, workspace
+from middo_core.progress import Cancelled
+from middo_core.workspace import Workspace
+
+
+def latest_version(ws: Workspace) -> int:
+    """The newest dataset version that has samples (0 when there is none)."""
+    from middo_core.store.samples import dataset_sizes
+
+    with ws.store.read() as con:
+        sizes = dataset_sizes(con)
+    return max((i for i, s in sizes.items() if s.get("train")), default=0)
+
+
+def _signal_summary(ws: Workspace, iteration: int) -> dict[str, dict[str, float]]:
+    from middo_core.store.signals import load_signals
+
+    with ws.store.read() as con:
+        frame = load_signals(con, iteration)
+    out = {}
+    for col in ("loss_pre", "loss_post", "diversity", "quality"):
+        values = frame[col].dropna() if col in frame else []
+        if len(values):
+            out[col] = {"mean": float(values.mean()), "std": float(values.std(ddof=0)),
+                        "min": float(values.min()), "max": float(values.max())}
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def diagnose(
+        directory: Path = typer.Argument(..., help="Workspace folder"),
+        iteration: int | None = typer.Option(None, help="Dataset version to diagnose (default: the newest)"),
+        model: str | None = typer.Option(None, help="Post model (default: the iteration's checkpoint, else the base model)"),
+        signals: str = typer.Option("complexity,diversity,quality", help="Signals to compute, comma-separated"),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable report"),
+    ) -> None:
+        """Compute complexity, diversity and quality for every sample (cached; Ctrl-C, then rerun, resumes)."""
+        from middo_core.diagnose import DiagnoseError
+        from middo_core.diagnose import diagnose as run_diagnose
+        from middo_core.signals.base import SIGNAL_NAMES
+
+        ws = workspace(directory)
+        chosen = tuple(s.strip() for s in signals.split(",") if s.strip())
+        unknown = [s for s in chosen if s not in SIGNAL_NAMES]
+        if unknown or not chosen:
+            fail(f"unknown signal {', '.join(unknown) or '(none)'} (choose from {', '.join(SIGNAL_NAMES)})")
+        it = latest_version(ws) if iteration is None else iteration
+        try:
+            with progress_bar(not as_json) as bar:
+                rep = run_diagnose(ws, it, post_model=model, signals=chosen, progress=bar)
+        except (Cancelled, KeyboardInterrupt):
+            console.print("[yellow]cancelled:[/yellow] finished batches are cached; run the same "
+                          "command again to resume")
+            raise typer.Exit(130) from None
+        except DiagnoseError as exc:
+            fail(str(exc))
+        summary = _signal_summary(ws, it)
+        if as_json:
+            emit_json({**rep.to_dict(), "summary": summary})
+            return
+        post = rep.post_model + ("  [yellow](post model = base model: not trained yet)[/yellow]"
+                                 if rep.post_model_is_base else "")
+        console.print(f"[bold]D({it})[/bold]: {rep.n:,} samples diagnosed in {rep.seconds:.1f} s")
+        console.print(f"  base model: {rep.base_model}\n  post model: {post}")
+        if rep.judge_model:
+            console.print(f"  judge model: {rep.judge_model}")
+        console.print(f"  truncated: {rep.truncated:,}   empty responses: {rep.empty_responses:,}")
+        for name in rep.computed:
+            console.print(f"  {name} pass: {rep.computed[name]:,} samples computed "
+                          f"({rep.n - rep.computed[name]:,} from cache), {rep.tokens.get(name, 0):,} tokens")
+        if rep.knn:
+            extra = "" if rep.knn["exact"] else f", recall@k {rep.knn['recall']:.3f}"
+            console.print(f"  neighbours: k={rep.knn['k']} via {rep.knn['backend']}{extra}")
+        for col, s in summary.items():
+            console.print(f"  {col:<10} mean {s['mean']:.3f}  std {s['std']:.3f}  "
+                          f"min {s['min']:.3f}  max {s['max']:.3f}")
+
+    @app.command()
+    def select(
+        directory: Path = typer.Argument(..., help="Workspace folder"),
+        iteration: int | None = typer.Option(None, help="Dataset version (default: the newest)"),
+        m_complexity: float | None = typer.Option(None, help="m for loss (flags the top tail; default: config)"),
+        m_diversity: float | None = typer.Option(None, help="m for diversity (negative; default: config)"),
+        m_quality: float | None = typer.Option(None, help="m for quality (negative; default: config)"),
+        auto: bool = typer.Option(False, "--auto", help="Pick the mildest m's that flag --target of the data"),
+        target: float | None = typer.Option(None, help="Target flagged fraction for --auto (default: config, 0.15)"),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable counts"),
+    ) -> None:
+        """Flag hard, sparse and low-quality samples with tau = mu + m*sigma; store the m's."""
+        from middo_core.loop import LoopError, save_selection, signal_table
+        from middo_core.signals.thresholds import auto_m
+
+        ws = workspace(directory)
+        it = latest_version(ws) if iteration is None else iteration
+        cfg = ws.config.selection
+        try:
+            table = signal_table(ws, it)
+        except LoopError as exc:
+            fail(str(exc))
+        if auto:
+            goal = cfg.target_fraction if target is None else target
+            if not 0 < goal < 1:
+                fail(f"--target must be between 0 and 1, got {goal}")
+            selection = auto_m(table, target=goal)
+        else:
+            selection = table.select(
+                cfg.m_complexity if m_complexity is None else m_complexity,
+                cfg.m_diversity if m_diversity is None else m_diversity,
+                cfg.m_quality if m_quality is None else m_quality)
+        save_selection(ws, it, selection)
+        counts = selection.counts()
+        if as_json:
+            emit_json({"iteration": it, **counts})
+            return
+        n = max(counts["n"], 1)
+        console.print(f"[bold]D({it})[/bold]: {counts['n']:,} samples, m = " + ", ".join(
+            f"{a} {m:+.2f}" for a, m in counts["m"].items()))
+        for axis, c in counts["flagged"].items():
+            console.print(f"  {axis:<11} {c:>7,} flagged ({c / n:.1%})")
+        for pair, c in counts["overlaps"].items():
+            console.print(f"  overlap {pair:<22} {c:>7,}")
+        console.print(f"  union       {counts['union']:>7,} ({counts['union_fraction']:.1%})")
+        for warning in counts["warnings"]:
+            console.print(f"  [yellow]warning:[/yellow] {warning}")
+
+    @app.command("signals")
+    def signals_cmd(
+        directory: Path = typer.Argument(..., help="Workspace folder"),
+        out: Path = typer.Option(..., "--out", help="Output file: .parquet, .csv or .jsonl"),
+        iteration: int | None = typer.Option(None, help="Dataset version (default: the newest)"),
+    ) -> None:
+        """Write the per-sample signal table (text, every signal value, flags) to a file."""
+        from middo_core.store.signals import signals_with_text
+
+        ws = workspace(directory)
+        it = latest_version(ws) if iteration is None else iteration
+        with ws.store.read() as con:
+            frame = signals_with_text(con, it)
+        if frame.empty:
+            fail(f"D({it}) has no samples")
+        suffix = out.suffix.lower()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        if suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        elif suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        elif suffix == ".jsonl":
+            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        else:
+            fail(f"{out}: unknown format {suffix or '(none)'} (use .parquet, .csv or .jsonl)")
+        tmp.replace(out)
+        diagnosed = bool(frame[["loss_pre", "diversity", "quality"]].notna().any(axis=None))
+        console.print(f"Wrote {len(frame):,} rows of D({it}) to {out}"
+                      + ("" if diagnosed else " (no signals yet: run middo diagnose)"))
