@@ -104,7 +104,7 @@ def source_size(path: Path, container: str) -> int:
 
             return pq.ParquetFile(path).metadata.num_rows
         if container == "hf":
-            return 0  # known once the folder is opened
+            return len(_open_hf(path))  # memory-mapped: opening is cheap
         return path.stat().st_size
     except Exception:
         return 0
@@ -295,7 +295,7 @@ def _csv(path: Path) -> Iterator[RawRow]:
             raise FatalReadError(row + 1, f"cannot parse CSV: {exc}") from None
 
 
-def _hf(path: Path) -> Iterator[RawRow]:
+def _open_hf(path: Path):
     try:
         from datasets import DatasetDict, load_from_disk
 
@@ -304,12 +304,16 @@ def _hf(path: Path) -> Iterator[RawRow]:
         raise FatalReadError(None, f"cannot open the datasets folder: {exc}") from None
     if isinstance(ds, DatasetDict):
         if "train" in ds:
-            ds = ds["train"]
-        elif len(ds) == 1:
-            ds = next(iter(ds.values()))
-        else:
-            raise FatalReadError(None, f"the folder holds several splits ({', '.join(ds)}) and no "
-                                       "'train': save the split to import on its own")
+            return ds["train"]
+        if len(ds) == 1:
+            return next(iter(ds.values()))
+        raise FatalReadError(None, f"the folder holds several splits ({', '.join(ds)}) and no "
+                                   "'train': save the split to import on its own")
+    return ds
+
+
+def _hf(path: Path) -> Iterator[RawRow]:
+    ds = _open_hf(path)
     row = 0
     try:
         for batch in ds.iter(batch_size=BATCH_ROWS):

@@ -19,6 +19,7 @@ from data_helpers import (
 )
 
 from middo_core.data import DataImportError, import_file
+from middo_core.progress import Cancelled
 from middo_core.sample import Sample
 
 
@@ -217,3 +218,18 @@ def test_shared_alpaca_demo_file(workspace_factory, shared_data):
     assert (rep.n_read, rep.n_valid, rep.n_errors) == (999, 999, 0)
     assert rep.n_imported == 985 and rep.n_duplicates == 14
     assert len(stored_samples(ws)) == 985
+
+
+def test_cancelling_midway_rolls_everything_back(workspace_factory, tmp_path):
+    ws = workspace_factory()
+    rows = [{"instruction": f"q{i}", "output": "a"} for i in range(5000)]
+    events = []
+
+    def cancel(event):
+        events.append(event)
+        raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        import_file(ws, write_jsonl(tmp_path / "many.jsonl", rows), progress=cancel)
+    assert events and events[0].total == (tmp_path / "many.jsonl").stat().st_size
+    assert store_state(ws) == (0, {})
