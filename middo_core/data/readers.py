@@ -91,9 +91,23 @@ def detect_container(path: Path, format: str | None) -> str:
     if first == "[":
         return "json"
     if first == "{":
+        if _first_line_is_partial_json(path):
+            raise FatalReadError(1, "the file holds one JSON object spread over several lines: "
+                                    "expected a JSON list of records, or one record per line")
         return "jsonl"  # a .json file of one object per line is common
     raise FatalReadError(None, "cannot tell the format: expected a JSON list, JSON lines, Parquet or "
                                f"CSV (starts with {first!r}); name the format with --format")
+
+
+def _first_line_is_partial_json(path: Path) -> bool:
+    """True when the first line is short, complete and not JSON on its own (a pretty-printed
+    object); a long first line is left to the JSONL reader."""
+    with open(path, "rb") as fh:
+        line = fh.readline(1 << 16)
+    if not line.endswith(b"\n"):
+        return False
+    _, error = _loads(line.decode("utf-8", errors="surrogateescape").lstrip("\ufeff"))
+    return error is not None
 
 
 def source_size(path: Path, container: str) -> int:

@@ -168,6 +168,7 @@ def test_file_level_problems_are_clear_and_leave_the_store_alone(workspace_facto
         "deep.json": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         "deep.jsonl": ("[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply"),
         "text.txt": ("hello world", "cannot tell the format"),
+        "pretty.json": (json.dumps(ALPACA[0], indent=2), "one JSON object spread over several lines"),
         "nocol.csv": ("question,answer\nq,a\n", "lacks column(s) instruction, output"),
     }
     for name, (text, expected) in cases.items():
