@@ -173,9 +173,7 @@ def refine_step(ws: Workspace, iteration: int, progress: ProgressFn | None = Non
     flagged = rec["counts"].get("flagged_ids")
     if flagged is None:
         raise LoopError(f"no selection for D({iteration}): select before refining")
-    result = refine(ws, iteration, flagged, progress=progress)
-    with ws.store.write() as con:
-        upsert_iteration(con, iteration, counts={"refine": getattr(result, "counts", {}) or True})
+    refine(ws, iteration, flagged, progress=progress)  # marks the step done once complete
 
 
 def review_step(ws: Workspace, iteration: int) -> bool:
@@ -200,7 +198,7 @@ def build_step(ws: Workspace, iteration: int) -> BuildReport:
 @dataclass
 class LoopReport:
     iterations_done: int = 0
-    stopped_at: str | None = None  # "review" when a curator has proposals to decide
+    stopped_at: str | None = None  # "review": a curator has proposals to decide; "refine": unfinished
     stopped_iteration: int | None = None
     steps_run: list[str] = field(default_factory=list)
 
@@ -235,6 +233,9 @@ def run_loop(ws: Workspace, iterations: int | None = None, progress: ProgressFn 
         if not step_states(ws, i)["refined"]:
             refine_step(ws, i, progress)
             out.steps_run.append(f"refine {i}")
+            if not step_states(ws, i)["refined"]:  # e.g. the budget cap stopped it
+                out.stopped_at, out.stopped_iteration = "refine", i
+                return out
         if not step_states(ws, i)["reviewed"] and not review_step(ws, i):
             out.stopped_at, out.stopped_iteration = "review", i
             return out

@@ -57,7 +57,7 @@ def create_variant(ws: Workspace, without: str | None = None, random_control: bo
 
 def _copy_seed(parent: Workspace, child: Workspace) -> None:
     """D(0) with its held-out split, plus M(0), its scores and its diagnosis when they exist."""
-    from middo_core.store.signals import load_signals, save_signals
+    from middo_core.store.signals import load_signals, write_signals
 
     with parent.store.read() as con:
         train = dataset(con, 0, "train")
@@ -77,7 +77,7 @@ def _copy_seed(parent: Workspace, child: Workspace) -> None:
             rows = metrics[metrics["iteration"] == 0]
             put_metrics(con, 0, [(r.benchmark, r.metric, r.value, r.n) for r in rows.itertuples()])
         if not signals.empty and rec.get("model"):
-            save_signals(con, 0, signals)
+            write_signals(con, 0, signals)
     emb = parent.artifacts / "embeddings"
     if emb.is_dir():
         target = child.artifact_dir("embeddings")
