@@ -18,6 +18,7 @@ from middo_core.llm.base import ChatRequest, ChatResult
 class LLMCache:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._made: set[Path] = set()
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
@@ -35,7 +36,9 @@ class LLMCache:
     def put(self, request: ChatRequest, result: ChatResult) -> None:
         key = request.cache_key()
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(path.parent)
         entry = {"key": key, "model": request.model, "messages": request.message_dicts(),
                  "params": request.sampling(), "prefill": request.prefill,
                  "attempt": request.attempt, "result": result.to_json()}

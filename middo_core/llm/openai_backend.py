@@ -45,10 +45,15 @@ class OpenAIBackend(LLMBackend):
     stats: BackendStats = field(default_factory=BackendStats)
     _client: Any = field(default=None, init=False, repr=False)
     _sem: asyncio.Semaphore | None = field(default=None, init=False, repr=False)
+    _loop: Any = field(default=None, init=False, repr=False)
 
     def _setup(self) -> Any:
-        if self._client is None:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            # a client's pooled connections belong to one event loop: a new loop gets a new client
             import openai
+
+            self._loop = loop
 
             base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
             api_key = os.environ.get("OPENAI_API_KEY")

@@ -24,24 +24,30 @@ def put_proposals(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) ->
     """
     if not rows:
         return 0
-    values = []
+    records = []
     for row in rows:
-        rec = dict(row)
+        rec = {c: row.get(c) for c in PROPOSAL_COLUMNS}
         for col in _JSON_COLUMNS:
-            if not isinstance(rec.get(col), str):
-                rec[col] = json.dumps(rec.get(col) or ({} if col != "neighbour_ids" else []),
+            if not isinstance(rec[col], str):
+                rec[col] = json.dumps(rec[col] or ({} if col != "neighbour_ids" else []),
                                       ensure_ascii=False)
-        values.append([rec.get(c) for c in PROPOSAL_COLUMNS])
+        records.append(rec)
+    frame = pd.DataFrame.from_records(records, columns=PROPOSAL_COLUMNS)
+    frame = frame.astype({c: "string" for c in PROPOSAL_COLUMNS if c != "iteration"})
     cols = ", ".join(PROPOSAL_COLUMNS)
     updates = ", ".join(f"{c} = excluded.{c}" for c in PROPOSAL_COLUMNS if c != "id")
     before = con.execute("SELECT count(*) FROM proposals").fetchall()[0][0]
     failed_before = _failed_ids(con, [r["id"] for r in rows])
-    con.executemany(
-        f"""INSERT INTO proposals ({cols}) VALUES ({", ".join("?" * len(PROPOSAL_COLUMNS))})
-            ON CONFLICT (id) DO UPDATE SET {updates}, created_at = now()
-            WHERE proposals.status = 'failed'""",
-        values,
-    )
+    # one statement for the batch (row-by-row inserts cost ~10 ms each in DuckDB)
+    con.register("_new_proposals", frame)
+    try:
+        con.execute(
+            f"""INSERT INTO proposals ({cols})
+                SELECT DISTINCT ON (id) {cols} FROM _new_proposals
+                ON CONFLICT (id) DO UPDATE SET {updates}, created_at = now()
+                WHERE proposals.status = 'failed'""").fetchall()
+    finally:
+        con.unregister("_new_proposals")
     after = con.execute("SELECT count(*) FROM proposals").fetchall()[0][0]
     return (after - before) + len(failed_before)
 

@@ -35,6 +35,7 @@ def default_answer(body: dict[str, Any]) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     server: LoopbackOpenAI.Server  # type: ignore[name-defined]
+    protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints do
 
     def log_message(self, *args: Any) -> None:  # keep test output quiet
         pass
@@ -93,6 +94,7 @@ class LoopbackOpenAI:
 
     class Server(ThreadingHTTPServer):
         daemon_threads = True
+        request_queue_size = 128  # many clients connect at once
         owner: LoopbackOpenAI
 
     def __init__(self, delay_s: float = 0.0, answer: Callable[[dict], str] | None = None) -> None:
