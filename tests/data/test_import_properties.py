@@ -32,7 +32,7 @@ alpaca_records = st.fixed_dictionaries(
               "history": st.lists(st.lists(clean_text, min_size=2, max_size=2), min_size=1, max_size=2)},
 )
 
-SETTINGS = settings(max_examples=50, deadline=None,
+SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -84,7 +84,7 @@ def pair(tmp_path_factory):
     return init_workspace(root / "src"), init_workspace(root / "dst"), iter(range(1, 10_000))
 
 
-@settings(SETTINGS, max_examples=30)
+@settings(SETTINGS, max_examples=25)
 @given(records=st.lists(alpaca_records, min_size=1, max_size=5),
        fmt=st.sampled_from(["alpaca", "jsonl", "parquet", "csv", "llamafactory"]))
 def test_valid_records_round_trip(pair, tmp_path, records, fmt):
