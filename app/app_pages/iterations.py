@@ -26,8 +26,12 @@ if not running and loop is not None:
     decisions = review_counts(ctx.ws, it)
     pending = sum(by.get("pending", 0) for by in decisions.values())
     c1, c2, c3 = st.columns(3)
+    next_size = resources.status(ctx.root, ctx.version)["dataset_sizes"].get(str(it + 1), {}).get("train")
     with c1:
-        if states.get("reviewed") or (decisions and not pending):
+        if next_size:
+            st.success(f"D({it + 1}) is built: {next_size:,} samples. Pick iteration {it + 1} in the "
+                       "sidebar to go on.")
+        elif states.get("reviewed") or (decisions and not pending):
             if st.button(f"Build D({it + 1})", type="primary", key="build_next",
                          help="Replace accepted hard and low-quality samples, add accepted new ones"):
                 try:
@@ -82,10 +86,11 @@ with c1:
     else:
         st.caption("Benchmark scores appear here after an evaluation.")
 with c2:
-    if not summary.empty:
+    if summary["mean_quality"].notna().any():
         fig = line_figure(summary, "iteration", ["mean_quality"], "Mean quality per iteration",
                           "quality (0-10)")
         render_figure(fig, key="chart_quality")
+    if not summary.empty:
         fig = line_figure(summary, "iteration", ["max_loss_post", "mean_loss_post"],
                           "Loss under the fine-tuned model per iteration", "loss")
         render_figure(fig, key="chart_loss")

@@ -28,7 +28,7 @@ def render_strip(counts: dict) -> None:
     frac = counts["union_fraction"]
     lo, hi = TARGET_BAND
     cols = st.columns([1.2, 2, 2])
-    cols[0].metric("Union flagged", f"{counts['union']:,}", fmt_pct(frac), delta_color="off",
+    cols[0].metric("Union flagged", f"{counts['union']:,} ({fmt_pct(frac)})",
                    help="Samples flagged on at least one axis")
     with cols[1]:
         text = f"{counts['union']:,} of {counts['n']:,} samples flagged ({fmt_pct(frac)})"
@@ -55,6 +55,8 @@ def render_axis(axis: str, root: str, iteration: int, compare: int | None, versi
                                    iteration, compare, [(th.get(f"tau_{col}"), f"τ {th.get(f'tau_{col}', 0):.2f}")],
                                    height=200)
             render_figure(fig, key=f"hist_{col}_{iteration}")
+    elif not hists[axis]["current"].sum():
+        st.info(f"No {axis} scores for iteration {iteration}: diagnose {axis} to use this axis.")
     else:
         tau = th.get(f"tau_{axis}")
         fig = histogram_figure(f"{axis.capitalize()} score per sample, iteration {iteration}", axis,

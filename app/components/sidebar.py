@@ -44,7 +44,7 @@ def render_workspace_picker() -> None:
             else:
                 open_workspace_path(path)
                 st.rerun()
-        data = optional("middo_core.data")
+        data = optional("middo_core.data.demo")
         if data is not None and hasattr(data, "create_demo_workspace") and \
                 st.button("Create the demo workspace here", key="create_demo"):
             with st.spinner("Writing the demo dataset…"):
@@ -89,7 +89,8 @@ def _step_states(ctx: state.Context) -> dict[str, bool]:
 
 def render_stepper(ctx: state.Context, pages: dict) -> None:
     states = _step_states(ctx)
-    lines = [f"{'✅' if done else '⬜'} {name}" for name, done in states.items()]
+    lines = [f"{':material/check_circle:' if done else ':material/radio_button_unchecked:'} {name}"
+             for name, done in states.items()]
     st.markdown(f"**Loop, iteration {ctx.iteration}**  \n" + "  \n".join(lines))
     pending = next((name for name, done in states.items() if not done), None)
     action = _next_action(ctx, pending)

@@ -1,0 +1,159 @@
+"""The Studio in a real browser: `middo studio` on loopback, driven by headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from browser import chromium_missing, chromium_page, shot, studio_server, wait_idle
+
+from middo_core.data import import_file
+from middo_core.diagnose import diagnose
+from middo_core.store.iterations import get_iteration
+from middo_core.store.proposals import put_proposals
+
+NASTY = ("Summarise: <script>window.__pwned = 1; alert(1)</script> "
+         "<img src=\"http://127.0.0.1:9/img.png\" onerror=\"window.__pwned = 2\"> "
+         "![x](http://127.0.0.1:9/pixel.png) [link](http://127.0.0.1:9/click)")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def browser_ready():
+    reason = chromium_missing()
+    if reason:
+        pytest.skip(reason)
+
+
+def read_one(ws, sql: str, params: list):
+    with ws.store.read() as con:  # waits while the Studio holds the file
+        return con.execute(sql, params).fetchall()
+
+
+def jobs_available() -> bool:
+    try:
+        from middo_core.jobs import start_job  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def assert_inert(page) -> None:
+    """No script from the data ran, no image or link from it exists in the page."""
+    assert page.evaluate("() => window.__pwned === undefined")
+    assert page.locator('img[src*="127.0.0.1:9"]').count() == 0
+    assert page.locator('a[href*="127.0.0.1:9"]').count() == 0
+
+
+def wait_for_change(read, before, timeout_s: float = 30.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = read()
+        except Exception:  # the element is being redrawn
+            value = before
+        if value != before:
+            return value
+        time.sleep(0.05)
+    return before
+
+
+def flagged_count(page, axis: str) -> int:
+    """The 'N flagged (x%)' line under the m slider of `axis`."""
+    column = page.locator(f'[data-testid="stColumn"]:has(.st-key-m_{axis}_0)').first
+    text = column.locator("p", has_text=re.compile(r"flagged \(")).last.inner_text()
+    return int(text.split()[0].replace(",", ""))
+
+
+def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_path, tiny_model):
+    from middo_core.data.demo import create_demo_workspace
+
+    ws = create_demo_workspace(tmp_path / "demo", size=60)
+    ws.config.base_model = tiny_model
+    ws.save_config()
+    nasty = tmp_path / "nasty.jsonl"
+    nasty.write_text(json.dumps({"instruction": NASTY, "output": "Reply " + NASTY}) + "\n")
+    import_file(ws, nasty)
+
+    events: dict[str, list] = {"dialogs": [], "requests": []}
+    with studio_server(ws.root, tmp_path / "studio.log") as url, chromium_page() as page:
+        page.on("dialog", lambda d: (events["dialogs"].append(d.message), d.dismiss()))
+        page.on("request", lambda r: events["requests"].append(r.url) if ":9/" in r.url else None)
+
+        # Diagnose: start it as a background job and watch it finish
+        page.goto(url + "/diagnose")
+        wait_idle(page)
+        page.get_by_text("No diagnosis yet for iteration 0").wait_for()
+        shot(page, "01-diagnose-empty")
+        if jobs_available():  # the Studio's own button starts the diagnosis as a background job
+            page.get_by_role("button", name="Diagnose D(0)").click()
+        else:  # no job runner in this build: the same library call, made by the test
+            diagnose(ws, 0, signals=("complexity", "diversity"))
+            page.reload()
+        page.get_by_text("Union flagged").wait_for(timeout=240_000)
+        wait_idle(page)
+        shot(page, "02-diagnose")
+
+        # Move the diversity m: the count under its slider changes, nothing is recomputed
+        before = flagged_count(page, "diversity")
+        thumb = page.locator('.st-key-m_diversity_0 input[type="range"]')
+        thumb.focus()
+        page.keyboard.press("End")
+        after = wait_for_change(lambda: flagged_count(page, "diversity"), before)
+        assert after > before
+        page.get_by_role("button", name="Save selection").click()
+        wait_idle(page)
+        page.get_by_text("Saved selection").wait_for()
+        shot(page, "03-selection-saved")
+
+        # Proposals for two flagged samples, one of them the sample full of markup
+        with ws.store.read() as con:
+            flagged = get_iteration(con, 0)["counts"]["flagged_ids"]["diversity"]
+        nasty_id = read_one(ws, "SELECT id FROM samples WHERE instruction = ?", [NASTY])[0][0]
+        sources = [nasty_id, next(i for i in flagged if i != nasty_id)]
+        with ws.store.write() as con:
+            put_proposals(con, [
+                {"id": f"e2e-{n}", "iteration": 0, "axis": "quality", "source_id": src,
+                 "instruction": f"Rewritten prompt number {n}: {NASTY if n == 0 else 'plain'}",
+                 "input": "", "output": f"A fresh answer {n}.", "status": "pending"}
+                for n, src in enumerate(sources)])
+
+        # Review: 'a' accepts the first (keyboard shortcut), the Reject button the second
+        page.goto(url + "/review")
+        wait_idle(page)
+        page.get_by_text("0 of 2 decided").wait_for()
+        shot(page, "04-review")
+        # the markup in the proposal and its source is shown as text, inert
+        assert page.get_by_text("<script>window.__pwned").count() > 0
+        assert_inert(page)
+        page.locator("h1").first.click()  # focus the page, not a text field
+        page.keyboard.press("a")
+        page.get_by_text("1 of 2 decided").wait_for()
+        wait_idle(page)
+        assert read_one(ws, "SELECT status FROM proposals WHERE id = 'e2e-0'", [])[0][0] == "accepted"
+        page.get_by_role("button", name="Reject (r)").click()
+        page.get_by_text("2 of 2 decided").wait_for()
+
+        # Build D(1) and find the accepted rewrite in it
+        page.goto(url + "/iterations")
+        wait_idle(page)
+        page.get_by_role("button", name="Build D(1)").click()
+        page.get_by_text("D(1) is built").wait_for()
+        shot(page, "05-iterations")
+        rows = read_one(ws, """SELECT s.instruction FROM dataset_members m JOIN samples s ON s.id = m.sample_id
+                               WHERE m.iteration = 1 AND s.proposal_id = 'e2e-0'""", [])
+        assert rows and rows[0][0].startswith("Rewritten prompt number 0")
+
+        page.goto(url + "/")
+        wait_idle(page)
+        page.get_by_text(re.compile(r"Samples 1–\d+ of [\d,]+ in D\(1\)")).wait_for()
+        page.get_by_label("Search instruction, input and output").fill("Rewritten prompt number 0")
+        page.keyboard.press("Enter")
+        page.get_by_text("Samples 1–1 of 1 in D(1)").wait_for()
+        shot(page, "06-data-d1")
+
+        assert_inert(page)
+    assert events["dialogs"] == [] and events["requests"] == []
