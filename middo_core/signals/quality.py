@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from middo_core.progress import ProgressFn
 from middo_core.sample import Sample
+from middo_core.signals.base import SIGNALS, Signal
 from middo_core.signals.judge_prompts import DIMENSIONS, METRIC_COLUMNS, JudgeTemplates
 
 COLUMNS: tuple[str, ...] = (*METRIC_COLUMNS, "quality")
@@ -41,7 +42,8 @@ class QualityReport(BaseModel):
     seconds: float = 0.0
 
 
-class QualitySignal(BaseModel):
+@SIGNALS.register
+class QualitySignal(Signal):
     """Six self-judge ratings and their average per sample (see the module docstring)."""
 
     name: Literal["quality"] = "quality"
