@@ -111,6 +111,9 @@ def _expected_from_logprobs(top: dict[int, float], score_of: dict[int, int]) -> 
     return sum(k * p for k, p in probs) / mass, mass
 
 
+_VLLM_ENGINES: dict = {}
+
+
 @JUDGE_BACKENDS.register
 class VLLMJudge:
     """vLLM on GPU: full prompts (its automatic prefix caching shares the common parts)."""
@@ -125,7 +128,11 @@ class VLLMJudge:
         path = signal.vllm_model or getattr(model, "name_or_path", None)
         if not path:
             raise ValueError("vllm backend: set vllm_model (a model folder) or pass a loaded model")
-        llm = LLM(model=path, enable_prefix_caching=True, max_model_len=signal.max_len + 16)
+        key = (str(path), signal.max_len)
+        if key not in _VLLM_ENGINES:  # one engine per model: diagnosis calls compute per chunk
+            _VLLM_ENGINES.clear()
+            _VLLM_ENGINES[key] = LLM(model=str(path), enable_prefix_caching=True, max_model_len=signal.max_len + 16)
+        llm = _VLLM_ENGINES[key]
         builder = PromptBuilder(JudgeTemplates.load(), tokenizer, signal.prompt_format, signal.max_len)
         prompts = [
             p for s in samples
