@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 from dataclasses import asdict, dataclass
 
@@ -38,6 +40,40 @@ class Usage:
         return asdict(self)
 
 
+class PrioritySlots:
+    """A semaphore whose waiters with a lower priority number go first (FIFO among equals).
+
+    Second calls (responses) go before new first calls (rewrites), so proposals finish one by one
+    instead of all at the end: the store fills steadily, and a stopped run keeps more.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.free = n
+        self._waiters: list[tuple[int, int, asyncio.Future]] = []
+        self._seq = itertools.count()
+
+    async def acquire(self, priority: int = 0) -> None:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._seq), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # granted just as we were cancelled: pass the slot on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.free += 1
+
+
 class LLMClient:
     def __init__(self, backend: LLMBackend, cache: LLMCache | None = None,
                  prices: Prices | None = None, budget_usd: float | None = None,
@@ -48,7 +84,7 @@ class LLMClient:
         self.budget_usd = budget_usd
         self.concurrency = concurrency
         self.usage = Usage()
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: PrioritySlots | None = None
 
     @property
     def budget_reached(self) -> bool:
@@ -67,12 +103,15 @@ class LLMClient:
                 self.usage.cache_hits += 1
                 return hit
         if self._slots is None:
-            self._slots = asyncio.Semaphore(self.concurrency)
-        async with self._slots:
+            self._slots = PrioritySlots(self.concurrency)
+        await self._slots.acquire(0 if request.stage == "response" else 1)
+        try:
             if self.budget_reached:
                 self.usage.budget_refused += 1
                 raise BudgetExhausted(f"budget of ${self.budget_usd:.4f} reached")
             result = await self.backend.complete(request)
+        finally:
+            self._slots.release()
         if self.cache is not None:
             self.cache.put(request, result)  # before anything else: a crash now loses nothing paid
         self.usage.calls += 1
