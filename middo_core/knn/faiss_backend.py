@@ -69,22 +69,29 @@ def flat_topk(emb: np.ndarray, k: int, block: int = 4096, exclude_self: bool = T
     return _search_batched(index, emb, k, block, exclude_self, progress, stage)
 
 
-def ivf_topk(emb: np.ndarray, k: int, block: int = 16384, exclude_self: bool = True,
-             nlist: int | None = None, nprobe: int | None = None, train_size: int = 100_000,
-             seed: int = 0, progress: ProgressFn | None = None,
-             stage: str = "diversity: nearest neighbours (approximate)"):
-    """Approximate top-k with an inverted-file index (IVF-Flat, inner product)."""
+def build_ivf(emb: np.ndarray, nlist: int | None = None, train_size: int = 100_000,
+              niter: int = 10, seed: int = 0):
+    """An inverted-file index (IVF-Flat, inner product) over `emb` (L2-normalized float32)."""
     faiss = _faiss()
     n, d = emb.shape
     nlist = nlist or max(16, int(4 * math.sqrt(n)))
-    nprobe = nprobe or max(8, nlist // 64)
     quantizer = faiss.IndexFlatIP(d)
     index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = niter
+    index.cp.seed = seed
     rng = np.random.default_rng(seed)
     train = emb[np.sort(rng.choice(n, size=min(n, max(train_size, 40 * nlist)), replace=False))]
-    report(progress, stage, 0, n, f"training {nlist} lists")
     index.train(train)
     index.add(emb)
+    return index
+
+
+def ivf_search(index, emb: np.ndarray, k: int, nprobe: int, rows: np.ndarray | None = None,
+               block: int = 16384, progress: ProgressFn | None = None,
+               stage: str = "diversity: nearest neighbours (approximate)"):
+    """Search `rows` (default: all) of `emb` in the IVF index, self excluded."""
     index.nprobe = nprobe
-    idx, sims = _search_batched(index, emb, k, block, exclude_self, progress, stage)
-    return idx, sims, {"nlist": nlist, "nprobe": nprobe}
+    if rows is None:
+        return _search_batched(index, emb, k, block, True, progress, stage)
+    sims, idx = index.search(emb[rows], min(emb.shape[0], k + 1))
+    return _drop_self(idx, sims, rows, min(k, emb.shape[0] - 1))

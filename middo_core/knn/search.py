@@ -9,7 +9,7 @@ import numpy as np
 
 from middo_core.knn import faiss_backend
 from middo_core.knn.exact import exact_topk
-from middo_core.progress import ProgressFn
+from middo_core.progress import ProgressFn, report
 
 Backend = Literal["auto", "torch", "faiss", "faiss-ivf"]
 APPROX_MIN_ROWS = 500_000  # below this an exact search is fast enough on a CPU
@@ -34,11 +34,13 @@ def normalize(emb: np.ndarray) -> np.ndarray:
 
 
 def knn_search(emb: np.ndarray, k: int, block: int = 4096, backend: Backend = "auto",
-               progress: ProgressFn | None = None, seed: int = 0) -> KnnResult:
+               progress: ProgressFn | None = None, seed: int = 0,
+               min_recall: float = 0.95) -> KnnResult:
     """Cosine top-k neighbours of every row among the other rows.
 
-    auto: faiss when installed (exact below APPROX_MIN_ROWS rows, IVF above, with recall measured
-    on sampled queries), else the exact blocked torch search.
+    auto: faiss when installed (exact below APPROX_MIN_ROWS rows, IVF above, its nprobe raised
+    until recall@k against the exact search on sampled queries reaches min_recall, and that
+    recall reported), else the exact blocked torch search.
     """
     unit = normalize(emb)
     n = unit.shape[0]
@@ -54,20 +56,35 @@ def knn_search(emb: np.ndarray, k: int, block: int = 4096, backend: Backend = "a
         idx, sims = faiss_backend.flat_topk(unit, k, block=block, progress=progress)
         return KnnResult(idx, sims, "faiss-flat", exact=True)
     if backend == "faiss-ivf":
-        idx, sims, params = faiss_backend.ivf_topk(unit, k, seed=seed, progress=progress)
-        recall = measured_recall(unit, idx, k, seed=seed)
-        return KnnResult(idx, sims, "faiss-ivf", exact=False, recall=recall, params=params)
+        return _approximate(unit, k, min_recall, seed, progress)
     raise ValueError(f"unknown kNN backend {backend!r} (use auto, torch, faiss or faiss-ivf)")
 
 
-def measured_recall(unit: np.ndarray, approx_idx: np.ndarray, k: int,
-                    queries: int = RECALL_QUERIES, seed: int = 0) -> float:
-    """recall@k of `approx_idx` against the exact search on a random sample of query rows."""
+def _approximate(unit: np.ndarray, k: int, min_recall: float, seed: int,
+                 progress: ProgressFn | None) -> KnnResult:
+    """IVF search whose nprobe is raised until recall@k on sampled queries reaches min_recall."""
+    stage = "diversity: nearest neighbours (approximate)"
     n = unit.shape[0]
+    report(progress, stage, 0, n, "building the index")
+    index = faiss_backend.build_ivf(unit, seed=seed)
     rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(n, size=min(queries, n), replace=False))
+    rows = np.sort(rng.choice(n, size=min(RECALL_QUERIES, n), replace=False))
     exact_idx, _ = exact_topk(unit, k, block=256, queries=rows)
-    hits = sum(len(set(approx_idx[r]) & set(e)) for r, e in zip(rows, exact_idx, strict=True))
+    nprobe, recall = 8, 0.0
+    while True:
+        approx_idx, _ = faiss_backend.ivf_search(index, unit, k, nprobe, rows=rows)
+        recall = _recall(approx_idx, exact_idx)
+        if recall >= min_recall or nprobe >= index.nlist:
+            break
+        nprobe = min(index.nlist, nprobe * 2)
+    idx, sims = faiss_backend.ivf_search(index, unit, k, nprobe, progress=progress, stage=stage)
+    return KnnResult(idx, sims, "faiss-ivf", exact=False, recall=recall,
+                     params={"nlist": int(index.nlist), "nprobe": int(nprobe),
+                             "recall_queries": int(rows.size)})
+
+
+def _recall(approx_idx: np.ndarray, exact_idx: np.ndarray) -> float:
+    hits = sum(len(set(a) & set(e)) for a, e in zip(approx_idx, exact_idx, strict=True))
     return hits / max(1, exact_idx.size)
 
 
