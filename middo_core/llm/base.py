@@ -102,6 +102,7 @@ class LLMBackend(ABC):
 
     name: ClassVar[str]
     supports_prefill: ClassVar[bool] = False  # can start the answer with given text
+    max_tokens_cap: int | None = None  # a backend's own ceiling on tokens per call
     model: str
     stats: BackendStats
 

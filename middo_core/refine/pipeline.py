@@ -76,9 +76,12 @@ class Runner:
 
     def _request(self, user: str, prefill: str, max_tokens: int | None, stage: str,
                  attempt: int) -> ChatRequest:
+        limit = max_tokens or self.cfg.max_new_tokens
+        if self.backend.max_tokens_cap is not None:
+            limit = min(limit, self.backend.max_tokens_cap)
         return ChatRequest(
             model=self.backend.model, messages=(("user", user),), temperature=self.cfg.temperature,
-            top_p=self.cfg.top_p, max_tokens=max_tokens or self.cfg.max_new_tokens,
+            top_p=self.cfg.top_p, max_tokens=limit,
             prefill=prefill if self.backend.supports_prefill else "", attempt=attempt, stage=stage)
 
     def rewrite_request(self, job: Job) -> tuple[ChatRequest, Any]:
@@ -139,7 +142,7 @@ class Runner:
             "source_id": job.source_id, "neighbour_ids": job.neighbour_ids,
             "template_hash": job.op.template.hash, "model": self.backend.model,
             "params": {**self.backend.describe(), **rewrite_request.sampling(),
-                       "response_max_tokens": self.opts.response_max_tokens or self.cfg.max_new_tokens,
+                       "response_max_tokens": self.response_request("", 0).max_tokens,
                        "template_variant": self.variant, "operator": job.op.name,
                        "rewrite_template": job.op.template.name,
                        "response_template": self.respond.template.name,
@@ -228,7 +231,9 @@ def refine(ws: Workspace, iteration: int, flagged: dict[str, list[str]],
         rep.estimate = estimate_run(jobs, runner, cache, prices, cfg.budget_usd)
         rep.elapsed_s = time.monotonic() - started
         return rep
-    client = LLMClient(llm, cache, prices, cfg.budget_usd, concurrency=cfg.concurrency)
+    # a batching backend needs at least a batch of requests in flight
+    slots = max(cfg.concurrency, getattr(llm, "batch_size", 0))
+    client = LLMClient(llm, cache, prices, cfg.budget_usd, concurrency=slots)
     retries_before = llm.stats.retries
     try:
         _run_sync(_run_jobs(ws, jobs, runner, client, rep, opts, progress))

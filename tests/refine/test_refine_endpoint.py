@@ -207,3 +207,17 @@ def test_api_key_never_written_anywhere(refine_ws, loopback, api_key, caplog):
 def test_unknown_axis_is_refused(refine_ws):
     with pytest.raises(ValueError, match="unknown axes"):
         refine(refine_ws, 1, {"style": refine_ws.ids[:1]}, backend=backend(), dry_run=True)
+
+
+def test_proposals_complete_steadily_not_all_at_the_end(refine_ws, loopback, api_key):
+    loopback.delay_s = 0.05
+    refine_ws.config.refine.concurrency = 2
+    refine(refine_ws, 1, {"complexity": refine_ws.ids}, backend=backend(), options=FULL)
+    stages = ["rewrite" if "FINAL PROMPT:" in r["messages"][-1]["content"] else "response"
+              for r in loopback.requests]
+    assert stages.count("rewrite") == 8 and stages.count("response") == 8
+    # a waiting response goes before a new rewrite (first come, first served would send all
+    # eight rewrites first): proposals finish one by one and a stopped run keeps them
+    assert stages.index("response") <= 3
+    runs = "".join("w" if s == "rewrite" else "r" for s in stages).split("r")
+    assert max(len(r) for r in runs) <= 3, stages

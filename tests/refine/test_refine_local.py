@@ -47,3 +47,10 @@ def test_missing_local_model_stops_the_run_with_a_clear_error(refine_ws, tmp_pat
                backend=LocalBackend(model=str(tmp_path / "nowhere")), options=SHORT)
     with refine_ws.store.read() as con:
         assert list_proposals(con, 1).empty  # nothing half-written
+
+
+def test_local_token_ceiling_applies_and_is_recorded(refine_ws, tiny_model):
+    llm = LocalBackend(model=tiny_model, max_tokens_cap=5)
+    rep = refine(refine_ws, 1, {"quality": refine_ws.ids[:3]}, backend=llm, dry_run=True)
+    assert rep.estimate["calls"] == 6 and rep.estimate["completion_tokens_max"] == 6 * 5
+    assert llm._model is None  # an estimate loads no model
