@@ -132,15 +132,28 @@ def _fingerprint(plan: TrainPlan, base: str, ids: list[str]) -> str:
 
 def _prepare_work_dir(work: Path, fingerprint: str, resume: bool) -> str | None:
     """The checkpoint to resume from, if it belongs to this very run (same data, plan, model)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     marker = work / "middo_run.json"
     if resume and marker.exists() and json.loads(marker.read_text())["fingerprint"] == fingerprint:
-        return get_last_checkpoint(str(work))
+        return _last_complete_checkpoint(work)
     if _rank() == 0:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"fingerprint": fingerprint}), encoding="utf-8")
+    return None
+
+
+def _last_complete_checkpoint(work: Path) -> str | None:
+    """The newest checkpoint-N with its trainer_state.json (written last): a process killed
+    while saving leaves a folder without it, and the previous checkpoint is still there."""
+    found = []
+    for folder in work.glob("checkpoint-*"):
+        if folder.name.split("-")[-1].isdigit():
+            found.append((int(folder.name.split("-")[-1]), folder))
+    for _, folder in sorted(found, reverse=True):
+        if (folder / "trainer_state.json").exists():
+            return str(folder)
+        if _rank() == 0:
+            shutil.rmtree(folder, ignore_errors=True)  # half-written by a killed process
     return None
 
 
@@ -211,6 +224,10 @@ def _fit(ws: Workspace, iteration: int, plan: TrainPlan, base: str, device: str,
         report(progress, "train: saving", 0, 1, f"writing {final}")
         _save_final(trainer, plan, tokenizer, final)
         shutil.rmtree(work, ignore_errors=True)
+        steps = int(trainer.state.global_step)
+        if progress is not None:  # the last word: 100 %, the final loss, where the model is
+            progress(TrainProgress(stage="train", done=steps, total=steps, message=f"saved {final}",
+                                   step=steps, loss=callback.loss, eta_s=0.0))
     return TrainResult(
         iteration=iteration, checkpoint=str(final), steps=int(trainer.state.global_step),
         resumed_from_step=callback.start_step, train_loss=float(out.training_loss),

@@ -1,0 +1,159 @@
+"""Start, follow and cancel background jobs. Each job is its own process:
+`python -m middo_core.jobs.worker <workspace> <run_id>`, in its own session, logging to its run
+folder. The run record lives in the store (table runs); live progress in the run folder."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from middo_core.jobs import runfiles
+from middo_core.jobs.kinds import get_job_kind
+from middo_core.store import runs as run_store
+from middo_core.workspace import Workspace
+
+ACTIVE = ("queued", "running")
+DIED = "process died"
+CANCEL_GRACE_S = 10.0
+
+
+class JobError(RuntimeError):
+    pass
+
+
+def start_job(ws: Workspace, kind: str, iteration: int | None, args: dict[str, Any] | None = None) -> str:
+    """Launch a worker for a `kind` job; returns its run id at once."""
+    fn = get_job_kind(kind)  # refuse unknown kinds here, not in a log file later
+    args = dict(args or {})
+    json.dumps(args)  # job arguments must survive the trip through the store
+    args["_module"] = fn.__module__
+    with ws.store.write() as con:
+        run_id = run_store.create_run(con, kind, iteration, args)
+    folder = runfiles.run_dir(ws, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+    with (folder / runfiles.LOG_FILE).open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "middo_core.jobs.worker", str(ws.root), run_id],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=str(ws.root), env=env,
+        )
+    runfiles.write_json_atomic(folder / runfiles.PROCESS_FILE, _identity(proc.pid))
+    return run_id
+
+
+def _identity(pid: int) -> dict[str, Any]:
+    import psutil
+
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.Error:
+        created = None
+    return {"pid": pid, "create_time": created}
+
+
+def _alive(identity: dict[str, Any] | None) -> bool:
+    """The recorded process still runs (not a zombie, not a new process reusing the pid)."""
+    import psutil
+
+    if not identity or not identity.get("pid"):
+        return False
+    try:
+        proc = psutil.Process(int(identity["pid"]))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        created = identity.get("create_time")
+        return created is None or abs(proc.create_time() - created) < 1.0
+    except psutil.Error:
+        return False
+
+
+def job_status(ws: Workspace, run_id: str, log_lines: int = 20) -> dict[str, Any]:
+    """The run record, its live progress, the last log lines and whether its process is alive.
+    A queued or running run whose process is gone is marked failed ("process died")."""
+    with ws.store.read() as con:
+        record = run_store.get_run(con, run_id)
+    if record is None:
+        raise JobError(f"no run '{run_id}' in {ws.root}")
+    folder = runfiles.run_dir(ws, run_id)
+    identity = runfiles.read_json(folder / runfiles.PROCESS_FILE)
+    alive = _alive(identity)
+    if record["status"] in ACTIVE and not alive:
+        time.sleep(0.2)  # the worker may be writing its final status right now
+        with ws.store.write() as con:
+            fresh = run_store.get_run(con, run_id)
+            if fresh["status"] in ACTIVE:
+                final = "cancelled" if runfiles.cancel_requested(folder) else "failed"
+                run_store.set_run(con, run_id, final, error=None if final == "cancelled" else DIED)
+            record = run_store.get_run(con, run_id)
+    out = {k: _plain(v) for k, v in record.items()}
+    out["args"] = {k: v for k, v in json.loads(record.get("args") or "{}").items() if not k.startswith("_")}
+    out["progress"] = runfiles.read_json(folder / runfiles.PROGRESS_FILE)
+    out["result"] = runfiles.read_json(folder / runfiles.RESULT_FILE)
+    out["log_tail"] = runfiles.log_tail(folder / runfiles.LOG_FILE, log_lines)
+    out["log_path"] = str(folder / runfiles.LOG_FILE)
+    out["alive"] = alive
+    if out["status"] == "failed" and out.get("error") == DIED:
+        out["error"] = f"failed: {DIED}"
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """pandas/numpy scalars and NaT/NaN to plain Python (JSON and templates)."""
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        try:
+            return None if value != value else value.isoformat()
+        except (TypeError, ValueError):
+            return str(value)
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def list_jobs(ws: Workspace, limit: int = 50) -> list[dict[str, Any]]:
+    """Newest first, with progress; active runs are checked for a dead process."""
+    with ws.store.read() as con:
+        ids = list(run_store.list_runs(con, limit)["id"])
+    return [job_status(ws, run_id, log_lines=0) for run_id in ids]
+
+
+def cancel_job(ws: Workspace, run_id: str, grace_s: float = CANCEL_GRACE_S) -> dict[str, Any]:
+    """Ask the worker to stop (it checks between steps), then SIGTERM its process group if it
+    has not stopped within `grace_s`. Returns the final status."""
+    status = job_status(ws, run_id, log_lines=0)
+    if status["status"] not in ACTIVE:
+        return status
+    folder = runfiles.run_dir(ws, run_id)
+    runfiles.request_cancel(folder)
+    identity = runfiles.read_json(folder / runfiles.PROCESS_FILE)
+    if not _wait_exit(identity, grace_s) and identity:
+        _signal_group(int(identity["pid"]), signal.SIGTERM)
+        if not _wait_exit(identity, 10.0):
+            _signal_group(int(identity["pid"]), signal.SIGKILL)
+            _wait_exit(identity, 5.0)
+    return job_status(ws, run_id, log_lines=0)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    # the worker leads its own session: this reaches its children (torchrun ranks) too
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def _wait_exit(identity: dict[str, Any] | None, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(identity):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

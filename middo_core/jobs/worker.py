@@ -1,0 +1,82 @@
+"""The background worker: `python -m middo_core.jobs.worker <workspace> <run_id>`.
+
+It runs the job's function with a progress callback that writes the run folder's progress.json
+and stops at a cancel request; it opens the store only briefly, at start and at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from middo_core.progress import Cancelled
+
+
+def _terminated(signum, frame):  # SIGTERM (cancel after the grace period): unwind cleanly
+    raise Cancelled("terminated")
+
+
+def _was_cancelled(exc: BaseException) -> bool:
+    seen = exc
+    while seen is not None:  # libraries may wrap the Cancelled raised in their callbacks
+        if isinstance(seen, Cancelled | KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def run(workspace: Path, run_id: str) -> int:
+    from middo_core.jobs import runfiles
+    from middo_core.jobs.kinds import get_job_kind
+    from middo_core.store import runs as run_store
+    from middo_core.workspace import open_workspace
+
+    ws = open_workspace(workspace)
+    with ws.store.write() as con:
+        record = run_store.get_run(con, run_id)
+        if record is None:
+            print(f"no run {run_id} in {workspace}", file=sys.stderr)
+            return 2
+        run_store.set_run(con, run_id, "running")
+    args = json.loads(record["args"] or "{}")
+    module = args.pop("_module", None)
+    iteration = None if record["iteration"] != record["iteration"] or record["iteration"] is None \
+        else int(record["iteration"])
+    folder = runfiles.run_dir(ws, run_id)
+    progress = runfiles.ProgressWriter.for_run(ws, run_id)
+    print(f"run {run_id}: {record['kind']} iteration {iteration} args {args}", flush=True)
+    try:
+        fn = get_job_kind(record["kind"], module)
+        result = fn(ws, run_id, iteration, args, progress)
+        if result is not None:
+            runfiles.write_json_atomic(folder / runfiles.RESULT_FILE, result)
+    except BaseException as exc:  # noqa: BLE001 - every ending is recorded
+        if _was_cancelled(exc) or runfiles.cancel_requested(folder):
+            print(f"run {run_id}: cancelled", flush=True)
+            with ws.store.write() as con:
+                run_store.set_run(con, run_id, "cancelled")
+            return 0
+        traceback.print_exc()
+        with ws.store.write() as con:
+            run_store.set_run(con, run_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        return 1
+    with ws.store.write() as con:
+        run_store.set_run(con, run_id, "done")
+    print(f"run {run_id}: done", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m middo_core.jobs.worker <workspace> <run_id>", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _terminated)
+    return run(Path(argv[0]), argv[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
