@@ -74,8 +74,21 @@ def scatter_subset(root: str, iteration: int, version: int, max_points: int) -> 
     return summaries.drawing_subset(n, None, max_points=max_points)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def projection(root: str, iteration: int, method: str, version: int) -> pd.DataFrame:
+@st.cache_resource(show_spinner="Loading the map…", max_entries=4)
+def projection(root: str, iteration: int, method: str, version: int) -> dict[str, Any]:
+    """The stored map with what every redraw reuses: escaped hover texts, rows in the signal table.
+
+    Shared between sessions and never copied: callers must not modify it.
+    """
+    import html
+
     from middo_core.projections import load_projection
 
-    return load_projection(workspace(root, version), iteration, method)
+    points = load_projection(workspace(root, version), iteration, method)
+    hover = np.array([html.escape(str(t or ""))[:HOVER_CHARS] for t in points["instruction"]], dtype=object)
+    data = signals(root, iteration, version)
+    pos = summaries.positions(data[1].ids, points["sample_id"].to_numpy()) if data is not None else None
+    return {"points": points, "hover": hover, "positions": pos}
+
+
+HOVER_CHARS = 90

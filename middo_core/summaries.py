@@ -37,27 +37,40 @@ def bin_centers(edges: np.ndarray) -> np.ndarray:
     return (edges[:-1] + edges[1:]) / 2
 
 
+MAX_KEPT_SHARE = 0.75
+
+
 def drawing_subset(n: int, keep: np.ndarray | None = None, max_points: int = 50_000,
                    seed: int = 0) -> np.ndarray:
-    """Indices of at most `max_points` of n points: all `keep` points first, then a random rest.
+    """Indices of at most `max_points` of n points: all `keep` points, then a random rest.
 
+    When `keep` points exceed 3/4 of the budget they are sampled too, so the picture still
+    shows the unflagged points around them.
     Sorted, and stable for a given (n, seed), so the picture does not jump between reruns.
     """
     if n <= max_points:
         return np.arange(n)
-    keep_idx = np.flatnonzero(keep) if keep is not None else np.empty(0, dtype=int)
-    if keep_idx.size >= max_points:
-        return np.sort(np.random.default_rng(seed).choice(keep_idx, size=max_points, replace=False))
-    others = np.setdiff1d(np.arange(n), keep_idx, assume_unique=True)
-    rest = np.random.default_rng(seed).choice(others, size=max_points - keep_idx.size, replace=False)
+    keep_mask = np.zeros(n, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    keep_idx = np.flatnonzero(keep_mask)
+    rng = np.random.default_rng(seed)
+    if keep_idx.size > max_points * MAX_KEPT_SHARE:  # too many to keep: leave room for context
+        keep_idx = rng.choice(keep_idx, size=int(max_points * MAX_KEPT_SHARE), replace=False)
+    others = np.flatnonzero(~keep_mask)
+    rest = rng.choice(others, size=min(max_points - keep_idx.size, others.size), replace=False)
     return np.sort(np.concatenate([keep_idx, rest]))
 
 
-def flag_labels(table_ids: np.ndarray, masks: dict[str, np.ndarray], ids: np.ndarray) -> np.ndarray:
-    """Per sample in `ids`: the axis that flagged it, 'several axes', or 'not flagged'."""
+def positions(table_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Index of each of `ids` in `table_ids` (-1 when absent); compute once, reuse per selection."""
     import pandas as pd
 
-    pos = pd.Index(table_ids).get_indexer(ids)
+    return pd.Index(table_ids).get_indexer(ids)
+
+
+def flag_labels(table_ids: np.ndarray, masks: dict[str, np.ndarray], ids: np.ndarray,
+                pos: np.ndarray | None = None) -> np.ndarray:
+    """Per sample in `ids`: the axis that flagged it, 'several axes', or 'not flagged'."""
+    pos = positions(table_ids, ids) if pos is None else pos
     found = pos >= 0
     labels = np.full(len(ids), "not flagged", dtype=object)
     hits = np.zeros(len(ids), dtype=int)

@@ -81,6 +81,11 @@ def test_drawing_subset_keeps_every_flagged_point():
     assert idx.size == 50_000 and np.all(np.diff(idx) > 0)
     assert keep[idx].sum() == keep.sum()
     assert summaries.drawing_subset(10, None, max_points=50).tolist() == list(range(10))
+    # when nearly everything is flagged, unflagged context still gets a quarter of the budget
+    mostly = np.ones(200_000, dtype=bool)
+    mostly[:40_000] = False
+    idx = summaries.drawing_subset(200_000, mostly, max_points=50_000)
+    assert idx.size == 50_000 and (~mostly[idx]).sum() == 12_500
 
 
 def test_flag_labels_name_the_axis_or_several():

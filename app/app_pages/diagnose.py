@@ -89,16 +89,20 @@ def selection_panel() -> None:
         b3.caption(f"Saved selection: {saved['union']:,} flagged with m = "
                    + ", ".join(f"{a} {v:+.2f}" for a, v in saved.get("m", {}).items()))
     if "complexity" in axes:
-        left, right = st.columns(2)
+        left, right = st.columns([3, 2])
         with left:
             render_loss_scatter(ctx.root, it, version, selection)
-        with right, st.expander("Quality: the six metrics", expanded=False):
-            render_quality_metrics(ctx.root, it, ctx.compare, version)
+        right.caption("A sample is complex when its loss is above τ both before training (L_pre, "
+                      "base model) and after (L_post, fine-tuned): the shaded corner. Samples the "
+                      "model learns easily fall below the dashed L_post line.")
 
 
 st.caption(f"{len(table):,} samples of D({it}) diagnosed. Move an m to see what it flags; "
            "nothing is recomputed. Save the selection, then refine the flagged samples.")
 selection_panel()
+if "quality" in axes:  # the six ratings do not depend on m: drawn outside the slider fragment
+    with st.expander("Quality: the six metrics", expanded=False):
+        render_quality_metrics(ctx.root, it, ctx.compare, ctx.version)
 
 if record.get("counts", {}).get("selection"):
     st.divider()

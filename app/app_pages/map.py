@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from app import resources, state
-from app.components.charts import hover_text, render_figure
+from app.components.charts import render_figure
 from app.components.common import render_error
 from app.components.progress import ProgressBar
 from app.components.selection import m_key
@@ -31,7 +30,8 @@ method = c1.segmented_control("Projection", ["umap", "tsne"], default="umap", ke
 colour = c2.selectbox("Colour by", ["flag", "origin", "created_in_iteration", *SIGNALS],
                       key="map_colour")
 
-points = resources.projection(ctx.root, it, method, ctx.version)
+mapped = resources.projection(ctx.root, it, method, ctx.version)
+points = mapped["points"]
 if points.empty:
     st.info(f"No {method.upper()} map for iteration {it} yet. Compute it: it needs the embeddings "
             "of the diversity diagnosis and is stored, so this happens once per iteration.")
@@ -64,7 +64,8 @@ if data is not None:
         return float(st.session_state.get(m_key(axis, it), fallback))
 
     selection = table.select(m_of("complexity"), m_of("diversity"), m_of("quality"))
-    flags = summaries.flag_labels(table.ids, selection.masks, points["sample_id"].to_numpy())
+    flags = summaries.flag_labels(table.ids, selection.masks, points["sample_id"].to_numpy(),
+                                  pos=mapped["positions"])
 else:
     flags = np.full(len(points), "not flagged", dtype=object)
     if colour == "flag":
@@ -74,32 +75,35 @@ keep = flags != "not flagged"
 idx = summaries.drawing_subset(len(points), keep, max_points=MAX_DRAWN)
 drawn = points.iloc[idx]
 drawn_flags = flags[idx]
-fig = go.Figure()
-hover = hover_text(drawn["instruction"])
+traces: list[dict] = []
+hover = mapped["hover"][idx]
 
 
 def add_trace(mask: np.ndarray, name: str, **marker) -> None:
     part = drawn[mask]
-    fig.add_trace(go.Scattergl(
-        x=part["x"], y=part["y"], mode="markers", name=name,
-        customdata=part["sample_id"], hovertext=np.asarray(hover, dtype=object)[mask],
-        hovertemplate="%{hovertext}<extra>%{customdata}</extra>",
-        marker={"size": 4, "opacity": 0.75, **marker}))
+    traces.append({
+        "type": "scattergl", "x": part["x"].to_numpy(), "y": part["y"].to_numpy(), "mode": "markers",
+        "name": name, "customdata": part["sample_id"].to_numpy(), "hovertext": hover[mask],
+        "hovertemplate": "%{hovertext}<extra>%{customdata}</extra>",
+        "marker": {"size": 4, "opacity": 0.75, **{k: v for k, v in marker.items() if v is not None}}})
 
 
 if colour in ("flag", "origin", "created_in_iteration"):
     values = drawn_flags if colour == "flag" else drawn[colour].astype(str).to_numpy()
-    for name in pd.unique(values):
+    names = sorted(pd.unique(values), key=lambda v: (v != "not flagged", str(v)))
+    for name in names:  # 'not flagged' first, so flagged points are drawn on top
         add_trace(values == name, str(name), color=PALETTE.get(str(name)) if colour == "flag" else None)
 else:
-    add_trace(np.ones(len(drawn), bool), colour, color=drawn[colour], colorscale="Viridis",
-              showscale=True, colorbar={"title": colour})
-shown = f"{len(drawn):,} of {len(points):,} samples drawn (every flagged one kept)" \
-    if len(drawn) < len(points) else f"{len(points):,} samples"
-fig.update_layout(title=f"{method.upper()} map of D({it}) coloured by {colour.replace('_', ' ')}: {shown}",
-                  height=640, template="plotly_white", dragmode="lasso",
-                  margin={"l": 10, "r": 10, "t": 50, "b": 10},
-                  legend={"itemsizing": "constant"}, xaxis={"visible": False}, yaxis={"visible": False})
+    add_trace(np.ones(len(drawn), bool), colour, color=drawn[colour].to_numpy(), colorscale="Viridis",
+              showscale=True, colorbar={"title": {"text": colour}})
+all_flagged_kept = int(keep[idx].sum()) == int(keep.sum())
+shown = f"{len(points):,} samples" if len(drawn) == len(points) else (
+    f"{len(drawn):,} of {len(points):,} samples drawn"
+    + (" (every flagged one kept)" if all_flagged_kept else " (flagged ones sampled too)"))
+fig = {"data": traces, "layout": {
+    "title": {"text": f"{method.upper()} map of D({it}) coloured by {colour.replace('_', ' ')}: {shown}"},
+    "height": 640, "dragmode": "lasso", "margin": {"l": 10, "r": 10, "t": 50, "b": 10},
+    "legend": {"itemsizing": "constant"}, "xaxis": {"visible": False}, "yaxis": {"visible": False}}}
 event = render_figure(fig, key=f"map_{it}_{method}", on_select="rerun",
                       selection_mode=("box", "lasso", "points"))
 

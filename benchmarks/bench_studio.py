@@ -1,0 +1,162 @@
+"""Studio responsiveness in a real browser: m slider round trip at 100k samples, map at 200k points.
+
+    python -m benchmarks.bench_studio [--samples 100000] [--points 200000] [--moves 12]
+
+Builds two workspaces under benchmarks/out/ (samples and signals written through the store),
+starts `middo studio` on loopback and drives headless Chromium (needs /usr/bin/chromium).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "app"))
+
+from browser import chromium_missing, chromium_page, studio_server, wait_idle  # noqa: E402
+
+from middo_core.sample import Sample  # noqa: E402
+from middo_core.store.iterations import upsert_iteration  # noqa: E402
+from middo_core.store.projections import put_projection  # noqa: E402
+from middo_core.store.samples import add_members, insert_samples, samples_frame  # noqa: E402
+from middo_core.store.signals import write_signals  # noqa: E402
+from middo_core.workspace import init_workspace  # noqa: E402
+
+OUT = REPO / "benchmarks" / "out" / "studio"
+
+
+def build_workspace(root: Path, n: int, with_map: bool, seed: int = 0):
+    shutil.rmtree(root, ignore_errors=True)
+    ws = init_workspace(root)
+    rng = np.random.default_rng(seed)
+    samples = [Sample(instruction=f"Synthetic instruction {i} about topic {i % 997}",
+                      output=f"Synthetic answer {i}.") for i in range(n)]
+    ids = [s.id for s in samples]
+    pre = rng.gamma(4.0, 0.5, n)
+    signals = pd.DataFrame({"sample_id": ids, "loss_pre": pre, "loss_post": pre * 0.7 + rng.normal(0, 0.2, n),
+                            "diversity": rng.beta(8, 2, n), "quality": rng.normal(7, 1.2, n)})
+    with ws.store.write() as con:
+        insert_samples(con, samples_frame(samples))
+        add_members(con, 0, ids)
+        upsert_iteration(con, 0, status="built")
+        write_signals(con, 0, signals)
+        if with_map:  # 40 clusters, as a UMAP of real embeddings tends to look
+            centers = rng.normal(size=(40, 2)) * 10
+            xy = centers[rng.integers(0, 40, n)] + rng.normal(size=(n, 2))
+            put_projection(con, 0, "umap", ids, xy)
+    return ws
+
+
+def flagged_text(page, axis: str) -> str:
+    return page.evaluate(
+        """(axis) => { const col = [...document.querySelectorAll('[data-testid="stColumn"]')]
+             .find(c => c.querySelector('.st-key-m_' + axis + '_0'));
+           const ps = [...col.querySelectorAll('p')].filter(p => p.innerText.includes('flagged ('));
+           return ps.length ? ps[ps.length - 1].innerText : ''; }""", axis)
+
+
+def bench_slider(url: str, moves: int) -> list[float]:
+    times = []
+    with chromium_page() as page:
+        page.goto(url + "/diagnose")
+        wait_idle(page, timeout=180_000)
+        page.get_by_text("Union flagged").wait_for(timeout=180_000)
+        thumb = page.locator('.st-key-m_diversity_0 input[type="range"]')
+        thumb.wait_for(state="attached", timeout=60_000)
+        page.wait_for_timeout(1000)
+        for i in range(moves + 2):
+            before = flagged_text(page, "diversity")
+            thumb.focus()
+            t0 = time.perf_counter()
+            page.keyboard.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
+            page.wait_for_function(
+                """([axis, before]) => { const col = [...document.querySelectorAll('[data-testid="stColumn"]')]
+                     .find(c => c.querySelector('.st-key-m_' + axis + '_0'));
+                   const ps = [...col.querySelectorAll('p')].filter(p => p.innerText.includes('flagged ('));
+                   return ps.length && ps[ps.length - 1].innerText !== before; }""",
+                arg=["diversity", before], polling="raf", timeout=30_000)
+            elapsed = time.perf_counter() - t0
+            if i >= 2:  # the first moves warm the caches
+                times.append(elapsed)
+            wait_idle(page)
+            page.wait_for_timeout(200)
+    return times
+
+
+def _plot_ready(page, colour: str, timeout: float = 60_000) -> None:
+    """The map is drawn: its title names the colouring and its WebGL traces exist."""
+    page.wait_for_function(
+        """(colour) => { const gd = document.querySelector('.js-plotly-plot');
+             if (!gd || !gd._fullData || !gd._fullData.length) return false;
+             const title = gd.querySelector('.gtitle');
+             return !!title && title.textContent.includes('coloured by ' + colour)
+                    && !!gd.querySelector('.gl-container canvas'); }""", arg=colour,
+        polling="raf", timeout=timeout)
+
+
+def bench_map(url: str, repeats: int = 3) -> tuple[list[float], list[float], str]:
+    loads, recolours, title = [], [], ""
+    with chromium_page() as page:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            page.goto(url + "/map")
+            _plot_ready(page, "flag", timeout=180_000)
+            loads.append(time.perf_counter() - t0)
+            wait_idle(page)
+            title = page.evaluate("() => document.querySelector('.js-plotly-plot .gtitle')?.textContent || ''")
+            page.locator(".st-key-map_colour input").click()
+            page.get_by_role("option", name="origin", exact=True).wait_for()
+            t0 = time.perf_counter()
+            page.get_by_role("option", name="origin", exact=True).click()
+            _plot_ready(page, "origin")
+            recolours.append(time.perf_counter() - t0)
+            wait_idle(page)
+            page.locator(".st-key-map_colour input").click()
+            page.get_by_role("option", name="flag", exact=True).click()
+            _plot_ready(page, "flag")
+            wait_idle(page)
+    return loads, recolours, title
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=100_000)
+    parser.add_argument("--points", type=int, default=200_000)
+    parser.add_argument("--moves", type=int, default=12)
+    args = parser.parse_args()
+    reason = chromium_missing()
+    if reason:
+        sys.exit(f"cannot run: {reason}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    build_workspace(OUT / "slider", args.samples, with_map=False)
+    build_workspace(OUT / "map", args.points, with_map=True, seed=1)
+    print(f"workspaces written in {time.perf_counter() - t:.1f} s")
+
+    with studio_server(OUT / "slider", OUT / "slider.log") as url:
+        slider = bench_slider(url, args.moves)
+    with studio_server(OUT / "map", OUT / "map.log") as url:
+        loads, recolours, title = bench_map(url)
+
+    def row(name: str, values: list[float], target: str) -> str:
+        ms = [v * 1000 for v in values]
+        return (f"| {name} | {statistics.median(ms):,.0f} ms | {max(ms):,.0f} ms | {len(ms)} | {target} |")
+
+    print(f"\nmap title: {title}")
+    print("| measurement | median | max | runs | target |")
+    print("|---|---|---|---|---|")
+    print(row(f"m slider move -> new flagged count ({args.samples:,} samples)", slider, "< 300 ms"))
+    print(row(f"map page open -> drawn ({args.points:,} points)", loads, "< 3 s"))
+    print(row(f"map recolour -> drawn ({args.points:,} points)", recolours, "< 3 s"))
+
+
+if __name__ == "__main__":
+    main()
