@@ -91,3 +91,14 @@ def test_empty_dataset_is_a_clear_error(workspace_factory, tiny_model):
     ws = workspace_factory("empty", base_model=tiny_model)
     with pytest.raises(TrainError, match=r"D\(0\) has no training samples"):
         train(ws, 0)
+
+
+def test_lora_trains_and_saves_a_merged_plain_model(small_workspace):
+    from middo_core.models.loader import load_model
+    from middo_core.train import train
+
+    ws = small_workspace(train_overrides={"method": "lora", "epochs": 0.5, "lora_r": 8})
+    result = train(ws, 0)
+    assert result.plan["method"] == "lora" and result.losses[-1][1] < result.losses[0][1]
+    model, _ = load_model(result.checkpoint, device="cpu")
+    assert not any("lora" in name for name, _ in model.named_parameters())

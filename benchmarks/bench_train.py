@@ -1,0 +1,92 @@
+"""Training and evaluation on CPU: one epoch of the cpu-small preset on the demo set, held-out
+loss before vs after, and the built-in evaluation suite's wall time.
+
+    python -m benchmarks.bench_train [--size 400] [--model smollm2-135m] [--skip-suite]
+
+The demo workspace (`middo demo`, 400 samples: 360 train, 40 held out) is created in a temporary
+folder. Held-out loss: mean response-token NLL on the held-out split, base model vs M(0).
+Suite: heldout, demo_exact, mmlu, gsm8k, humaneval at eval.sample_size (50) on M(0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SUITE = ["heldout", "demo_exact", "mmlu", "gsm8k", "humaneval"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, default=400, help="demo set size (10%% held out)")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--preset", default="cpu-small")
+    parser.add_argument("--skip-suite", action="store_true")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "bench_train.json")
+    opts = parser.parse_args()
+
+    import torch
+
+    from middo_core.data.demo import create_demo_workspace
+    from middo_core.evaluate import evaluate
+    from middo_core.train import train
+
+    load_before = os.getloadavg()
+    tmp = Path(tempfile.mkdtemp(prefix="middo-bench-train-"))
+    ws = create_demo_workspace(tmp / "demo", size=opts.size)
+    ws.config.base_model = opts.model
+    ws.config.train.preset = opts.preset
+    ws.save_config()
+    rows: list[tuple[str, str]] = []
+
+    t = time.monotonic()
+    base = evaluate(ws, 0, suite=["heldout"], model=opts.model)["results"]["heldout"]
+    rows.append(("held-out loss, base model", f"{base['metrics']['loss']:.4f} (n={base['n']}, {time.monotonic() - t:.0f} s)"))
+
+    t = time.monotonic()
+    result = train(ws, 0)
+    train_s = time.monotonic() - t
+    rows += [
+        ("train samples / steps", f"{result.samples} / {result.steps}"),
+        ("train tokens (incl. prompt)", f"{result.tokens:,}"),
+        ("epoch wall time", f"{train_s:.0f} s ({result.tokens / train_s:.0f} tokens/s)"),
+        ("train loss first -> last step", f"{result.losses[0][1]:.3f} -> {result.losses[-1][1]:.3f}"),
+    ]
+    t = time.monotonic()
+    after = evaluate(ws, 0, suite=["heldout"])["results"]["heldout"]
+    rows.append(("held-out loss, M(0)", f"{after['metrics']['loss']:.4f} ({time.monotonic() - t:.0f} s)"))
+    improved = after["metrics"]["loss"] < base["metrics"]["loss"]
+    rows.append(("M(0) beats the base on held-out loss", "yes" if improved else "NO"))
+
+    suite: dict = {}
+    if not opts.skip_suite:
+        t = time.monotonic()
+        suite = evaluate(ws, 0, suite=SUITE)["results"]
+        rows.append(("built-in suite wall time", f"{time.monotonic() - t:.0f} s"))
+        for name, res in suite.items():
+            values = ", ".join(f"{k} {v:.3f}" for k, v in res["metrics"].items() if k != "tokens")
+            rows.append((f"  {name} (n={res['n']})", f"{res['wall_s']:.0f} s; {values or res['skipped']}"))
+
+    load_after = os.getloadavg()
+    rows.append(("machine", f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+                            f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}"))
+    width = max(len(k) for k, _ in rows)
+    print(f"{'measure'.ljust(width)} | result")
+    for k, v in rows:
+        print(f"{k.ljust(width)} | {v}")
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    opts.out.write_text(json.dumps({
+        "size": opts.size, "model": opts.model, "preset": opts.preset, "train": result.to_dict(),
+        "train_wall_s": train_s, "heldout_base": base, "heldout_after": after,
+        "suite": {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in suite.items()},
+        "loadavg": [load_before, load_after], "rows": rows,
+    }, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
