@@ -109,6 +109,9 @@ class LLMBackend(ABC):
     @abstractmethod
     async def complete(self, request: ChatRequest) -> ChatResult: ...
 
+    def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Import what the first call needs (run in a thread while a run plans its work)."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients and models at the end of a run."""
 

@@ -68,6 +68,9 @@ class OpenAIBackend(LLMBackend):
             self._sem = asyncio.Semaphore(self.concurrency)
         return self._client
 
+    def warm_up(self) -> None:
+        import openai  # noqa: F401 - about half a second of imports, off the critical path
+
     def endpoint(self) -> str:
         """Where requests go (for messages; holds no credentials)."""
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"

@@ -224,6 +224,9 @@ def refine(ws: Workspace, iteration: int, flagged: dict[str, list[str]],
     rep = RefineReport(iteration=iteration, dry_run=dry_run, backend=llm.name, model=llm.model,
                        template_variant=variant)
     started = time.monotonic()
+    if not dry_run:
+        # heavy client imports overlap with planning instead of delaying the first call
+        threading.Thread(target=llm.warm_up, daemon=True).start()
     jobs = plan_jobs(ws, iteration, flagged, runner, rep, retry_failed, limit)
     cache = LLMCache(ws.artifacts / "llm_cache")
     prices = Prices(cfg.price_per_1k_input, cfg.price_per_1k_output)
@@ -236,18 +239,20 @@ def refine(ws: Workspace, iteration: int, flagged: dict[str, list[str]],
     client = LLMClient(llm, cache, prices, cfg.budget_usd, concurrency=slots)
     retries_before = llm.stats.retries
     try:
-        _run_sync(_run_jobs(ws, jobs, runner, client, rep, opts, progress))
+        leftover = _run_sync(_run_jobs(ws, jobs, runner, client, rep, opts, progress))
     finally:
         rep.usage = client.usage.to_json()
         rep.retries = llm.stats.retries - retries_before
         rep.retry_reasons = dict(llm.stats.retry_reasons)
         rep.elapsed_s = time.monotonic() - started
-    _record_iteration(ws, iteration, rep)
+    _record_iteration(ws, iteration, rep, leftover)
     return rep
 
 
 async def _run_jobs(ws: Workspace, jobs: list[Job], runner: Runner, client: LLMClient,
-                    rep: RefineReport, opts: RefineOptions, progress: ProgressFn | None) -> None:
+                    rep: RefineReport, opts: RefineOptions,
+                    progress: ProgressFn | None) -> list[dict[str, Any]]:
+    """Run every job; store rows in batches. Returns the last rows, not yet stored."""
     total = len(jobs)
     report(progress, STAGE, 0, total, "starting")
     tasks = [asyncio.create_task(runner.run(job, client)) for job in jobs]
@@ -274,6 +279,8 @@ async def _run_jobs(ws: Workspace, jobs: list[Job], runner: Runner, client: LLMC
             report(progress, STAGE, done, total,
                    f"{rep.total_created} proposals, {rep.total_failed} failed, "
                    f"${client.usage.cost_usd:.4f}")
+        rows, buffer = buffer, []
+        return rows  # stored with the iteration record, in one transaction
     finally:
         for task in tasks:
             task.cancel()
@@ -288,9 +295,12 @@ def _write(ws: Workspace, rows: list[dict[str, Any]]) -> None:
         put_proposals(con, rows)
 
 
-def _record_iteration(ws: Workspace, iteration: int, rep: RefineReport) -> None:
-    """Counts per axis into the iteration record; status 'refined' once nothing is left."""
+def _record_iteration(ws: Workspace, iteration: int, rep: RefineReport,
+                      rows: list[dict[str, Any]]) -> None:
+    """The last rows, then counts per axis into the iteration record; status 'refined' once
+    nothing is left."""
     with ws.store.write() as con:
+        put_proposals(con, rows)
         counts = proposal_counts(con, iteration)
         fields: dict[str, Any] = {"counts": {
             "proposals": {axis: sum(n for s, n in by.items() if s != "failed")
@@ -306,18 +316,18 @@ def _record_iteration(ws: Workspace, iteration: int, rep: RefineReport) -> None:
         upsert_iteration(con, iteration, **fields)
 
 
-def _run_sync(coro: Any) -> None:
+def _run_sync(coro: Any) -> Any:
     """asyncio.run, also from a thread that already runs an event loop (notebooks, some apps)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.run(coro)
-        return
+        return asyncio.run(coro)
+    result: list[Any] = []
     error: list[BaseException] = []
 
     def target() -> None:
         try:
-            asyncio.run(coro)
+            result.append(asyncio.run(coro))
         except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
             error.append(exc)
 
@@ -326,3 +336,4 @@ def _run_sync(coro: Any) -> None:
     thread.join()
     if error:
         raise error[0]
+    return result[0]
