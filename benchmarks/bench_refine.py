@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -137,7 +138,7 @@ def bench_resume(n: int, delay: float) -> dict:
                 "resume_seconds": round(resume_s, 2)}
 
 
-def bench_local(n: int, max_new_tokens: int, batch_size: int, variant: str) -> dict:
+def bench_local(n: int, max_new_tokens: int | None, batch_size: int, variant: str) -> dict:
     from middo_core.llm import LocalBackend
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -148,18 +149,23 @@ def bench_local(n: int, max_new_tokens: int, batch_size: int, variant: str) -> d
         t0 = time.monotonic()
         llm.setup()
         load_s = time.monotonic() - t0
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         started = time.monotonic()
         opts = RefineOptions(template_variant=variant, rewrite_max_tokens=max_new_tokens,  # type: ignore[arg-type]
                              response_max_tokens=max_new_tokens)
         rep = refine(ws, 1, flagged, backend=llm, options=opts)
         elapsed = time.monotonic() - started
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
         with ws.store.read() as con:
             frame = list_proposals(con, 1)
         example = frame[frame["status"] == "pending"].head(1).to_dict("records")
         return {"proposals": n, "created": rep.total_created, "failed": rep.total_failed,
                 "failure_reasons": rep.failure_reasons, "calls": rep.usage["calls"],
                 "generated_tokens": rep.usage["completion_tokens"],
+                "max_tokens_per_call": llm.max_tokens_cap if max_new_tokens is None else max_new_tokens,
                 "model_load_s": round(load_s, 1), "seconds": round(elapsed, 1),
+                "cpu_seconds": round(cpu_s, 1),
                 "s_per_proposal": round(elapsed / n, 2),
                 "tokens_per_s": round(rep.usage["completion_tokens"] / elapsed, 1),
                 "example": {k: example[0][k] for k in ("axis", "instruction", "output")} if example else None}
@@ -172,8 +178,9 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--local-n", type=int, default=30)
-    parser.add_argument("--max-new-tokens", type=int, default=96)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="tokens per call (default: refine.max_new_tokens, capped by the local backend)")
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--variant", default="compact")
     parser.add_argument("--child")
     args = parser.parse_args()
@@ -181,13 +188,14 @@ def main() -> None:
         child(args.child, "bench", args.concurrency)
         return
     results = {}
+    print(f"load average (1 min) at the start: {os.getloadavg()[0]:.1f}")
     if args.only in (None, "endpoint"):
         results["endpoint"] = bench_endpoint(args.n, args.delay, args.concurrency)
     if args.only in (None, "resume"):
         results["resume"] = bench_resume(args.n, args.delay)
     if args.only in (None, "local"):
         results["local"] = bench_local(args.local_n, args.max_new_tokens, args.batch_size, args.variant)
-    print(f"cores: {os.cpu_count()}")
+    print(f"cores: {os.cpu_count()}, load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
     for part, values in results.items():
         print(f"\n{part}")
         for key, value in values.items():

@@ -11,25 +11,6 @@ from middo_core.progress import Cancelled
 from middo_core.workspace import Workspace
 
 
-def flagged_sets(ws: Workspace, iteration: int, axes: list[str]) -> dict[str, list[str]]:
-    """The iteration's stored selection; without one, thresholds applied with its stored m's
-    (or the config's) to its stored signals."""
-    from middo_core.store.iterations import get_iteration
-
-    with ws.store.read() as con:
-        rec = get_iteration(con, iteration) or {"counts": {}}
-    stored = rec["counts"].get("flagged_ids")
-    if stored is None:
-        from middo_core.loop import signal_table
-
-        cfg = ws.config.selection
-        m = [rec.get(f"m_{a}") for a in ("complexity", "diversity", "quality")]
-        defaults = (cfg.m_complexity, cfg.m_diversity, cfg.m_quality)
-        m = [d if v is None or v != v else v for v, d in zip(m, defaults, strict=True)]
-        stored = signal_table(ws, iteration).select(*m).flagged()
-    return {axis: list(stored.get(axis, [])) for axis in axes}
-
-
 def _default_iteration(ws: Workspace) -> int:
     from middo_core.store.iterations import list_iterations
 
@@ -59,7 +40,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rewrite hard and low-quality samples, write new samples near sparse ones (as proposals)."""
         from middo_core.llm import BACKENDS, LLMConfigError, make_backend
-        from middo_core.refine import AXES, RefineOptions
+        from middo_core.refine import AXES, RefineOptions, flagged_sets
         from middo_core.refine import refine as run_refine
 
         ws = workspace(directory)

@@ -61,3 +61,20 @@ def test_bad_arguments_get_one_clear_sentence(refine_ws):
     assert result.exit_code == 1 and "unknown axis style" in result.output
     result = runner.invoke(app, ["refine", str(refine_ws.root), "--iteration", "7", "--dry-run"])
     assert result.exit_code == 1 and "no flagged samples for iteration 7" in result.output
+
+
+def test_background_job_kind_runs_the_stored_selection(refine_ws, loopback, api_key):
+    from middo_core.refine.job import refine_job
+
+    _select(refine_ws, {"complexity": refine_ws.ids[:2], "quality": [], "diversity": []})
+    events = []
+    result = refine_job(refine_ws, "refine-test", 1,
+                        {"backend": "openai", "model": "loopback-model", "variant": "full"},
+                        events.append)
+    assert result["created"] == {"complexity": 2} and loopback.count == 4
+    assert events and events[-1].done == events[-1].total == 2
+    try:
+        from middo_core.jobs.kinds import get_job_kind
+    except ModuleNotFoundError:
+        return
+    assert get_job_kind("refine") is refine_job
