@@ -91,4 +91,31 @@ def projection(root: str, iteration: int, method: str, version: int) -> dict[str
     return {"points": points, "hover": hover, "positions": pos}
 
 
-HOVER_CHARS = 90
+HOVER_CHARS = 80
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def loop_state(root: str, iteration: int, version: int) -> tuple[dict[str, bool], str] | None:
+    """The loop stepper's states and next action for an iteration (None without middo_core.loop)."""
+    try:
+        from middo_core import loop
+    except ImportError:
+        return None
+    ws = workspace(root, version)
+    return loop.step_states(ws, iteration), loop.next_action(ws, iteration)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def dataset_statistics(root: str, iteration: int, version: int) -> dict[str, Any]:
+    from middo_core.store.views import dataset_statistics as stats
+
+    with workspace(root, version).store.read() as con:
+        return stats(con, iteration)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def sample_count(root: str, iteration: int, text: str, origin: str | None, version: int) -> int:
+    from middo_core.store.views import count_samples
+
+    with workspace(root, version).store.read() as con:
+        return count_samples(con, iteration, text, origin)

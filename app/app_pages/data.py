@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import state
+from app import resources, state
 from app.components.common import fmt_int, render_error
 from app.components.progress import ProgressBar
 from middo_core.data import (
@@ -19,7 +19,7 @@ from middo_core.data import (
     import_file,
 )
 from middo_core.sample import ORIGINS
-from middo_core.store.views import browse_samples, count_samples, dataset_statistics
+from middo_core.store.views import browse_samples
 
 PAGE_SIZE = 50
 
@@ -93,8 +93,7 @@ with tab_browse:
     text = c1.text_input("Search instruction, input and output", key="browse_text")
     origin = c2.selectbox("Origin", ["any", *ORIGINS], key="browse_origin")
     origin_filter = None if origin == "any" else origin
-    with ctx.ws.store.read() as con:
-        total = count_samples(con, ctx.iteration, text, origin_filter)
+    total = resources.sample_count(ctx.root, ctx.iteration, text, origin_filter, ctx.version)
     pages = max(1, -(-total // PAGE_SIZE))
     page = c3.number_input("Page", min_value=1, max_value=pages, value=1, key="browse_page")
     if total == 0:
@@ -119,8 +118,7 @@ with tab_browse:
                      })
 
 with tab_stats:
-    with ctx.ws.store.read() as con:
-        stats = dataset_statistics(con, ctx.iteration)
+    stats = resources.dataset_statistics(ctx.root, ctx.iteration, ctx.version)
     cols = st.columns(3)
     cols[0].metric("Training samples", fmt_int(stats["splits"].get("train", 0)))
     cols[1].metric("Held out", fmt_int(stats["splits"].get("heldout", 0)))

@@ -76,15 +76,16 @@ idx = summaries.drawing_subset(len(points), keep, max_points=MAX_DRAWN)
 drawn = points.iloc[idx]
 drawn_flags = flags[idx]
 traces: list[dict] = []
+trace_ids: list[np.ndarray] = []  # sample ids per trace: a selection reports (trace, point index)
 hover = mapped["hover"][idx]
 
 
 def add_trace(mask: np.ndarray, name: str, **marker) -> None:
     part = drawn[mask]
+    trace_ids.append(part["sample_id"].to_numpy())
     traces.append({
         "type": "scattergl", "x": part["x"].to_numpy(), "y": part["y"].to_numpy(), "mode": "markers",
-        "name": name, "customdata": part["sample_id"].to_numpy(), "hovertext": hover[mask],
-        "hovertemplate": "%{hovertext}<extra>%{customdata}</extra>",
+        "name": name, "hovertext": hover[mask], "hovertemplate": "%{hovertext}<extra></extra>",
         "marker": {"size": 4, "opacity": 0.75, **{k: v for k, v in marker.items() if v is not None}}})
 
 
@@ -107,7 +108,11 @@ fig = {"data": traces, "layout": {
 event = render_figure(fig, key=f"map_{it}_{method}", on_select="rerun",
                       selection_mode=("box", "lasso", "points"))
 
-picked = [p.get("customdata") for p in (event.selection.points if event else []) if p.get("customdata")]
+picked = []
+for point in event.selection.points if event else []:
+    curve, index = point.get("curve_number"), point.get("point_index", point.get("point_number"))
+    if curve is not None and index is not None and curve < len(trace_ids) and index < len(trace_ids[curve]):
+        picked.append(str(trace_ids[curve][index]))
 if not picked:
     st.caption("Draw a lasso or a box around points (or click one) to read those samples here.")
     st.stop()

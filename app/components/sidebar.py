@@ -78,9 +78,9 @@ def render_iteration_pickers(ctx_root: str) -> None:
 
 
 def _step_states(ctx: state.Context) -> dict[str, bool]:
-    loop = optional("middo_core.loop")
-    if loop is not None and hasattr(loop, "step_states"):
-        return loop.step_states(ctx.ws, ctx.iteration)
+    cached = resources.loop_state(ctx.root, ctx.iteration, ctx.version)
+    if cached is not None:
+        return cached[0]
     status = resources.status(ctx.root, ctx.version)
     record = next((r for r in status["iterations"] if r["number"] == ctx.iteration), None)
     reached = STATUSES.index(record["status"]) if record and record["status"] in STATUSES else 0
@@ -104,13 +104,11 @@ def render_stepper(ctx: state.Context, pages: dict) -> None:
 
 
 def _next_action(ctx: state.Context, pending: str | None) -> str | None:
-    loop = optional("middo_core.loop")
-    if loop is not None and hasattr(loop, "next_action"):
-        try:
-            return str(loop.next_action(ctx.ws, ctx.iteration))
-        except Exception as exc:  # the stepper never breaks a page
-            return f"unknown ({exc})"
-    return pending
+    try:
+        cached = resources.loop_state(ctx.root, ctx.iteration, ctx.version)
+    except Exception as exc:  # the stepper never breaks a page
+        return f"unknown ({exc})"
+    return cached[1] if cached is not None else pending
 
 
 def render_sidebar(pages: dict) -> None:
