@@ -125,3 +125,12 @@ def test_auto_policy_accepts_every_valid_proposal(workspace_factory):
     assert set(trail["actor"]) == {"policy:auto"}
     q = review_queue(ws, 0)
     assert json.loads(q.iloc[0]["neighbour_ids"]) == []
+
+
+def test_a_sample_flagged_on_two_axes_with_both_rewrites_accepted(workspace_factory):
+    ws = workspace_factory()
+    s = seed(ws, 4)
+    accept(ws, propose(ws, 0, "complexity", s[0], "Simpler"))
+    accept(ws, propose(ws, 0, "quality", s[0], "Clearer"))
+    report = build_next(ws, 0)
+    assert report.removed == 1 and sum(report.added.values()) == 2 and report.size_after == 5

@@ -33,22 +33,24 @@ def upsert_iteration(con: duckdb.DuckDBPyConnection, number: int, **fields: Any)
                     [value, number])
 
 
-def get_iteration(con: duckdb.DuckDBPyConnection, number: int) -> dict[str, Any] | None:
-    rows = con.execute("SELECT * FROM iterations WHERE number = ?", [number]).df()
-    if rows.empty:
-        return None
-    rec = rows.iloc[0].to_dict()
-    rec["counts"] = json.loads(rec["counts"])
-    return rec
-
-
-def list_iterations(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    frame = con.execute("SELECT * FROM iterations ORDER BY number").df()
+def _records(con: duckdb.DuckDBPyConnection, where: str, params: list) -> list[dict[str, Any]]:
+    cur = con.execute(f"SELECT * FROM iterations {where} ORDER BY number", params)
+    names = [d[0] for d in cur.description]
     out = []
-    for rec in frame.to_dict("records"):
+    for row in cur.fetchall():  # plain Python values: a missing m is None, never NaN
+        rec = dict(zip(names, row, strict=True))
         rec["counts"] = json.loads(rec["counts"])
         out.append(rec)
     return out
+
+
+def get_iteration(con: duckdb.DuckDBPyConnection, number: int) -> dict[str, Any] | None:
+    recs = _records(con, "WHERE number = ?", [number])
+    return recs[0] if recs else None
+
+
+def list_iterations(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    return _records(con, "", [])
 
 
 def put_metrics(con: duckdb.DuckDBPyConnection, iteration: int,

@@ -105,7 +105,8 @@ def dataset_sizes(con: duckdb.DuckDBPyConnection) -> dict[int, dict[str, int]]:
 
 
 def get_samples(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame({"id": list(ids)})
+    """One row per distinct id found."""
+    frame = pd.DataFrame({"id": pd.unique(pd.Series(list(ids), dtype="string"))})
     con.register("_ids", frame)
     try:
         return con.execute(
