@@ -78,6 +78,9 @@ def _copy_seed(parent: Workspace, child: Workspace) -> None:
             put_metrics(con, 0, [(r.benchmark, r.metric, r.value, r.n) for r in rows.itertuples()])
         if not signals.empty and rec.get("model"):
             write_signals(con, 0, signals)
+    for f in parent.artifacts.glob("*.json*"):  # demo labels and evaluation items, import reports
+        if f.is_file():
+            shutil.copy2(f, child.artifacts / f.name)
     emb = parent.artifacts / "embeddings"
     if emb.is_dir():
         target = child.artifact_dir("embeddings")
