@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from middo_core.executors.base import Executor
 from middo_core.progress import ProgressFn, report
 from middo_core.sample import Sample
 from middo_core.signals.base import SIGNAL_NAMES
@@ -59,6 +60,7 @@ class DiagnoseReport:
     knn: dict[str, Any] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)
     embeddings_path: str | None = None
+    executor: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -71,8 +73,11 @@ class DiagnoseReport:
 
 def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
              signals: tuple[str, ...] = SIGNAL_NAMES, progress: ProgressFn | None = None,
-             source: ModelSource | None = None) -> DiagnoseReport:
-    """Compute and store the signals of D(iteration); see the module docstring."""
+             source: ModelSource | None = None, executor: Executor | None = None) -> DiagnoseReport:
+    """Compute and store the signals of D(iteration); see the module docstring.
+
+    executor: where the model passes run (default: in this process; `make_executor("ray", ...)`
+    spreads them over a Ray cluster). Values and the stored rows are the same either way."""
     started = time.perf_counter()
     unknown = [s for s in signals if s not in SIGNAL_NAMES]
     if unknown or not signals:
@@ -90,6 +95,11 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
     out = DiagnoseReport(iteration, len(ids), list(signals), base, post,
                          post_model_is_base=(post == base))
     source = source or ModelSource(cfg.device)
+    if executor is None:
+        from middo_core.executors.local import LocalExecutor
+
+        executor = LocalExecutor()
+    out.executor = executor.describe()
     loss_pass = ComplexitySignal(prompt_format=cfg.prompt_format, max_len=cfg.max_len,
                                  batch_tokens=cfg.batch_size * 512)
     columns: dict[str, Any] = {"sample_id": ids}
@@ -97,15 +107,17 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
 
     if "complexity" in signals or "diversity" in signals:
         post_res = loss_pass.run(ws, post, samples, source, with_embeddings="diversity" in signals,
-                                 progress=progress, stage=STAGE_POST)
+                                 progress=progress, stage=STAGE_POST, executor=executor)
         _count(out, "post", post_res)
         flags = post_res.loss
         if "complexity" in signals:
             columns["loss_post"] = [post_res.loss[i]["loss"] for i in ids]
     if "quality" in signals:
-        columns.update(_quality(ws, samples, cfg.judge_model or post, source, out, progress))
+        columns.update(_quality(ws, samples, cfg.judge_model or post, source, out, progress,
+                                executor))
     if "complexity" in signals:
-        pre_res = loss_pass.run(ws, base, samples, source, progress=progress, stage=STAGE_PRE)
+        pre_res = loss_pass.run(ws, base, samples, source, progress=progress, stage=STAGE_PRE,
+                                executor=executor)
         _count(out, "base", pre_res)
         columns["loss_pre"] = [pre_res.loss[i]["loss"] for i in ids]
         flags = flags or pre_res.loss
@@ -152,7 +164,7 @@ def _stage(progress: ProgressFn | None, stage: str) -> ProgressFn | None:
 
 
 def _quality(ws: Workspace, samples: dict[str, Sample], judge: str, source: ModelSource,
-             out: DiagnoseReport, progress: ProgressFn | None) -> dict[str, list]:
+             out: DiagnoseReport, progress: ProgressFn | None, executor: Executor) -> dict[str, list]:
     """The six ratings and quality per sample: cached by (judge fingerprint, templates, params)."""
     try:
         from middo_core.signals.quality import QualitySignal
@@ -160,7 +172,7 @@ def _quality(ws: Workspace, samples: dict[str, Sample], judge: str, source: Mode
         raise DiagnoseError("the quality signal is not available in this installation") from exc
     from middo_core.models.loader import model_fingerprint
     from middo_core.signals.base import cache_key
-    from middo_core.store.signals import QUALITY_COLUMNS, get_cached, put_cached
+    from middo_core.store.signals import QUALITY_COLUMNS, get_cached
 
     cfg = ws.config.signals
     signal = QualitySignal(mode=cfg.quality_mode, faithful=cfg.faithful, max_len=cfg.max_len,
@@ -173,36 +185,14 @@ def _quality(ws: Workspace, samples: dict[str, Sample], judge: str, source: Mode
     with ws.store.read() as con:
         values = get_cached(con, "quality", key, ids)
     todo = [i for i in ids if i not in values]
-    stats = {"tokens": 0, "forward_calls": 0, "unparseable": 0}
     chunk = max(QUALITY_CHUNK, cfg.batch_size)
     report(progress, STAGE_QUALITY, len(ids) - len(todo), len(ids))
-    for start in range(0, len(todo), chunk):
-        part = todo[start:start + chunk]
-        offset = len(ids) - len(todo) + start
-
-        def inner(ev, offset=offset, size=len(part)):
-            report(progress, STAGE_QUALITY, offset + int(size * ev.done / max(ev.total, 1)), len(ids))
-
-        model = source.model(judge)
-        frame = signal.compute([samples[i] for i in part], model, source.tokenizer(judge),
-                               progress=inner if progress else None)
-        rows = [(sid, {c: _finite(frame.at[sid, c]) for c in QUALITY_COLUMNS}) for sid in part]
-        with ws.store.write() as con:  # checkpoint: finished chunks survive an interruption
-            put_cached(con, "quality", key, rows)
-        values.update(rows)
-        rep = signal.report
-        if rep is not None:
-            stats["tokens"] += rep.tokens_fed
-            stats["forward_calls"] += rep.forward_calls
-            stats["unparseable"] += rep.unparseable
+    stats = executor.judge(ws, signal, judge, todo, [samples[i] for i in todo], source, key,
+                           values.update, chunk, progress=progress, stage=STAGE_QUALITY,
+                           done_before=len(ids) - len(todo)) if todo else None
     out.computed["quality"] = len(todo)
-    out.tokens["quality"] = stats["tokens"]
-    out.forward_calls["quality"] = stats["forward_calls"]
+    out.tokens["quality"] = stats.tokens if stats else 0
+    out.forward_calls["quality"] = stats.forward_calls if stats else 0
     out.quality = {"mode": cfg.quality_mode, "faithful": cfg.faithful, "template_hash":
-                   signal.template_hash(), "unparseable": stats["unparseable"]}
+                   signal.template_hash(), "unparseable": stats.unparseable if stats else 0}
     return {c: [values[i][c] for i in ids] for c in QUALITY_COLUMNS}
-
-
-def _finite(x) -> float | None:
-    x = float(x)
-    return x if np.isfinite(x) else None

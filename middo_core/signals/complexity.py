@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -20,8 +20,12 @@ from pydantic import Field
 from middo_core.progress import ProgressFn
 from middo_core.sample import Sample
 from middo_core.signals.base import SIGNALS, Signal, cache_key
-from middo_core.signals.forward import PassOutput, PassStats
+from middo_core.signals.forward import PassStats
 from middo_core.workspace import Workspace
+
+if TYPE_CHECKING:
+    from middo_core.executors.base import Executor
+    from middo_core.executors.work import LossRows
 
 LOSS = "loss"  # signal_cache namespaces
 EMBEDDING = "embedding"
@@ -94,13 +98,12 @@ class ComplexitySignal(Signal):
 
     def run(self, ws: Workspace, model_name: str, samples: dict[str, Sample], source: ModelSource,
             with_embeddings: bool = False, progress: ProgressFn | None = None,
-            stage: str = "loss") -> ModelPassResult:
-        """Loss (and embeddings) of every sample under one model, from the cache where possible."""
+            stage: str = "loss", executor: Executor | None = None) -> ModelPassResult:
+        """Loss (and embeddings) of every sample under one model, from the cache where possible;
+        the rest is computed by `executor` (default: in this process)."""
         from middo_core.models.loader import model_fingerprint
-        from middo_core.signals.diversity import decode_vector, encode_vector
-        from middo_core.signals.encode import encode_all
-        from middo_core.signals.forward import run_pass
-        from middo_core.store.signals import get_cached, put_cached
+        from middo_core.signals.diversity import decode_vector
+        from middo_core.store.signals import get_cached
 
         ids = list(samples)
         fingerprint = model_fingerprint(model_name)
@@ -115,28 +118,17 @@ class ComplexitySignal(Signal):
         todo = [i for i in ids if i not in out.loss or (with_embeddings and i not in out.embedding)]
         if not todo:
             return out
-        encoded = encode_all([samples[i] for i in todo], tokenizer, self.prompt_format, self.max_len)
 
-        def checkpoint(chunk: PassOutput) -> None:
-            loss_rows, emb_rows = [], []
-            for j, pos in enumerate(chunk.index):
-                sid, enc = todo[pos], encoded[pos]
-                loss = chunk.loss[j]
-                payload = {"loss": None if loss is None or not np.isfinite(loss) else loss,
-                           "n": chunk.n_response[j], "truncated": enc.truncated,
-                           "empty": enc.empty_response, "tokens": len(enc.ids)}
-                out.loss[sid] = payload
-                loss_rows.append((sid, payload))
-                if with_embeddings:
-                    out.embedding[sid] = chunk.embedding[j]
-                    emb_rows.append((sid, {"v": encode_vector(chunk.embedding[j])}))
-            with ws.store.write() as con:  # short transaction between batches
-                put_cached(con, LOSS, loss_key, loss_rows)
-                put_cached(con, EMBEDDING, emb_key, emb_rows)
+        def sink(rows: LossRows) -> None:
+            out.loss.update(zip(rows.ids, rows.payloads, strict=True))
+            out.embedding.update(zip(rows.ids, rows.embeddings, strict=False))
 
-        model = source.model(model_name)
-        out.stats = run_pass(model, encoded, want_loss=True, want_embedding=with_embeddings,
-                             batch_tokens=self.batch_tokens, progress=progress, stage=stage,
-                             on_chunk=checkpoint, chunk_batches=self.chunk_batches)
+        if executor is None:
+            from middo_core.executors.local import LocalExecutor
+
+            executor = LocalExecutor()
+        out.stats = executor.loss_pass(ws, self, model_name, todo, [samples[i] for i in todo],
+                                       source, (loss_key, emb_key), with_embeddings, sink,
+                                       progress=progress, stage=stage)
         out.computed = out.stats.samples
         return out
