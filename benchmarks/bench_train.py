@@ -13,12 +13,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = ["heldout", "demo_exact", "mmlu", "gsm8k", "humaneval"]
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process and its finished children (load-independent work)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class Phase:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self):
+        print(f"[bench_train] {self.name} ...", file=sys.stderr, flush=True)
+        self.wall, self.cpu = time.monotonic(), cpu_s()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.monotonic() - self.wall, cpu_s() - self.cpu
+        print(f"[bench_train] {self.name}: {self.wall:.0f} s wall, {self.cpu:.0f} s CPU",
+              file=sys.stderr, flush=True)
+
+    def __str__(self) -> str:
+        return f"{self.wall:.0f} s wall, {self.cpu:.0f} s CPU"
 
 
 def main() -> None:
@@ -44,33 +69,33 @@ def main() -> None:
     ws.save_config()
     rows: list[tuple[str, str]] = []
 
-    t = time.monotonic()
-    base = evaluate(ws, 0, suite=["heldout"], model=opts.model)["results"]["heldout"]
-    rows.append(("held-out loss, base model", f"{base['metrics']['loss']:.4f} (n={base['n']}, {time.monotonic() - t:.0f} s)"))
+    with Phase("held-out loss, base model") as ph:
+        base = evaluate(ws, 0, suite=["heldout"], model=opts.model)["results"]["heldout"]
+    rows.append(("held-out loss, base model", f"{base['metrics']['loss']:.4f} (n={base['n']}; {ph})"))
 
-    t = time.monotonic()
-    result = train(ws, 0)
-    train_s = time.monotonic() - t
+    with Phase("train one epoch") as ph:
+        result = train(ws, 0)
+    train_s = ph.wall
     rows += [
         ("train samples / steps", f"{result.samples} / {result.steps}"),
         ("train tokens (incl. prompt)", f"{result.tokens:,}"),
-        ("epoch wall time", f"{train_s:.0f} s ({result.tokens / train_s:.0f} tokens/s)"),
+        ("epoch time", f"{ph} ({result.tokens / ph.wall:.0f} tokens/s wall)"),
         ("train loss first -> last step", f"{result.losses[0][1]:.3f} -> {result.losses[-1][1]:.3f}"),
     ]
-    t = time.monotonic()
-    after = evaluate(ws, 0, suite=["heldout"])["results"]["heldout"]
-    rows.append(("held-out loss, M(0)", f"{after['metrics']['loss']:.4f} ({time.monotonic() - t:.0f} s)"))
+    with Phase("held-out loss, M(0)") as ph:
+        after = evaluate(ws, 0, suite=["heldout"])["results"]["heldout"]
+    rows.append(("held-out loss, M(0)", f"{after['metrics']['loss']:.4f} ({ph})"))
     improved = after["metrics"]["loss"] < base["metrics"]["loss"]
     rows.append(("M(0) beats the base on held-out loss", "yes" if improved else "NO"))
 
     suite: dict = {}
     if not opts.skip_suite:
-        t = time.monotonic()
-        suite = evaluate(ws, 0, suite=SUITE)["results"]
-        rows.append(("built-in suite wall time", f"{time.monotonic() - t:.0f} s"))
+        with Phase("built-in suite") as ph:
+            suite = evaluate(ws, 0, suite=SUITE)["results"]
+        rows.append(("built-in suite (sample size 50)", str(ph)))
         for name, res in suite.items():
             values = ", ".join(f"{k} {v:.3f}" for k, v in res["metrics"].items() if k != "tokens")
-            rows.append((f"  {name} (n={res['n']})", f"{res['wall_s']:.0f} s; {values or res['skipped']}"))
+            rows.append((f"  {name} (n={res['n']})", f"{res['wall_s']:.0f} s wall; {values or res['skipped']}"))
 
     load_after = os.getloadavg()
     rows.append(("machine", f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "

@@ -21,6 +21,7 @@ from middo_core.workspace import Workspace
 ACTIVE = ("queued", "running")
 DIED = "process died"
 CANCEL_GRACE_S = 10.0
+STARTING_S = 30.0
 
 
 class JobError(RuntimeError):
@@ -84,6 +85,8 @@ def job_status(ws: Workspace, run_id: str, log_lines: int = 20) -> dict[str, Any
     folder = runfiles.run_dir(ws, run_id)
     identity = runfiles.read_json(folder / runfiles.PROCESS_FILE)
     alive = _alive(identity)
+    if identity is None and _age_s(folder) < STARTING_S:
+        alive = True  # start_job is between launching the worker and recording its pid
     if record["status"] in ACTIVE and not alive:
         time.sleep(0.2)  # the worker may be writing its final status right now
         with ws.store.write() as con:
@@ -102,6 +105,13 @@ def job_status(ws: Workspace, run_id: str, log_lines: int = 20) -> dict[str, Any
     if out["status"] == "failed" and out.get("error") == DIED:
         out["error"] = f"failed: {DIED}"
     return out
+
+
+def _age_s(folder) -> float:
+    try:
+        return time.time() - folder.stat().st_mtime
+    except OSError:
+        return float("inf")
 
 
 def _plain(value: Any) -> Any:

@@ -85,14 +85,14 @@ def train(ws: Workspace, iteration: int, progress: ProgressFn | None = None, res
 
         return train_distributed(ws, iteration, plan, nproc, progress=progress, resume=resume,
                                  preset=preset, overrides=overrides)
-    base = resolve_model_path(ws.config.base_model)
-    device = pick_device("auto")
-    report(progress, "train: preparing", 0, 1, f"checking memory for {plan.preset} ({plan.method})")
-    estimate = check_memory(plan, base, device, nproc, zero2=bool(deepspeed) and has_deepspeed())
     with ws.store.read() as con:
         frame = sample_store.dataset(con, iteration, "train")
     if frame.empty:
         raise TrainError(f"D({iteration}) has no training samples: import data or build D({iteration}) first")
+    base = resolve_model_path(ws.config.base_model)
+    device = pick_device("auto")
+    report(progress, "train: preparing", 0, 1, f"checking memory for {plan.preset} ({plan.method})")
+    estimate = check_memory(plan, base, device, nproc, zero2=bool(deepspeed) and has_deepspeed())
     samples = [sample_store.row_to_sample(r) for r in frame.to_dict("records")]
     with _quiet_progress_bars():
         result = _fit(ws, iteration, plan, base, device, samples, list(frame["id"]), progress,
