@@ -52,10 +52,10 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--preset", default="cpu-small")
     parser.add_argument("--skip-suite", action="store_true")
+    parser.add_argument("--suite-only", action="store_true",
+                        help="only time the built-in suite, on the base model")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "bench_train.json")
     opts = parser.parse_args()
-
-    import torch
 
     from middo_core.data.demo import create_demo_workspace
     from middo_core.evaluate import evaluate
@@ -68,6 +68,13 @@ def main() -> None:
     ws.config.train.preset = opts.preset
     ws.save_config()
     rows: list[tuple[str, str]] = []
+    if opts.suite_only:
+        with Phase("built-in suite, base model") as ph:
+            suite = evaluate(ws, 0, suite=SUITE, model=opts.model)["results"]
+        rows.append(("built-in suite on the base model (sample size 50)", str(ph)))
+        _suite_rows(rows, suite)
+        _finish(opts, rows, load_before, {"suite": _strip(suite)})
+        return
 
     with Phase("held-out loss, base model") as ph:
         base = evaluate(ws, 0, suite=["heldout"], model=opts.model)["results"]["heldout"]
@@ -93,9 +100,24 @@ def main() -> None:
         with Phase("built-in suite") as ph:
             suite = evaluate(ws, 0, suite=SUITE)["results"]
         rows.append(("built-in suite (sample size 50)", str(ph)))
-        for name, res in suite.items():
-            values = ", ".join(f"{k} {v:.3f}" for k, v in res["metrics"].items() if k != "tokens")
-            rows.append((f"  {name} (n={res['n']})", f"{res['wall_s']:.0f} s wall; {values or res['skipped']}"))
+        _suite_rows(rows, suite)
+    _finish(opts, rows, load_before, {
+        "size": opts.size, "model": opts.model, "preset": opts.preset, "train": result.to_dict(),
+        "train_wall_s": train_s, "heldout_base": base, "heldout_after": after, "suite": _strip(suite)})
+
+
+def _strip(suite: dict) -> dict:
+    return {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in suite.items()}
+
+
+def _suite_rows(rows: list, suite: dict) -> None:
+    for name, res in suite.items():
+        values = ", ".join(f"{k} {v:.3f}" for k, v in res["metrics"].items() if k != "tokens")
+        rows.append((f"  {name} (n={res['n']})", f"{res['wall_s']:.0f} s wall; {values or res['skipped']}"))
+
+
+def _finish(opts, rows: list, load_before, payload: dict) -> None:
+    import torch
 
     load_after = os.getloadavg()
     rows.append(("machine", f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
@@ -104,13 +126,10 @@ def main() -> None:
     print(f"{'measure'.ljust(width)} | result")
     for k, v in rows:
         print(f"{k.ljust(width)} | {v}")
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    opts.out.write_text(json.dumps({
-        "size": opts.size, "model": opts.model, "preset": opts.preset, "train": result.to_dict(),
-        "train_wall_s": train_s, "heldout_base": base, "heldout_after": after,
-        "suite": {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in suite.items()},
-        "loadavg": [load_before, load_after], "rows": rows,
-    }, indent=2, default=str))
+    out = opts.out.with_name(opts.out.stem + "_suite.json") if opts.suite_only else opts.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**payload, "loadavg": [load_before, load_after], "rows": rows},
+                              indent=2, default=str))
 
 
 if __name__ == "__main__":

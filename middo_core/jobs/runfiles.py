@@ -44,6 +44,8 @@ def read_json(path: Path) -> Any | None:
 
 
 def log_tail(path: Path, lines: int = 20, max_bytes: int = 64_000) -> list[str]:
+    if lines <= 0:
+        return []
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
