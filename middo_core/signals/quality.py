@@ -7,6 +7,9 @@ ratings. Modes:
   distribution restricted to "0".."10". No decoding, no unparseable replies.
 - generate: the paper's rule: sample a reply (temperature 0.1, top_p 0.7, top_k 50, seeded),
   take its first number clipped to 0-10; a reply without a number scores 0 and is counted.
+- pmi (a deviation from the paper, for small judges; see docs/BENCHMARKS.md "Quality judge"):
+  no rating prompt; quality = 10 * (1 - IFD) from the response's loss with and without its
+  instruction (middo_core/signals/judge_pmi.py). The six metric columns are NaN in this mode.
 The default prompt layout shares each sample's prefix across its six prompts (sample first,
 question after); `faithful=True` uses the paper's order (rubric first) with no reuse.
 """
@@ -47,7 +50,7 @@ class QualitySignal(Signal):
     """Six self-judge ratings and their average per sample (see the module docstring)."""
 
     name: Literal["quality"] = "quality"
-    mode: Literal["logprobs", "generate"] = "logprobs"
+    mode: Literal["logprobs", "generate", "pmi"] = "logprobs"
     faithful: bool = False  # the paper's layout: rubric first, then the sample (no prefix sharing)
     batch_size: int = Field(8, gt=0)  # samples per step (shared layout) or prompts (faithful)
     max_len: int = Field(1024, gt=64)
@@ -82,10 +85,16 @@ class QualitySignal(Signal):
 
         unique = list({s.id: s for s in samples}.values())
         started = time.perf_counter()
-        result = JUDGE_BACKENDS.get(self.backend)().rate(self, unique, model, tokenizer, progress)
-        frame = pd.DataFrame(result.ratings, columns=list(METRIC_COLUMNS), dtype=float)
-        frame.index = pd.Index([s.id for s in unique], name="sample_id")
-        frame["quality"] = aggregate(frame)
+        index = pd.Index([s.id for s in unique], name="sample_id")
+        if self.mode == "pmi":
+            result = self._pmi(unique, model, tokenizer, progress)
+            frame = pd.DataFrame(float("nan"), index=index, columns=list(METRIC_COLUMNS))
+            frame["quality"] = result.ratings
+        else:
+            result = JUDGE_BACKENDS.get(self.backend)().rate(self, unique, model, tokenizer, progress)
+            frame = pd.DataFrame(result.ratings, columns=list(METRIC_COLUMNS), dtype=float)
+            frame.index = index
+            frame["quality"] = aggregate(frame)
         self._report = QualityReport(
             mode=self.mode,
             layout="faithful" if self.faithful else "shared",
@@ -103,6 +112,21 @@ class QualitySignal(Signal):
         )
         frame.attrs["report"] = self._report.model_dump()
         return frame
+
+    def _pmi(self, samples: list[Sample], model, tokenizer, progress: ProgressFn | None):
+        from middo_core.signals.judge_backends import JudgeResult
+        from middo_core.signals.judge_pmi import pmi_scores
+
+        if self.backend != "transformers":
+            raise ValueError("mode 'pmi' needs the model's own losses: use backend 'transformers'")
+        counter: dict = {}
+        scores = pmi_scores(
+            samples, model, tokenizer, self.prompt_format, self.max_len, self.batch_size, progress, counter
+        )
+        return JudgeResult(
+            ratings=scores["quality"].tolist(), tokens_fed=counter.get("tokens_fed", 0),
+            forward_calls=counter.get("forward_calls", 0),
+        )
 
 
 def aggregate(frame):

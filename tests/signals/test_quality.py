@@ -243,3 +243,36 @@ def test_registered_as_the_quality_signal():
     assert SIGNALS.get("quality") is QualitySignal
     with pytest.raises(ValueError):
         QualitySignal(mode="guess")
+
+
+def test_pmi_mode_losses_match_a_plain_masked_loss(judge):
+    import math
+
+    import torch
+
+    from middo_core.signals.judge_pmi import _pair, end_token, pmi_scores
+
+    model, tok = judge
+    frame = pmi_scores(SAMPLES, model, tok, batch_size=2)
+    for sample in SAMPLES:
+        row = frame.loc[sample.id]
+        for user, column in ((sample.prompt, "loss_conditional"), ("", "loss_unconditional")):
+            ids, n_prompt = _pair(tok, user, sample.output, "chat", 1024)
+            labels = torch.tensor([[-100] * n_prompt + ids[n_prompt:]])
+            with torch.no_grad():
+                out = model(torch.tensor([ids]), labels=labels)
+            assert row[column] == pytest.approx(float(out.loss), abs=1e-4)
+        with torch.no_grad():
+            last = model(torch.tensor([_pair(tok, sample.prompt, sample.output, "chat", 1024)[0]])).logits[0, -1]
+        assert row["end_logprob"] == pytest.approx(float(torch.log_softmax(last, -1)[end_token(tok, "chat")]), abs=1e-4)
+        assert row["pmi"] == pytest.approx(row["loss_unconditional"] - row["loss_conditional"])
+        assert row["quality"] == pytest.approx(10 * min(max(1 - row["ifd"], 0), 1))
+        assert math.isfinite(row["quality"])
+
+    signal = QualitySignal(mode="pmi")
+    out = signal.compute(SAMPLES, model, tok)
+    assert out["quality"].tolist() == pytest.approx(frame["quality"].tolist(), abs=1e-4)
+    assert out[list(METRIC_COLUMNS)].isna().all().all()  # no ratings in this mode
+    assert signal.report.tokens_fed > 0 and signal.report.mode == "pmi"
+    with pytest.raises(ValueError, match="transformers"):
+        QualitySignal(mode="pmi", backend="endpoint").compute(SAMPLES, None, None)
