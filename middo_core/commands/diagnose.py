@@ -42,6 +42,9 @@ def register(app: typer.Typer) -> None:
         model: str | None = typer.Option(None, help="Post model (default: the iteration's checkpoint, else the base model)"),
         signals: str = typer.Option("complexity,diversity,quality", help="Signals to compute, comma-separated"),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable report"),
+        executor: str = typer.Option("local", help="Where the model passes run: local (this process) or ray"),
+        address: str | None = typer.Option(None, help="Ray cluster to join (auto, host:6379, ray://host:10001); default: start one here"),
+        actors: int | None = typer.Option(None, help="Ray: model replicas (default: one per GPU, else one per CPU)"),
     ) -> None:
         """Compute complexity, diversity and quality for every sample (cached; Ctrl-C, then rerun, resumes)."""
         from middo_core.diagnose import DiagnoseError
@@ -54,15 +57,28 @@ def register(app: typer.Typer) -> None:
         if unknown or not chosen:
             fail(f"unknown signal {', '.join(unknown) or '(none)'} (choose from {', '.join(SIGNAL_NAMES)})")
         it = latest_version(ws) if iteration is None else iteration
+        if executor not in ("local", "ray"):
+            fail(f"unknown executor '{executor}' (use local or ray)")
+        if executor == "local" and (address or actors):
+            fail("--address and --actors need --executor ray")
+        from middo_core.executors import make_executor
+
         try:
-            with progress_bar(not as_json) as bar:
-                rep = run_diagnose(ws, it, post_model=model, signals=chosen, progress=bar)
+            runner = make_executor(executor, address=address, actors=actors)
+        except (ImportError, ValueError) as exc:
+            fail(str(exc))
+        try:
+            with runner, progress_bar(not as_json) as bar:
+                rep = run_diagnose(ws, it, post_model=model, signals=chosen, progress=bar,
+                                   executor=runner)
         except (Cancelled, KeyboardInterrupt):
             console.print("[yellow]cancelled:[/yellow] finished batches are cached; run the same "
                           "command again to resume")
             raise typer.Exit(130) from None
         except DiagnoseError as exc:
             fail(str(exc))
+        except (ImportError, ConnectionError) as exc:  # Ray missing, or no cluster at --address
+            fail(f"{executor} executor: {exc}")
         summary = _signal_summary(ws, it)
         if as_json:
             emit_json({**rep.to_dict(), "summary": summary})

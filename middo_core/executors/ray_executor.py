@@ -1,0 +1,230 @@
+"""The Ray executor: diagnosis passes as Ray Data pipelines over actor pools.
+
+    with make_executor("ray", address="auto", actors=8, gpus_per_actor=1) as ex:
+        diagnose(ws, 0, executor=ex)
+
+The samples a pass must compute become tasks (`ray.data.from_items`), `map_batches` runs them on a
+pool of `actors` model replicas (classes in middo_core.executors.tasks: the model is loaded once
+per actor, then the same functions as in-process run), each task writes one Parquet shard under
+artifacts/shards/, and the driver ingests the shards in one transaction. Workers never open the
+DuckDB file. Progress is reported per finished task; a Cancelled from the progress callback stops
+the pipeline, and the shards already written are ingested so a rerun computes only the rest.
+
+`address`: None starts a local Ray instance in this process (or joins the one already started
+here); "auto" joins the cluster of this machine (`ray start --head`); "ray://host:10001" or
+"host:6379" joins a remote one. On a multi-node cluster every node needs this package installed
+and the model reachable under the same name; with `shared_storage` (the default) the workspace's
+artifacts/ folder must be on a file system every node sees at the same path, otherwise set
+shared_storage=False and the rows travel back through Ray's object store instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from middo_core.executors import shards
+from middo_core.executors.base import EXECUTORS, Executor, JudgeSink, LossSink
+from middo_core.executors.tasks import JudgeActor, LossActor, plan_loss_tasks, task_rows
+from middo_core.executors.work import EMBEDDING, LOSS, JudgeStats, LossRows
+from middo_core.progress import ProgressFn, report
+from middo_core.sample import Sample
+from middo_core.signals.forward import PassStats
+from middo_core.workspace import Workspace
+
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "MIDDO_CACHE_DIR")
+
+
+class RayUnavailable(ImportError):
+    pass
+
+
+def import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise RayUnavailable("the ray executor needs Ray Data: pip install 'middo-studio[ray]'") from exc
+    return ray
+
+
+@EXECUTORS.register
+@dataclass
+class RayExecutor(Executor):
+    name: ClassVar[str] = "ray"
+    address: str | None = None  # see the module docstring
+    actors: int | None = None  # model replicas per pass (None: as many as the cluster fits)
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs (a model per GPU), else 0
+    task_samples: int = 256  # samples per task (one shard each)
+    num_cpus: int | None = None  # CPUs of a local instance started here (None: all)
+    shared_storage: bool = True
+    device: str | None = None  # None: the workspace's signals.device
+    last_runs: list[dict[str, Any]] = field(default_factory=list)
+    _started: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.actors is not None and self.actors < 1) or self.task_samples < 1:
+            raise ValueError("ray executor: actors and task_samples must be at least 1")
+
+    # --- the session ------------------------------------------------------------------------
+
+    def connect(self):
+        ray = import_ray()
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # progress goes through the caller's callback
+        ctx.print_on_execution_start = False
+        ctx.enable_auto_log_stats = False
+        if not ray.is_initialized():
+            env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+            env["TOKENIZERS_PARALLELISM"] = "false"
+            ray.init(address=self.address, num_cpus=None if self.address else self.num_cpus,
+                     include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+                     runtime_env={"env_vars": env})
+            self._started = True
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        self._size(ray.cluster_resources())
+        return ray
+
+    def _size(self, resources: dict[str, float]) -> None:
+        """Fill in the 'as the cluster fits' defaults from the cluster's resources."""
+        gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
+        if self.gpus_per_actor is None:
+            self.gpus_per_actor = 1.0 if gpus else 0.0
+        if self.actors is None:
+            fit = gpus / self.gpus_per_actor if self.gpus_per_actor else cpus / self.cpus_per_actor
+            self.actors = max(1, int(fit))
+
+    def close(self) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name, "address": self.address or "local", "actors": self.actors,
+                "gpus_per_actor": self.gpus_per_actor, "task_samples": self.task_samples,
+                "runs": self.last_runs}
+
+    # --- the passes -------------------------------------------------------------------------
+
+    def loss_pass(self, ws: Workspace, signal, model_name: str, ids: list[str],
+                  samples: list[Sample], source, keys: tuple[str, str], with_embeddings: bool,
+                  sink: LossSink, progress: ProgressFn | None = None,
+                  stage: str = "loss") -> PassStats:
+        folder = shards.run_dir(ws, f"loss-{keys[0]}-{keys[1] if with_embeddings else 'noemb'}")
+        emit = _loss_sink(sink, with_embeddings)
+        done = emit(shards.ingest(ws, folder))  # a stopped run's shards first
+        todo = [i for i, sid in enumerate(ids) if sid not in done]
+        total = len(ids)
+        stats = PassStats()
+        if not todo:
+            return stats
+        report(progress, stage, total - len(todo), total)
+        plan = plan_loss_tasks([samples[i] for i in todo], source.tokenizer(model_name), signal,
+                               self.task_samples)
+        rows = [task_rows(t, [ids[todo[p]] for p in part], [samples[todo[p]] for p in part])
+                for t, part in enumerate(plan)]
+        self.connect()  # sizes the pool and resolves the device before the actors are described
+        actor_args = {"model_name": model_name, "device": self._device(ws), "keys": list(keys),
+                      "signal": signal.model_dump(mode="json"), "with_embeddings": with_embeddings}
+        started = time.perf_counter()
+        try:
+            for part in self._run(ws, LossActor, actor_args, rows, folder, progress, stage,
+                                  total - len(todo), total):
+                for name in ("samples", "batches", "tokens", "padded_tokens", "response_tokens"):
+                    setattr(stats, name, getattr(stats, name) + int(part.get(name, 0)))
+        finally:
+            emit(shards.ingest(ws, folder))
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    def judge(self, ws: Workspace, signal, judge_model: str, ids: list[str],
+              samples: list[Sample], source, key: str, sink: JudgeSink, chunk: int,
+              progress: ProgressFn | None = None, stage: str = "quality",
+              done_before: int = 0) -> JudgeStats:
+        folder = shards.run_dir(ws, f"quality-{key}")
+        done = _judge_emit(sink, shards.ingest(ws, folder))
+        todo = [i for i, sid in enumerate(ids) if sid not in done]
+        total = done_before + len(ids)
+        stats = JudgeStats()
+        if not todo:
+            return stats
+        # the in-process chunks: a sample is judged in the same batch either way
+        rows = [task_rows(t, [ids[i] for i in todo[s:s + chunk]], [samples[i] for i in todo[s:s + chunk]])
+                for t, s in enumerate(range(0, len(todo), chunk))]
+        self.connect()
+        actor_args = {"judge_model": judge_model, "device": self._device(ws), "key": key,
+                      "signal": signal.model_dump(mode="json")}
+        try:
+            for part in self._run(ws, JudgeActor, actor_args, rows, folder, progress, stage,
+                                  total - len(todo), total):
+                stats.add(JudgeStats(int(part.get("tokens", 0)), int(part.get("forward_calls", 0)),
+                                     int(part.get("unparseable", 0))))
+        finally:
+            _judge_emit(sink, shards.ingest(ws, folder))
+        return stats
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _device(self, ws: Workspace) -> str:
+        if self.device:
+            return self.device
+        return ws.config.signals.device if self.gpus_per_actor else "cpu"
+
+    def _run(self, ws: Workspace, actor_cls, actor_args: dict, rows: list[dict], folder: Path,
+             progress: ProgressFn | None, stage: str, done: int, total: int):
+        """Run `rows` (one task each) through a pool of `actor_cls`; yield each task's stats."""
+        ray = self.connect()
+        started = time.perf_counter()
+        args = {**actor_args, "shard_dir": str(folder) if self.shared_storage else None}
+        remote: dict[str, Any] = {"num_cpus": self.cpus_per_actor}
+        if self.gpus_per_actor:
+            remote["num_gpus"] = self.gpus_per_actor
+        pool = ray.data.ActorPoolStrategy(size=min(self.actors or 1, len(rows)))
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+            actor_cls, fn_constructor_kwargs=args, batch_size=1, compute=pool, **remote)
+        run = {"actor": actor_cls.__name__, "tasks": len(rows), "samples": 0, "compute_s": 0.0,
+               "load_s": 0.0, "first_result_s": None}
+        self.last_runs.append(run)
+        for out in ds.iter_rows():
+            part = json.loads(out["stats"])
+            if out["inline"]:  # no shared file system: the driver writes the worker's shard
+                shards.write_shard(folder, int(out["task"]), [tuple(r) for r in json.loads(out["inline"])])
+            done += int(out["n"])
+            run["samples"] += int(out["n"])
+            run["compute_s"] += part.get("compute_s", 0.0)
+            run["load_s"] += part.get("load_s", 0.0)
+            if run["first_result_s"] is None:
+                run["first_result_s"] = round(time.perf_counter() - started, 3)
+            run["wall_s"] = round(time.perf_counter() - started, 3)
+            report(progress, stage, done, total)
+            yield part
+
+
+def _loss_sink(sink: LossSink, with_embeddings: bool):
+    """Shard rows -> LossRows for the caller's sink; returns the ids it handed over."""
+    from middo_core.signals.diversity import decode_vector
+
+    def emit(rows: list[shards.Row]) -> set[str]:
+        loss = {sid: p for sig, _, sid, p in rows if sig == LOSS}
+        emb = {sid: decode_vector(p["v"]) for sig, _, sid, p in rows if sig == EMBEDDING}
+        ids = [sid for sid in loss if not with_embeddings or sid in emb]
+        if ids:
+            sink(LossRows(ids, [loss[i] for i in ids], [emb[i] for i in ids] if with_embeddings else []))
+        return set(ids)
+
+    return emit
+
+
+def _judge_emit(sink: JudgeSink, rows: list[shards.Row]) -> set[str]:
+    part = [(sid, p) for _, _, sid, p in rows]
+    if part:
+        sink(part)
+    return {sid for sid, _ in part}
