@@ -53,17 +53,24 @@ def decide(con: duckdb.DuckDBPyConnection, proposal_ids: list[str], status: str,
     if not ids:
         return 0
     ei, ein, eo = edited if edited is not None else (None, None, None)
-    con.executemany(
-        """UPDATE proposals SET status = ?, decided_by = ?, decided_at = current_timestamp,
-               reviewer_note = coalesce(?, reviewer_note),
-               edited_instruction = ?, edited_input = ?, edited_output = ?
-           WHERE id = ?""",
-        [[status, actor, note, ei, ein, eo, pid] for pid in ids],
-    )
-    con.executemany(
-        "INSERT INTO review_log (proposal_id, action, actor, note) VALUES (?, ?, ?, ?)",
-        [[pid, status, actor, note] for pid in ids],
-    )
+    # one statement per table: row-by-row statements took ~4 ms each, so a bulk decision on
+    # 10,000 proposals held the store (and every other process waiting for it) for ~40 s
+    con.register("_decided", pd.DataFrame({"id": pd.Series(ids, dtype="string")}))
+    try:
+        con.execute(
+            """UPDATE proposals SET status = ?, decided_by = ?, decided_at = current_timestamp,
+                   reviewer_note = coalesce(?, reviewer_note),
+                   edited_instruction = ?, edited_input = ?, edited_output = ?
+               FROM _decided WHERE proposals.id = _decided.id""",
+            [status, actor, note, ei, ein, eo],
+        )
+        con.execute(
+            """INSERT INTO review_log (proposal_id, action, actor, note)
+               SELECT id, ?, ?, ? FROM _decided""",
+            [status, actor, note],
+        )
+    finally:
+        con.unregister("_decided")
     return len(ids)
 
 
