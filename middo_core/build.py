@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-import pandas as pd
-
 from middo_core.sample import Sample
 from middo_core.store.iterations import get_iteration, upsert_iteration
 from middo_core.store.review import decided_proposals
@@ -49,10 +47,15 @@ class BuildReport:
         return asdict(self)
 
 
-def _text(row: pd.Series) -> tuple[str | None, str, str | None]:
-    if row["status"] == "edited":
-        return row["edited_instruction"], row["edited_input"] or "", row["edited_output"]
-    return row["instruction"], row["input"] or "", row["output"]
+def _value(value: object) -> str | None:
+    """A text column's value; SQL NULL reads as None (pandas gives NaN, which is truthy)."""
+    return value if isinstance(value, str) else None
+
+
+def _text(row: dict) -> tuple[str | None, str, str | None]:
+    prefix = "edited_" if row["status"] == "edited" else ""
+    return (_value(row[prefix + "instruction"]), _value(row[prefix + "input"]) or "",
+            _value(row[prefix + "output"]))
 
 
 def build_next(ws: Workspace, iteration: int) -> BuildReport:
@@ -65,26 +68,31 @@ def build_next(ws: Workspace, iteration: int) -> BuildReport:
         if dataset_ids(con, nxt):
             raise BuildError(f"D({nxt}) already exists; it was built from D({iteration}) before")
         decided = decided_proposals(con, iteration)
-        sources = get_samples(con, decided["source_id"].tolist()).set_index("id")
+        sources = get_samples(con, decided["source_id"].tolist())
+        # plain dicts: pandas row access cost ~3 ms per proposal (a minute for 20,000)
+        systems = dict(zip(sources["id"], sources["system"], strict=True))
         members = set(current)
         report = BuildReport(iteration=nxt, size_before=len(current), removed=0)
         new_samples: list[Sample] = []
+        new_ids: set[str] = set()  # a set kept as we go: checking against a rebuilt one was quadratic
         parents, axes, proposal_ids, origins = [], [], [], []
-        for _, row in decided.iterrows():
+        for row in decided.to_dict("records"):
             instruction, input_, output = _text(row)
             if not instruction or not output or not str(instruction).strip() or not str(output).strip():
                 report.skipped_invalid += 1  # never let a null into a dataset
                 continue
-            system = sources.loc[row["source_id"], "system"] if row["source_id"] in sources.index else ""
+            system = systems.get(row["source_id"], "")
             sample = Sample(instruction=instruction, input=input_, output=output, system=system or "")
             if row["axis"] in REPLACING_AXES and row["source_id"] in members:
                 members.discard(row["source_id"])
                 report.removed += 1
-            if sample.id in members or sample.id in {s.id for s in new_samples}:
+            sid = sample.id
+            if sid in members or sid in new_ids:
                 report.duplicates += 1
                 continue
             origin = "edited" if row["status"] == "edited" else ORIGIN_BY_AXIS[row["axis"]]
             new_samples.append(sample)
+            new_ids.add(sid)
             parents.append(row["source_id"])
             axes.append(row["axis"])
             proposal_ids.append(row["id"])
