@@ -21,12 +21,26 @@ def jobs_module():
     return module if module is not None and hasattr(module, "start_job") else None
 
 
+def kind_available(kind: str) -> bool:
+    """Whether this installation can run `kind` in the background."""
+    jobs = jobs_module()
+    if jobs is None:
+        return False
+    if not hasattr(jobs, "get_job_kind"):
+        return True
+    try:
+        jobs.get_job_kind(kind)
+    except Exception:
+        return False
+    return True
+
+
 def start_job_button(ctx: state.Context, kind: str, label: str, args: dict | None = None,
                      key: str | None = None, disabled: bool = False, help: str | None = None) -> None:
     jobs = jobs_module()
-    if jobs is None:  # this build has no job runner: the action is visible but cannot start
+    if jobs is None or not kind_available(kind):  # visible, but this build cannot run it
         st.button(label, key=key or f"start_{kind}", disabled=True,
-                  help="Background jobs are not available in this installation of Middo Studio")
+                  help=f"Running '{kind}' in the background is not available in this installation")
         return
     if st.button(label, key=key or f"start_{kind}", type="primary", disabled=disabled, help=help):
         try:

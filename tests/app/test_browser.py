@@ -33,10 +33,12 @@ def read_one(ws, sql: str, params: list):
         return con.execute(sql, params).fetchall()
 
 
-def jobs_available() -> bool:
+def diagnose_job_available() -> bool:
     try:
-        from middo_core.jobs import start_job  # noqa: F401
-    except ImportError:
+        from middo_core.jobs import get_job_kind
+
+        get_job_kind("diagnose")
+    except Exception:  # no job runner, or no diagnose kind registered in this build
         return False
     return True
 
@@ -88,7 +90,7 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
         wait_idle(page)
         page.get_by_text("No diagnosis yet for iteration 0").wait_for()
         shot(page, "01-diagnose-empty")
-        if jobs_available():  # the Studio's own button starts the diagnosis as a background job
+        if diagnose_job_available():  # the Studio's own button starts the diagnosis as a background job
             page.get_by_role("button", name="Diagnose D(0)").click()
         else:  # no job runner in this build: the same library call, made by the test
             diagnose(ws, 0, signals=("complexity", "diversity"))
@@ -125,6 +127,9 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
         page.goto(url + "/review")
         wait_idle(page)
         page.get_by_text("0 of 2 decided").wait_for()
+        page.get_by_role("button", name="Accept (a)").wait_for()
+        page.get_by_text("<script>window.__pwned").first.wait_for()
+        wait_idle(page)
         shot(page, "04-review")
         # the markup in the proposal and its source is shown as text, inert
         assert page.get_by_text("<script>window.__pwned").count() > 0
@@ -134,7 +139,11 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
         page.get_by_text("1 of 2 decided").wait_for()
         wait_idle(page)
         assert read_one(ws, "SELECT status FROM proposals WHERE id = 'e2e-0'", [])[0][0] == "accepted"
+        page.get_by_text("Proposal 1 of 1").wait_for()  # the accepted one left the pending queue
+        wait_idle(page)
         page.get_by_role("button", name="Reject (r)").click()
+        page.wait_for_timeout(1500)
+        shot(page, "05-review-rejected")
         page.get_by_text("2 of 2 decided").wait_for()
 
         # Build D(1) and find the accepted rewrite in it
@@ -142,7 +151,7 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
         wait_idle(page)
         page.get_by_role("button", name="Build D(1)").click()
         page.get_by_text("D(1) is built").wait_for()
-        shot(page, "05-iterations")
+        shot(page, "06-iterations")
         rows = read_one(ws, """SELECT s.instruction FROM dataset_members m JOIN samples s ON s.id = m.sample_id
                                WHERE m.iteration = 1 AND s.proposal_id = 'e2e-0'""", [])
         assert rows and rows[0][0].startswith("Rewritten prompt number 0")
@@ -153,7 +162,7 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
         page.get_by_label("Search instruction, input and output").fill("Rewritten prompt number 0")
         page.keyboard.press("Enter")
         page.get_by_text("Samples 1–1 of 1 in D(1)").wait_for()
-        shot(page, "06-data-d1")
+        shot(page, "07-data-d1")
 
         assert_inert(page)
     assert events["dialogs"] == [] and events["requests"] == []
