@@ -171,7 +171,63 @@ class RayExecutor(Executor):
             _judge_emit(sink, shards.ingest(ws, folder))
         return stats
 
+    def refine(self, ws: Workspace, jobs: list, runner, rep, opts,
+               progress: ProgressFn | None = None, stage: str = "refine") -> list[dict]:
+        """Run refinement jobs (refine.pipeline.Job) on a pool of LLM actors; proposal rows are
+        stored in short transactions as tasks finish. Fills rep's tallies and usage."""
+        from middo_core.executors.refine_tasks import RefineActor, backend_settings, job_row
+        from middo_core.refine.pipeline import tally, write_rows
+
+        if not jobs:
+            return []
+        self.connect()
+        cfg = runner.cfg
+        per_task = max(1, min(64, -(-len(jobs) // (4 * (self.actors or 1)))))
+        rows = [job_row(t, jobs[s:s + per_task]) for t, s in enumerate(range(0, len(jobs), per_task))]
+        budget = None if cfg.budget_usd is None else cfg.budget_usd / (self.actors or 1)
+        args = {"iteration": runner.iteration, "refine_config": cfg.model_dump(mode="json"),
+                "backend": runner.backend.name, "settings": backend_settings(runner.backend),
+                "variant": runner.variant, "options": vars(opts),
+                "cache_dir": str(ws.artifacts / "llm_cache"), "budget_usd": budget}
+        usage: dict[str, float] = {}
+        done, buffer = 0, []
+        report(progress, stage, 0, len(jobs), "starting")
+        try:
+            for out in self._pool(RefineActor, args, rows):
+                for row in json.loads(out["rows"]):
+                    done += 1
+                    if row is None:
+                        rep.not_created_budget += 1
+                    else:
+                        tally(rep, row)
+                        buffer.append(row)
+                for k, v in json.loads(out["usage"]).items():
+                    usage[k] = usage.get(k, 0) + v
+                if len(buffer) >= opts.flush_every:
+                    write_rows(ws, buffer)
+                    buffer = []
+                report(progress, stage, done, len(jobs),
+                       f"{rep.total_created} proposals, {rep.total_failed} failed")
+            rows_left, buffer = buffer, []
+            return rows_left  # stored with the iteration record, in one transaction
+        finally:
+            if buffer:
+                write_rows(ws, buffer)  # whatever finished before a stop or an error is kept
+            rep.retries = int(usage.pop("retries", 0))
+            rep.usage = usage
+
     # --- plumbing ---------------------------------------------------------------------------
+
+    def _pool(self, actor_cls, args: dict, rows: list[dict]):
+        """The output rows of `rows` (one task each) run through a pool of `actor_cls`."""
+        ray = self.connect()
+        remote: dict[str, Any] = {"num_cpus": self.cpus_per_actor}
+        if self.gpus_per_actor:
+            remote["num_gpus"] = self.gpus_per_actor
+        pool = ray.data.ActorPoolStrategy(size=min(self.actors or 1, len(rows)))
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+            actor_cls, fn_constructor_kwargs=args, batch_size=1, compute=pool, **remote)
+        return ds.iter_rows()
 
     def _device(self, ws: Workspace) -> str:
         if self.device:
@@ -181,19 +237,12 @@ class RayExecutor(Executor):
     def _run(self, ws: Workspace, actor_cls, actor_args: dict, rows: list[dict], folder: Path,
              progress: ProgressFn | None, stage: str, done: int, total: int):
         """Run `rows` (one task each) through a pool of `actor_cls`; yield each task's stats."""
-        ray = self.connect()
         started = time.perf_counter()
         args = {**actor_args, "shard_dir": str(folder) if self.shared_storage else None}
-        remote: dict[str, Any] = {"num_cpus": self.cpus_per_actor}
-        if self.gpus_per_actor:
-            remote["num_gpus"] = self.gpus_per_actor
-        pool = ray.data.ActorPoolStrategy(size=min(self.actors or 1, len(rows)))
-        ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-            actor_cls, fn_constructor_kwargs=args, batch_size=1, compute=pool, **remote)
         run = {"actor": actor_cls.__name__, "tasks": len(rows), "samples": 0, "compute_s": 0.0,
                "load_s": 0.0, "first_result_s": None}
         self.last_runs.append(run)
-        for out in ds.iter_rows():
+        for out in self._pool(actor_cls, args, rows):
             part = json.loads(out["stats"])
             if out["inline"]:  # no shared file system: the driver writes the worker's shard
                 shards.write_shard(folder, int(out["task"]), [tuple(r) for r in json.loads(out["inline"])])

@@ -209,12 +209,13 @@ def plan_jobs(ws: Workspace, iteration: int, flagged: dict[str, list[str]], runn
 def refine(ws: Workspace, iteration: int, flagged: dict[str, list[str]],
            backend: LLMBackend | str | None = None, progress: ProgressFn | None = None,
            dry_run: bool = False, *, retry_failed: bool = False, limit: int | None = None,
-           options: RefineOptions | None = None) -> RefineReport:
+           options: RefineOptions | None = None, executor: Any = None) -> RefineReport:
     """Create and store one proposal per (axis, flagged sample id); see the module docstring.
 
     flagged: axis ("complexity", "quality", "diversity") -> sample ids. backend: an instance, a
     registered name, or None for middo.yaml's refine.backend. dry_run: plan and estimate calls,
-    tokens and cost; nothing is called or stored.
+    tokens and cost; nothing is called or stored. executor: None or local runs the calls here;
+    a Ray executor (middo_core.executors) runs them on its actors, the same Runner on each.
     """
     cfg = ws.config.refine
     opts = options or RefineOptions()
@@ -224,7 +225,8 @@ def refine(ws: Workspace, iteration: int, flagged: dict[str, list[str]],
     rep = RefineReport(iteration=iteration, dry_run=dry_run, backend=llm.name, model=llm.model,
                        template_variant=variant)
     started = time.monotonic()
-    if not dry_run:
+    distributed = executor is not None and executor.name != "local"
+    if not dry_run and not distributed:
         # heavy client imports overlap with planning instead of delaying the first call
         threading.Thread(target=llm.warm_up, daemon=True).start()
     jobs = plan_jobs(ws, iteration, flagged, runner, rep, retry_failed, limit)
@@ -233,6 +235,13 @@ def refine(ws: Workspace, iteration: int, flagged: dict[str, list[str]],
     if dry_run:
         rep.estimate = estimate_run(jobs, runner, cache, prices, cfg.budget_usd)
         rep.elapsed_s = time.monotonic() - started
+        return rep
+    if distributed:
+        try:
+            leftover = executor.refine(ws, jobs, runner, rep, opts, progress, stage=STAGE)
+        finally:
+            rep.elapsed_s = time.monotonic() - started
+        _record_iteration(ws, iteration, rep, leftover)
         return rep
     # a batching backend needs at least a batch of requests in flight
     slots = max(cfg.concurrency, getattr(llm, "batch_size", 0))
@@ -267,14 +276,11 @@ async def _run_jobs(ws: Workspace, jobs: list[Job], runner: Runner, client: LLMC
                 rep.not_created_budget += 1
             else:
                 buffer.append(row)
-                tally = rep.created if row["status"] == "pending" else rep.failed
-                tally[row["axis"]] = tally.get(row["axis"], 0) + 1
-                if row["status"] == "failed":
-                    rep.failure_reasons[row["reason"]] = rep.failure_reasons.get(row["reason"], 0) + 1
+                tally(rep, row)
             if buffer and (len(buffer) >= opts.flush_every
                            or time.monotonic() - last_flush >= opts.flush_interval_s):
                 rows, buffer = buffer, []
-                await asyncio.to_thread(_write, ws, rows)  # the store is open only for this
+                await asyncio.to_thread(write_rows, ws, rows)  # the store is open only for this
                 last_flush = time.monotonic()
             report(progress, STAGE, done, total,
                    f"{rep.total_created} proposals, {rep.total_failed} failed, "
@@ -286,13 +292,22 @@ async def _run_jobs(ws: Workspace, jobs: list[Job], runner: Runner, client: LLMC
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if buffer:
-            _write(ws, buffer)  # whatever finished before a stop or an error is kept
+            write_rows(ws, buffer)  # whatever finished before a stop or an error is kept
         await client.backend.aclose()
 
 
-def _write(ws: Workspace, rows: list[dict[str, Any]]) -> None:
+def tally(rep: RefineReport, row: dict[str, Any]) -> None:
+    """Count a finished proposal row (pending or failed) in the report."""
+    counts = rep.created if row["status"] == "pending" else rep.failed
+    counts[row["axis"]] = counts.get(row["axis"], 0) + 1
+    if row["status"] == "failed":
+        rep.failure_reasons[row["reason"]] = rep.failure_reasons.get(row["reason"], 0) + 1
+
+
+def write_rows(ws: Workspace, rows: list[dict[str, Any]]) -> None:
     with ws.store.write() as con:
         put_proposals(con, rows)
+
 
 
 def _record_iteration(ws: Workspace, iteration: int, rep: RefineReport,

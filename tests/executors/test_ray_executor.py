@@ -108,3 +108,35 @@ def test_a_stopped_ray_pass_keeps_finished_tasks_and_the_rerun_does_the_rest(
         np.testing.assert_allclose(ours[col], theirs[col], rtol=0, atol=1e-3)
     for col in ("truncated", "empty_response"):
         pd.testing.assert_series_equal(ours[col], theirs[col])
+
+
+def test_ray_refinement_stores_the_same_proposals_as_in_process(ray_session, workspace_factory):
+    from middo_core.llm import OpenAIBackend
+    from middo_core.refine import refine
+    from middo_core.sample import Sample
+    from middo_core.store.iterations import get_iteration
+    from middo_core.store.proposals import list_proposals
+    from middo_core.store.samples import insert_samples, samples_frame, set_members
+    from tests.llm.openai_server import LoopbackOpenAI
+
+    samples = [Sample(instruction=f"Explain topic number {i} in two sentences.", output=f"Topic {i}.")
+               for i in range(6)]
+    ids = [s.id for s in samples]
+    flagged = {"complexity": ids[:3], "quality": ids[2:5]}
+    frames = []
+    with LoopbackOpenAI() as server:
+        for name, executor in (("here", None), ("ray", make_executor("ray", actors=2))):
+            ws = workspace_factory(name)
+            with ws.store.write() as con:
+                insert_samples(con, samples_frame(samples))
+                set_members(con, 1, ids)
+            # the endpoint travels as a backend setting; no key is needed by a loopback server
+            llm = OpenAIBackend(model="loopback-model", base_url=server.base_url, max_retries=2)
+            rep = refine(ws, 1, flagged, backend=llm, executor=executor)
+            assert rep.created == {"complexity": 3, "quality": 3} and rep.complete
+            with ws.store.read() as con:
+                frames.append(list_proposals(con, 1).set_index("id").sort_index())
+                assert get_iteration(con, 1)["status"] == "refined"
+        assert len(server.requests) == 2 * 12  # two calls per proposal, per run (no cache shared)
+    cols = ["axis", "source_id", "status", "instruction", "output", "raw_text", "template_hash"]
+    pd.testing.assert_frame_equal(frames[0][cols], frames[1][cols])
