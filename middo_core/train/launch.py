@@ -58,8 +58,13 @@ def write_deepspeed_config(folder: Path) -> Path:
 
 def launch_command(workspace: Path, iteration: int, nproc: int, *, run_id: str | None = None,
                    deepspeed_config: Path | None = None, launcher: str = "torchrun",
-                   extra: list[str] | None = None, python: str | None = None) -> list[str]:
-    """The command that trains M(iteration) with `nproc` processes (one per GPU)."""
+                   extra: list[str] | None = None, python: str | None = None,
+                   nnodes: int = 1, node_rank: int = 0, master_addr: str | None = None,
+                   master_port: int = 29500, hostfile: Path | None = None) -> list[str]:
+    """The command that trains M(iteration) with `nproc` processes (one per GPU) on this node.
+
+    Several nodes (nnodes > 1): run the command with node_rank 0..nnodes-1 on each node, all with
+    the same master_addr (node 0's address) and port; see multinode_commands."""
     python = python or sys.executable
     args = ["--workspace", str(workspace), "--iteration", str(iteration)]
     if run_id:
@@ -67,6 +72,9 @@ def launch_command(workspace: Path, iteration: int, nproc: int, *, run_id: str |
     if deepspeed_config is not None:
         args += ["--deepspeed", str(deepspeed_config)]
     args += list(extra or [])
+    if nnodes > 1:
+        return _multinode(python, args, nproc, launcher, nnodes, node_rank, master_addr,
+                          master_port, hostfile)
     if nproc <= 1:
         return [python, "-m", ENTRY, *args]
     if launcher == "torchrun":
@@ -76,3 +84,41 @@ def launch_command(workspace: Path, iteration: int, nproc: int, *, run_id: str |
         return [python, "-m", "accelerate.commands.launch", "--multi_gpu",
                 f"--num_processes={nproc}", "--mixed_precision=bf16", "-m", ENTRY, *args]
     raise ValueError(f"unknown launcher '{launcher}' (use torchrun or accelerate)")
+
+
+def _multinode(python: str, args: list[str], nproc: int, launcher: str, nnodes: int,
+               node_rank: int, master_addr: str | None, master_port: int,
+               hostfile: Path | None) -> list[str]:
+    if not master_addr:
+        raise ValueError("training on several nodes needs master_addr (node 0's address)")
+    if not 0 <= node_rank < nnodes:
+        raise ValueError(f"node_rank must be in 0..{nnodes - 1}, got {node_rank}")
+    if launcher == "torchrun":
+        return [python, "-m", "torch.distributed.run", f"--nnodes={nnodes}",
+                f"--node_rank={node_rank}", f"--nproc_per_node={nproc}",
+                f"--master_addr={master_addr}", f"--master_port={master_port}", "-m", ENTRY, *args]
+    if launcher == "accelerate":
+        return [python, "-m", "accelerate.commands.launch", "--multi_gpu",
+                f"--num_machines={nnodes}", f"--machine_rank={node_rank}",
+                f"--num_processes={nnodes * nproc}", f"--main_process_ip={master_addr}",
+                f"--main_process_port={master_port}", "--mixed_precision=bf16", "-m", ENTRY, *args]
+    if launcher == "deepspeed":
+        # DeepSpeed's own launcher starts every node from node 0 over ssh (hostfile: one
+        # "host slots=N" line per node); it runs only on node 0
+        if node_rank != 0:
+            raise ValueError("the deepspeed launcher runs on node 0 only (it reaches the others over ssh)")
+        cmd = [python, "-m", "deepspeed.launcher.runner", f"--num_nodes={nnodes}",
+               f"--num_gpus={nproc}", f"--master_addr={master_addr}", f"--master_port={master_port}"]
+        if hostfile is not None:
+            cmd.append(f"--hostfile={hostfile}")
+        return [*cmd, "--module", ENTRY, *args]
+    raise ValueError(f"unknown launcher '{launcher}' (use torchrun, accelerate or deepspeed)")
+
+
+def multinode_commands(workspace: Path, iteration: int, nnodes: int, gpus_per_node: int,
+                       master_addr: str, **kwargs) -> list[list[str]]:
+    """One command per node (index = node rank), to be started on every node at about the same
+    time. The workspace must be on a file system every node sees at the same path; rank 0 (on
+    node 0) writes the checkpoint, the store records and, with run_id, the run's progress.json."""
+    return [launch_command(workspace, iteration, gpus_per_node, nnodes=nnodes, node_rank=rank,
+                           master_addr=master_addr, **kwargs) for rank in range(nnodes)]
