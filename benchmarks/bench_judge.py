@@ -2,11 +2,12 @@
 
 A labelled set from real Alpaca records (../shared/data/alpaca_en_demo.json, or $MIDDO_SHARED_DIR):
 originals (label 1) and corrupted samples (label 0): responses swapped with another record's
-(irrelevant) or cut to their first 20% (incomplete). Every method scores the same samples; the
-table gives AUROC of "higher score = original" overall and per corruption, seconds per sample
-and tokens fed per sample. The judge runs on the packaged SmolLM2-135M-Instruct.
+(irrelevant), cut to their first 20% of words (incomplete), or with their words shuffled
+(unreadable; a corruption no method here was designed around). Every method scores the same
+samples; the table gives AUROC of "higher score = original" overall and per corruption, seconds
+per sample and tokens fed per sample. The judge runs on the packaged SmolLM2-135M-Instruct.
 
-    python -m benchmarks.bench_judge [--n 200] [--subset 40] [--model smollm2-135m]
+    python -m benchmarks.bench_judge [--n 120] [--subset 12] [--model smollm2-135m]
 """
 
 from __future__ import annotations
@@ -26,25 +27,32 @@ def data_path() -> Path:
     return Path(os.environ.get("MIDDO_SHARED_DIR", REPO.parent / "shared")) / "data" / "alpaca_en_demo.json"
 
 
+KINDS = ("swapped", "truncated", "shuffled")
+
+
 def labelled_set(n: int, seed: int = 0):
-    """n/2 originals, n/4 swapped responses, n/4 truncated responses, from distinct records."""
+    """n/2 originals and n/6 of each corruption, all from distinct records."""
     from middo_core.sample import Sample
 
     records = json.loads(data_path().read_text())
     records = [r for r in records if len(r["output"].split()) >= 20]  # truncation must bite
     rng = random.Random(seed)
     rng.shuffle(records)
-    half, quarter = n // 2, n // 4
-    rows = []
-    for r in records[:half]:
-        rows.append((Sample(instruction=r["instruction"], input=r["input"], output=r["output"]), 1, "original"))
-    donors = records[half + 2 * quarter : half + 3 * quarter]
-    for r, d in zip(records[half : half + quarter], donors, strict=True):
-        rows.append((Sample(instruction=r["instruction"], input=r["input"], output=d["output"]), 0, "swapped"))
-    for r in records[half + quarter : half + 2 * quarter]:
-        words = r["output"].split()
-        cut = " ".join(words[: max(1, len(words) // 5)])
-        rows.append((Sample(instruction=r["instruction"], input=r["input"], output=cut), 0, "truncated"))
+    half, part = n // 2, n // 6
+    rows = [(Sample(instruction=r["instruction"], input=r["input"], output=r["output"]), 1, "original")
+            for r in records[:half]]
+    rest = iter(records[half:])
+    for kind in KINDS:
+        for _ in range(part):
+            r = next(rest)
+            words = r["output"].split()
+            if kind == "swapped":
+                out = next(rest)["output"]
+            elif kind == "truncated":
+                out = " ".join(words[: max(1, len(words) // 5)])
+            else:
+                out = " ".join(rng.sample(words, len(words)))
+            rows.append((Sample(instruction=r["instruction"], input=r["input"], output=out), 0, kind))
     return rows
 
 
@@ -67,8 +75,8 @@ def judge(rows, model, tok, **params):
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--subset", type=int, default=40, help="samples for the slow variants")
+    ap.add_argument("--n", type=int, default=120)
+    ap.add_argument("--subset", type=int, default=12, help="samples for the slow variants")
     ap.add_argument("--model", default="smollm2-135m")
     args = ap.parse_args()
     if not data_path().exists():
@@ -79,28 +87,16 @@ def main() -> int:
     model, tok = load_model(args.model)
     rows = labelled_set(args.n)
     sub = labelled_set(args.subset, seed=1)
-    table = []
+
+    print(f"model {args.model}; labelled set: {args.n} (slow variants: {args.subset}); AUROC 0.5 = chance")
+    print("| method | n | AUROC | swapped | truncated | shuffled | wall s/sample | CPU s/sample | tokens/sample | note |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|", flush=True)
 
     def add(method, n, scores, seconds, cpu, tokens, extra="", data=None):
         data = data or rows
-        table.append(
-            (method, n, auroc(scores, data), auroc(scores, data, "swapped"),
-             auroc(scores, data, "truncated"), seconds / n, cpu / n, tokens / n, extra)
-        )
-
-    for name, data, params in [
-        ("judge logprobs, shared prefix", rows, {}),
-        ("judge logprobs, faithful layout", sub, {"faithful": True}),
-        ("judge generate, shared prefix", sub, {"mode": "generate"}),
-    ]:
-        frame, rep, cpu = judge(data, model, tok, **params)
-        extra = f"unparseable {rep.unparseable}/{rep.prompts}" if rep.mode == "generate" else (
-            f"score-token mass {rep.score_mass_mean:.3f}"
-        )
-        add(name, len(data), frame["quality"].tolist(), rep.seconds, cpu, rep.tokens_fed, extra, data)
-        if data is rows:
-            resp = frame[[c for c in frame.columns if c.startswith("response_")]].mean(axis=1)
-            add(name + " (response metrics only)", len(data), resp.tolist(), rep.seconds, cpu, rep.tokens_fed, "", data)
+        per_kind = " | ".join(f"{auroc(scores, data, k):.3f}" for k in KINDS)
+        print(f"| {method} | {n} | {auroc(scores, data):.3f} | {per_kind} | {seconds / n:.2f} | "
+              f"{cpu / n:.2f} | {tokens / n:.0f} | {extra} |", flush=True)
 
     from middo_core.signals.judge_pmi import pmi_scores
 
@@ -109,8 +105,9 @@ def main() -> int:
     frame = pmi_scores([s for s, _, _ in rows], model, tok, counter=counter).loc[[s.id for s, _, _ in rows]]
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     tokens = counter["tokens_fed"]
-    add("PMI: 1 - IFD (loss given instr / loss alone)", len(rows), frame["quality"].tolist(), secs, cpu, tokens)
-    add("PMI per token (L_uncond - L_cond)", len(rows), frame["pmi"].tolist(), secs, cpu, tokens)
+    add("mode pmi: 10 (1 - IFD) P(end of turn)", len(rows), frame["quality"].tolist(), secs, cpu, tokens)
+    add("  its part 1 - IFD alone (relevance)", len(rows), (1 - frame["ifd"]).tolist(), secs, cpu, tokens)
+    add("  its part log P(end of turn) alone", len(rows), frame["end_logprob"].tolist(), secs, cpu, tokens)
     add("negative conditional loss alone", len(rows), (-frame["loss_conditional"]).tolist(), secs, cpu, tokens)
     add("response length in words (baseline)", len(rows), [len(s.output.split()) for s, _, _ in rows], 0.0, 0.0, 0)
 
@@ -132,12 +129,21 @@ def main() -> int:
             cos = (a * b).sum(1).tolist()
             add("MiniLM cosine(instruction, response)", len(rows), cos, time.perf_counter() - t0, time.process_time() - c0, 0)
 
-    print(f"model {args.model}; labelled set: {args.n} (slow variants: {args.subset}); AUROC 0.5 = chance")
+    for name, data, params in [
+        ("judge logprobs, shared prefix", rows, {}),
+        ("judge logprobs, faithful layout", sub, {"faithful": True}),
+        ("judge generate, shared prefix", sub, {"mode": "generate"}),
+    ]:
+        frame, rep, cpu = judge(data, model, tok, **params)
+        extra = f"unparseable {rep.unparseable}/{rep.prompts}" if rep.mode == "generate" else (
+            f"score-token mass {rep.score_mass_mean:.3f}"
+        )
+        add(name, len(data), frame["quality"].tolist(), rep.seconds, cpu, rep.tokens_fed, extra, data)
+        if data is rows:
+            resp = frame[[c for c in frame.columns if c.startswith("response_")]].mean(axis=1)
+            add(name + " (response metrics only)", len(data), resp.tolist(), rep.seconds, cpu, rep.tokens_fed, "", data)
+
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print("| method | n | AUROC | swapped | truncated | wall s/sample | CPU s/sample | tokens/sample | note |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    for m, n, a, sw, tr, s, c, t, extra in table:
-        print(f"| {m} | {n} | {a:.3f} | {sw:.3f} | {tr:.3f} | {s:.2f} | {c:.2f} | {t:.0f} | {extra} |")
     return 0
 
 

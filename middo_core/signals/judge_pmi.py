@@ -1,12 +1,12 @@
-"""A quality proxy that works with small models: how much the instruction explains the response.
+"""A quality proxy that works with small models: is the response relevant, and is it finished?
 
 For each sample, the mean per-token loss of the response given its instruction (L_cond) and given
 an empty instruction (L_uncond), under the same chat format. IFD = L_cond / L_uncond (the
 "instruction-following difficulty" of Li et al., 2024); pointwise mutual information per token =
 L_uncond - L_cond. A response unrelated to its instruction gains nothing from it (IFD ~ 1).
-The same pass gives log P(end of turn | instruction, response): low when the response stops
-mid-way. quality = 10 * clip(1 - IFD, 0, 1): the share of the response's surprise that the
-instruction removes, on the 0-10 scale of the judge.
+The same pass gives P(end of turn | instruction, response): near 0 when the response stops
+mid-way. quality = 10 * clip(1 - IFD, 0, 1) * P(end of turn): relevance times completion, on
+the 0-10 scale of the judge. docs/BENCHMARKS.md ("Quality judge") measures it against the judge.
 """
 
 from __future__ import annotations
@@ -92,7 +92,10 @@ def pmi_scores(
     samples: list[Sample], model, tokenizer, prompt_format: str = "chat", max_len: int = 1024,
     batch_size: int = 8, progress: ProgressFn | None = None, counter: dict | None = None,
 ):
-    """DataFrame by sample id: loss_conditional, loss_unconditional, pmi, ifd, end_logprob, quality."""
+    """DataFrame by sample id: loss_conditional, loss_unconditional, pmi, ifd, end_logprob, quality.
+
+    Two passes per sample (with and without the instruction), LM head on response tokens only.
+    """
     import numpy as np
     import pandas as pd
 
@@ -101,14 +104,15 @@ def pmi_scores(
     cond = np.array([r[0] for r in res[: len(samples)]])
     uncond = np.array([r[0] for r in res[len(samples) :]])
     ifd = cond / np.maximum(uncond, 1e-6)
+    end = np.array([r[1] for r in res[: len(samples)]])
     return pd.DataFrame(
         {
             "loss_conditional": cond,
             "loss_unconditional": uncond,
             "pmi": uncond - cond,
             "ifd": ifd,
-            "end_logprob": np.array([r[1] for r in res[: len(samples)]]),
-            "quality": 10 * np.clip(1 - ifd, 0, 1),
+            "end_logprob": end,
+            "quality": 10 * np.clip(1 - ifd, 0, 1) * np.exp(end),
         },
         index=pd.Index([s.id for s in samples], name="sample_id"),
     )

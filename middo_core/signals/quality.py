@@ -8,8 +8,9 @@ ratings. Modes:
 - generate: the paper's rule: sample a reply (temperature 0.1, top_p 0.7, top_k 50, seeded),
   take its first number clipped to 0-10; a reply without a number scores 0 and is counted.
 - pmi (a deviation from the paper, for small judges; see docs/BENCHMARKS.md "Quality judge"):
-  no rating prompt; quality = 10 * (1 - IFD) from the response's loss with and without its
-  instruction (middo_core/signals/judge_pmi.py). The six metric columns are NaN in this mode.
+  no rating prompt; quality = 10 * (1 - IFD) * P(end of turn): how much the instruction explains
+  the response (its loss with and without the instruction) times how sure the model is that the
+  response is finished (middo_core/signals/judge_pmi.py). The six metric columns are NaN here.
 The default prompt layout shares each sample's prefix across its six prompts (sample first,
 question after); `faithful=True` uses the paper's order (rubric first) with no reuse.
 """

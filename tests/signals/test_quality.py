@@ -266,7 +266,8 @@ def test_pmi_mode_losses_match_a_plain_masked_loss(judge):
             last = model(torch.tensor([_pair(tok, sample.prompt, sample.output, "chat", 1024)[0]])).logits[0, -1]
         assert row["end_logprob"] == pytest.approx(float(torch.log_softmax(last, -1)[end_token(tok, "chat")]), abs=1e-4)
         assert row["pmi"] == pytest.approx(row["loss_unconditional"] - row["loss_conditional"])
-        assert row["quality"] == pytest.approx(10 * min(max(1 - row["ifd"], 0), 1))
+        relevance = min(max(1 - row["ifd"], 0), 1)
+        assert row["quality"] == pytest.approx(10 * relevance * math.exp(row["end_logprob"]))
         assert math.isfinite(row["quality"])
 
     signal = QualitySignal(mode="pmi")
