@@ -244,3 +244,30 @@ def run_loop(ws: Workspace, iterations: int | None = None, progress: ProgressFn 
         out.iterations_done = i + 1
     out.iterations_done = total
     return out
+
+
+# --- background job kinds (the Studio's "run the loop" and "diagnose" buttons) -------------------
+
+def _loop_job(ws: Workspace, run_id: str, iteration: int | None, args: dict, progress: ProgressFn) -> dict:
+    out = run_loop(ws, args.get("iterations"), progress=progress)
+    return out.__dict__
+
+
+def _diagnose_job(ws: Workspace, run_id: str, iteration: int | None, args: dict,
+                  progress: ProgressFn) -> dict:
+    from middo_core.diagnose import diagnose
+
+    signals = tuple(args.get("signals") or ws.config.loop.axes)
+    out = diagnose(ws, iteration or 0, post_model=args.get("post_model"), signals=signals,
+                   progress=progress)
+    return out.to_dict()
+
+
+def _register_jobs() -> None:
+    from middo_core.jobs.kinds import register_job_kind
+
+    register_job_kind("loop", _loop_job)
+    register_job_kind("diagnose", _diagnose_job)
+
+
+_register_jobs()

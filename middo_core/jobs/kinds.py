@@ -26,7 +26,7 @@ _KINDS: dict[str, JobFn] = {}
 KIND_MODULES: dict[str, str] = {
     "train": "middo_core.jobs.builtin",
     "evaluate": "middo_core.jobs.builtin",
-    "diagnose": "middo_core.diagnose",
+    "diagnose": "middo_core.loop",
     "refine": "middo_core.refine",
     "loop": "middo_core.loop",
 }
