@@ -70,9 +70,12 @@ def child(root: str, model: str, concurrency: int) -> None:
     ws.config.refine.concurrency = concurrency
     flagged = json.loads((Path(root) / "flagged.json").read_text())
     started = time.monotonic()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     rep = refine(ws, 1, flagged, backend=OpenAIBackend(model=model, concurrency=concurrency),
                  options=RefineOptions(template_variant="full"))
-    print(json.dumps({**rep.to_json(), "wall_s": time.monotonic() - started}))
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
+    print(json.dumps({**rep.to_json(), "wall_s": time.monotonic() - started, "cpu_s": cpu}))
 
 
 def run_child(root: Path, server: LoopbackOpenAI, concurrency: int = 16) -> dict:
@@ -96,6 +99,7 @@ def bench_endpoint(n: int, delay: float, concurrency: int) -> dict:
         again = run_child(root, server, concurrency)
         return {"proposals": first["total_created"], "failed": first["total_failed"],
                 "calls": calls, "seconds (refine call)": round(first["wall_s"], 2),
+                "client CPU seconds": round(first["cpu_s"], 2),
                 "ideal_seconds (2n/concurrency x delay)": round(2 * n / concurrency * delay, 2),
                 "rerun_calls": server.count - calls, "rerun_seconds": round(again["wall_s"], 2)}
 
@@ -182,6 +186,8 @@ def main() -> None:
                         help="tokens per call (default: refine.max_new_tokens, capped by the local backend)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--variant", default="compact")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (1 gives CPU seconds that hold on a busy machine)")
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
@@ -193,6 +199,10 @@ def main() -> None:
         results["endpoint"] = bench_endpoint(args.n, args.delay, args.concurrency)
     if args.only in (None, "resume"):
         results["resume"] = bench_resume(args.n, args.delay)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.only in (None, "local"):
         results["local"] = bench_local(args.local_n, args.max_new_tokens, args.batch_size, args.variant)
     print(f"cores: {os.cpu_count()}, load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
