@@ -53,3 +53,23 @@ def workspace_factory(tmp_path):
         return init_workspace(tmp_path / name, WorkspaceConfig(name=name, **config))
 
     return make
+
+
+@pytest.fixture
+def loopback():
+    """A real OpenAI-compatible chat-completions server on loopback (tests/llm/openai_server.py)."""
+    from tests.llm.openai_server import LoopbackOpenAI
+
+    with LoopbackOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def api_key(monkeypatch, loopback) -> str:
+    """A fresh secret in OPENAI_API_KEY, and OPENAI_BASE_URL pointing at the loopback server."""
+    import secrets
+
+    key = "sk-test-" + secrets.token_hex(16)
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.setenv("OPENAI_BASE_URL", loopback.base_url)
+    return key

@@ -5,6 +5,8 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from middo_core.store.proposals import proposal_counts
+
 DECIDABLE = ("pending", "accepted", "edited", "rejected")  # a failed proposal cannot be accepted
 
 
@@ -75,14 +77,8 @@ def decide(con: duckdb.DuckDBPyConnection, proposal_ids: list[str], status: str,
 
 
 def review_counts(con: duckdb.DuckDBPyConnection, iteration: int) -> dict[str, dict[str, int]]:
-    rows = con.execute(
-        "SELECT axis, status, count(*) FROM proposals WHERE iteration = ? GROUP BY ALL ORDER BY ALL",
-        [iteration],
-    ).fetchall()
-    out: dict[str, dict[str, int]] = {}
-    for axis, status, n in rows:
-        out.setdefault(axis, {})[status] = n
-    return out
+    """axis -> status -> count."""
+    return proposal_counts(con, iteration)
 
 
 def audit_trail(con: duckdb.DuckDBPyConnection, proposal_id: str | None = None) -> pd.DataFrame:
