@@ -101,14 +101,27 @@ class ConfigError(ValueError):
 def load_config(path: Path) -> WorkspaceConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML{_where(exc)}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected settings as 'key: value' lines, found a "
+                          f"{type(raw).__name__} (restore the file from a backup)")
     try:
         return WorkspaceConfig.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{path}: field '{field}': {first['msg']}") from exc
+
+
+def _where(exc: yaml.YAMLError) -> str:
+    """' at line L, column C: problem' from a YAML error, on one line (its str() spans several)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or ""
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{at}: {problem}" if problem else at
 
 
 def save_config(config: WorkspaceConfig, path: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+
 from middo_core.config import CONFIG_FILE, WorkspaceConfig, load_config, save_config
 from middo_core.store import Store
 
@@ -55,5 +57,11 @@ def open_workspace(root: Path) -> Workspace:
         raise WorkspaceError(f"{root}: not a Middo workspace (run `middo init {root}` first)")
     config = load_config(root / CONFIG_FILE)
     store = Store(root / STORE_FILE)
-    store.migrate()
+    try:
+        store.migrate()
+    except duckdb.Error as exc:  # a damaged or foreign file: one sentence, not DuckDB's text
+        reason = " ".join(str(exc).replace(f'"{store.path}"', "").split()).strip(" !")
+        reason = reason.removeprefix("IO Error: ").replace(" :", ":")
+        raise WorkspaceError(f"{store.path}: cannot open the store, the file is damaged or not a "
+                             f"Middo store ({reason}); restore it from a backup") from exc
     return Workspace(root=root, config=config, store=store)
