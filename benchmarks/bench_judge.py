@@ -63,6 +63,23 @@ def auroc(scores, rows, kind: str | None = None) -> float:
     return float(roc_auc_score([rows[i][1] for i in keep], [scores[i] for i in keep]))
 
 
+def layout_tokens(tok) -> tuple[int, float, float, float]:
+    """Tokens fed per sample by the shared and faithful layouts over the whole file (no model)."""
+    from middo_core.sample import Sample
+    from middo_core.signals.judge_prompts import JudgeTemplates, PromptBuilder
+
+    builder = PromptBuilder(JudgeTemplates.load(), tok, "chat", 1024)
+    records = json.loads(data_path().read_text())
+    shared = faithful = 0
+    for r in records:
+        s = Sample(instruction=r["instruction"], input=r["input"], output=r["output"])
+        tree = builder.tree(s)
+        shared += len(tree.trunk) + len(tree.branch) + sum(map(len, tree.questions))
+        faithful += sum(map(len, builder.faithful(s)))
+    n = len(records)
+    return n, shared / n, faithful / n, 1 - shared / faithful
+
+
 def judge(rows, model, tok, **params):
     from middo_core.signals.quality import QualitySignal
 
@@ -78,9 +95,17 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=120)
     ap.add_argument("--subset", type=int, default=12, help="samples for the slow variants")
     ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--tokens-only", action="store_true", help="only count the layouts' tokens")
     args = ap.parse_args()
     if not data_path().exists():
         print(f"skipped: {data_path()} not present")
+        return 0
+    from middo_core.models.loader import load_tokenizer
+
+    n, shared, faithful, saved = layout_tokens(load_tokenizer(args.model))
+    print(f"tokens fed per sample over {n} records (6 prompts each; logprobs mode adds 6 for the "
+          f"'10' step): shared layout {shared:.0f}, faithful layout {faithful:.0f}: {saved:.0%} fewer")
+    if args.tokens_only:
         return 0
     from middo_core.models.loader import load_model
 
