@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -37,6 +38,9 @@ def register(app: typer.Typer) -> None:
         limit: int | None = typer.Option(None, help="Create at most this many proposals now"),
         lenient: bool = typer.Option(False, "--lenient", help="Without the marker, take the last paragraph"),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable report"),
+        api_key_file: Path | None = typer.Option(
+            None, "--api-key-file", help="File holding the endpoint's API key (instead of "
+            "OPENAI_API_KEY; same as OPENAI_API_KEY_FILE). The key is never stored"),
     ) -> None:
         """Rewrite hard and low-quality samples, write new samples near sparse ones (as proposals)."""
         from middo_core.llm import BACKENDS, LLMConfigError, make_backend
@@ -44,6 +48,10 @@ def register(app: typer.Typer) -> None:
         from middo_core.refine import refine as run_refine
 
         ws = workspace(directory)
+        if api_key_file is not None:
+            if not api_key_file.is_file():
+                fail(f"--api-key-file {api_key_file}: no such file")
+            os.environ["OPENAI_API_KEY_FILE"] = str(api_key_file.resolve())  # read by the backend
         chosen = [a.strip() for a in axes.split(",") if a.strip()]
         unknown = [a for a in chosen if a not in AXES]
         if unknown:

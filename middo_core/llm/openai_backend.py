@@ -1,7 +1,8 @@
 """Any OpenAI-compatible chat endpoint (OpenAI, vLLM serve, llama.cpp server, Ollama).
 
-The endpoint and key come from the environment (OPENAI_BASE_URL, OPENAI_API_KEY) and live only in
-the client object: they are never part of a request record, the cache, the store or a log line.
+The endpoint and key come from the environment (OPENAI_BASE_URL; OPENAI_API_KEY, or
+OPENAI_API_KEY_FILE naming a secrets file that holds the key) and live only in the client
+object: they are never part of a request record, the cache, the store or a log line.
 The openai package's own retries are off; ours are counted and honour Retry-After.
 """
 
@@ -15,6 +16,7 @@ import random
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from middo_core.llm.base import (
@@ -56,12 +58,13 @@ class OpenAIBackend(LLMBackend):
             self._loop = loop
 
             base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
-            api_key = os.environ.get("OPENAI_API_KEY")
+            api_key = api_key_from_env()
             if not api_key:
                 if base_url is None:
                     raise LLMConfigError(
-                        "the openai backend needs OPENAI_API_KEY in the environment "
-                        "(or OPENAI_BASE_URL pointing at a server that needs no key)")
+                        "the openai backend needs OPENAI_API_KEY in the environment, or "
+                        "OPENAI_API_KEY_FILE naming a file that holds the key (or OPENAI_BASE_URL "
+                        "pointing at a server that needs no key)")
                 api_key = "no-key"  # local servers (vLLM, llama.cpp, Ollama) accept any key
             self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key,
                                               max_retries=0, timeout=self.timeout_s)
@@ -185,12 +188,36 @@ def _short(exc: Exception) -> str:
 
 
 _KEY_LIKE = re.compile(r"\b(sk|key|token)-[A-Za-z0-9_\-*.]{4,}", re.IGNORECASE)
+KEY_FILE_ENV = "OPENAI_API_KEY_FILE"
+
+
+def api_key_from_env() -> str | None:
+    """The API key: the contents of the file named by OPENAI_API_KEY_FILE when set (a secrets
+    file, e.g. mounted by the platform, mode 600), else OPENAI_API_KEY. Never logged or stored."""
+    path = os.environ.get(KEY_FILE_ENV)
+    if path:
+        try:
+            key = Path(path).expanduser().read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise LLMConfigError(f"cannot read the API key file {path} ({KEY_FILE_ENV}): {reason}") from None
+        if not key:
+            raise LLMConfigError(f"the API key file {path} ({KEY_FILE_ENV}) is empty")
+        return key
+    return os.environ.get("OPENAI_API_KEY") or None
 
 
 def scrub(text: str) -> str:
     """Remove anything key-like from a server message before it is stored or logged
     (providers echo a masked key in 401 messages)."""
-    key = os.environ.get("OPENAI_API_KEY")
-    if key:
-        text = text.replace(key, "***")
+    for key in (os.environ.get("OPENAI_API_KEY"), _file_key()):
+        if key:
+            text = text.replace(key, "***")
     return _KEY_LIKE.sub("***", text)
+
+
+def _file_key() -> str | None:
+    try:
+        return api_key_from_env() if os.environ.get(KEY_FILE_ENV) else None
+    except LLMConfigError:
+        return None

@@ -183,7 +183,8 @@ def _tree_prompts(tree) -> list[list[int]]:
 
 @JUDGE_BACKENDS.register
 class EndpointJudge:
-    """An OpenAI-compatible chat endpoint (OPENAI_BASE_URL, OPENAI_API_KEY; model: endpoint_model).
+    """An OpenAI-compatible chat endpoint (OPENAI_BASE_URL, OPENAI_API_KEY or OPENAI_API_KEY_FILE;
+    model: endpoint_model).
 
     logprobs mode asks for the top-20 log-probs of the first reply token; a server that gives
     none falls back to reading the number in the reply, as in generate mode.
@@ -194,9 +195,11 @@ class EndpointJudge:
     def rate(self, signal, samples, model, tokenizer, progress: ProgressFn | None) -> JudgeResult:
         from openai import OpenAI
 
+        from middo_core.llm.openai_backend import api_key_from_env
+
         client = OpenAI(
             base_url=os.environ.get("OPENAI_BASE_URL"),
-            api_key=os.environ.get("OPENAI_API_KEY", "none"),  # local servers take any key
+            api_key=api_key_from_env() or "none",  # local servers take any key
             timeout=signal.endpoint_timeout_s,
         )
         model_name = signal.endpoint_model or os.environ.get("OPENAI_MODEL")
