@@ -135,7 +135,9 @@ with tab_export:
     only_refined = c2.checkbox("Only the samples Middo wrote (MiddOnly)", key="export_refined")
     if st.button(f"Export D({ctx.iteration})"):
         try:
-            written = export_dataset(ctx.ws, ctx.ws.root / "exports", out_fmt,
+            folder = ctx.ws.root / "exports"
+            folder.mkdir(exist_ok=True)  # a folder: without it the first export became a file named 'exports'
+            written = export_dataset(ctx.ws, folder, out_fmt,
                                      iteration=ctx.iteration, only_refined=only_refined)
         except Exception as exc:
             render_error(exc, "Could not export")
