@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -70,10 +69,10 @@ def register(app: typer.Typer) -> None:
         except FileNotFoundError as exc:
             fail(str(exc))
         console.print(f"Middo Studio on http://{host}:{port}  (Ctrl+C stops it)", highlight=False)
-        # Run from the repository root so .streamlit/config.toml applies.
-        env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-        try:
-            code = subprocess.call(cmd, cwd=Path(cmd[4]).parents[1], env=env)
-        except KeyboardInterrupt:
-            code = 0
-        raise typer.Exit(code)
+        # Run from the repository root so .streamlit/config.toml applies. The server replaces this
+        # process, so stopping `middo studio` (Ctrl+C, SIGTERM from a supervisor) stops the server.
+        os.environ["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
+        os.chdir(Path(cmd[4]).parents[1])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(cmd[0], cmd)
