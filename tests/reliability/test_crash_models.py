@@ -9,7 +9,8 @@ import pytest
 from reliability_helpers import check_consistent, kill9, middo, start_middo, wait_for
 
 from middo_core.config import SignalsConfig, TrainConfig, WorkspaceConfig
-from middo_core.jobs.runfiles import PROCESS_FILE, PROGRESS_FILE, read_json, run_dir
+from middo_core.jobs import job_status
+from middo_core.jobs.runfiles import PROCESS_FILE, PROGRESS_FILE, RESULT_FILE, read_json, run_dir
 from middo_core.sample import Sample
 from middo_core.store.samples import insert_samples, samples_frame, set_members
 from middo_core.workspace import init_workspace, open_workspace
@@ -46,13 +47,13 @@ def cached_rows(ws, signal: str) -> int:
 
 
 def test_kill_during_diagnosis_then_resume(tmp_path, tiny_model):
-    n = 200
+    n = 240
     # batch_size 1 -> ~40 samples per cache checkpoint: several checkpoints in one pass
     ws = make_ws(tmp_path / "ws", tiny_model, samples(n), signals=SignalsConfig(batch_size=1))
     log = tmp_path / "diagnose.log"
     proc = start_middo("diagnose", ws.root, "--signals", "complexity,diversity", log=log)
     wait_for(lambda: cached_rows(ws, "loss") > 0, what="the first checkpointed batch", proc=proc,
-             log=log, interval=0.2)
+             log=log, interval=0.05)
     kill9(proc)
 
     at_kill = cached_rows(ws, "loss")
@@ -72,9 +73,10 @@ def test_kill_during_diagnosis_then_resume(tmp_path, tiny_model):
 
 
 def test_kill_during_training_then_resume(tmp_path, tiny_model):
-    train_cfg = TrainConfig(preset="custom", learning_rate=3e-3, batch_size=2, max_len=64,
+    train_cfg = TrainConfig(preset="custom", learning_rate=3e-3, batch_size=1, max_len=64,
                             warmup_ratio=0.0, scheduler="constant")
-    ws = make_ws(tmp_path / "ws", tiny_model, samples(36), train=train_cfg)  # 18 steps, saved every 5
+    # 48 steps, saved every 12: a kill right after the first save leaves most of the run to do
+    ws = make_ws(tmp_path / "ws", tiny_model, samples(48), train=train_cfg)
     work = ws.artifacts / "checkpoints" / "iter_0.work"
 
     def saved_step() -> int | None:
@@ -84,17 +86,17 @@ def test_kill_during_training_then_resume(tmp_path, tiny_model):
 
     log = tmp_path / "train.log"
     proc = start_middo("train", ws.root, log=log)
-    wait_for(saved_step, what="a first intermediate checkpoint", proc=proc, log=log, interval=0.1)
+    wait_for(saved_step, what="a first intermediate checkpoint", proc=proc, log=log, interval=0.02)
     kill9(proc)
 
     saved = saved_step()
-    assert saved is not None and saved < 18
+    assert saved is not None and saved < 48
     with open_workspace(ws.root).store.read() as con:
         model = con.execute("SELECT model FROM iterations WHERE number = 0").fetchall()
     assert not model or model[0][0] is None  # M(0) is not recorded from a killed run
     assert not (ws.artifacts / "checkpoints" / "iter_0").exists()
     result = json.loads(middo("train", ws.root, "--json").stdout)
-    assert result["resumed_from_step"] == saved and result["steps"] == 18
+    assert result["resumed_from_step"] == saved and result["steps"] == 48
     with ws.store.read() as con:
         status, model = con.execute("SELECT status, model FROM iterations WHERE number = 0").fetchall()[0]
     assert status == "trained" and model == result["checkpoint"]
@@ -103,25 +105,31 @@ def test_kill_during_training_then_resume(tmp_path, tiny_model):
 
 
 def test_kill_during_evaluation_then_rerun(tmp_path, tiny_model):
-    ws = make_ws(tmp_path / "ws", tiny_model, samples(12), heldout=samples(160, tag="Held out. "))
+    # longer held-out answers (~150 tokens each) keep the evaluation busy for a while
+    heldout = [Sample(instruction=s.instruction, output=s.output * 4) for s in samples(64, tag="Held out. ")]
+    ws = make_ws(tmp_path / "ws", tiny_model, samples(12), heldout=heldout)
     started = json.loads(middo("evaluate", ws.root, "--suite", "heldout", "--model", tiny_model,
-                               "--sample-size", "160", "--background", "--json").stdout)
+                               "--sample-size", "64", "--background", "--json").stdout)
     folder = run_dir(ws, started["run_id"])
 
     def midway() -> bool:
+        # the worker writes the stage's first event at once, then at most every 0.5 s
         p = read_json(folder / PROGRESS_FILE) or {}
-        return p.get("stage") == "evaluate: heldout" and 0 < p.get("done", 0) < p.get("total", 0)
+        if p.get("total") and p.get("done", 0) >= p["total"] or (folder / RESULT_FILE).exists():
+            raise AssertionError(f"the evaluation finished before it could be interrupted: {p}")
+        return p.get("stage") == "evaluate: heldout" and p.get("done", 0) < p.get("total", 0)
 
-    wait_for(midway, what="the evaluation's progress file to show it midway", interval=0.05)
+    wait_for(midway, what="the evaluation's progress file to show it running", interval=0.02)
     kill9(read_json(folder / PROCESS_FILE)["pid"])
 
-    runs = json.loads(middo("runs", ws.root, "--json").stdout)
-    assert [(r["id"], r["status"]) for r in runs] == [(started["run_id"], "failed")]
+    status = wait_for(lambda: (s := job_status(ws, started["run_id"]))["status"] != "running" and s,
+                      30, "the dead worker to be noticed")
+    assert status["status"] == "failed" and not status["alive"]
     with ws.store.read() as con:
         assert con.execute("SELECT count(*) FROM metrics").fetchall()[0][0] == 0
     out = json.loads(middo("evaluate", ws.root, "--suite", "heldout", "--model", tiny_model,
-                           "--sample-size", "160", "--json").stdout)
-    assert out["results"]["heldout"]["n"] == 160
+                           "--sample-size", "64", "--json").stdout)
+    assert out["results"]["heldout"]["n"] == 64
     with ws.store.read() as con:
         metrics = con.execute("SELECT benchmark, metric, value FROM metrics").fetchall()
     assert sorted(m for _, m, _ in metrics) == ["loss", "perplexity", "sample_loss", "tokens"]

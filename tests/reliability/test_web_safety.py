@@ -163,7 +163,8 @@ def test_two_pages_while_a_job_writes_inert_markup_and_a_contained_upload(tmp_pa
         page.get_by_label("Sample id").fill(nasty_id)
         page.keyboard.press("Enter")
         page.get_by_text("this sample").wait_for()
-        assert page.get_by_text("<script>alert('x')</script>").count() > 0
+        wait_idle(page)
+        page.get_by_text("<script>alert('x')</script>").first.wait_for(timeout=30_000)
         assert_inert(page)
 
         # an upload whose name climbs out of the workspace lands in its uploads folder
