@@ -8,7 +8,7 @@ import csv
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -16,13 +16,14 @@ from typing import IO, Any
 from middo_core.data.records import to_alpaca, to_openai, to_sharegpt
 from middo_core.progress import ProgressFn, report
 from middo_core.sample import Sample
-from middo_core.store.samples import dataset, dataset_sizes, row_to_sample
+from middo_core.store.samples import copy_dataset, dataset_sizes, row_to_sample
 from middo_core.workspace import Workspace
 
 EXPORT_FORMATS = ("alpaca", "jsonl", "sharegpt", "openai", "parquet", "csv", "llamafactory")
 EXTENSIONS = {"alpaca": ".json", "jsonl": ".jsonl", "sharegpt": ".json", "openai": ".jsonl",
               "parquet": ".parquet", "csv": ".csv", "llamafactory": ".json"}
 PROGRESS_EVERY = 5_000
+BATCH = 5_000  # samples per read-back batch
 
 
 class ExportError(ValueError):
@@ -37,20 +38,44 @@ def latest_iteration(ws: Workspace, split: str = "train") -> int | None:
     return max(have) if have else None
 
 
-def load_dataset_samples(ws: Workspace, iteration: int | None = None, split: str = "train",
-                         only_refined: bool = False) -> tuple[int, list[Sample]]:
-    """(iteration, samples of D(iteration) ordered by id); `only_refined` drops seed samples."""
+@contextmanager
+def dataset_stream(ws: Workspace, iteration: int | None = None, split: str = "train",
+                   only_refined: bool = False) -> Iterator[tuple[int, int, Iterator[Sample]]]:
+    """(iteration, count, samples of D(iteration) ordered by id), streamed in batches.
+
+    DuckDB copies the version to a temporary Parquet file (the store is free again at once);
+    samples are then read back a batch at a time, so memory stays flat whatever the size.
+    `only_refined` drops seed samples.
+    """
+    import pyarrow.parquet as pq
+
     if iteration is None:
         iteration = latest_iteration(ws, split)
         if iteration is None:
             raise ExportError(f"{ws.root}: no dataset to export (import data first)")
-    with ws.store.read() as con:
-        frame = dataset(con, iteration, split)
-    if frame.empty:
-        raise ExportError(f"{ws.root}: dataset version {iteration} has no '{split}' samples")
-    if only_refined:
-        frame = frame[frame["origin"] != "seed"]
-    return iteration, [row_to_sample(row) for row in frame.to_dict("records")]
+    tmp_dir = ws.artifact_dir("tmp")
+    tmp = tmp_dir / f"export-{os.getpid()}-{iteration}-{split}.parquet"
+    try:
+        with ws.store.read() as con:
+            count = copy_dataset(con, iteration, split, str(tmp), only_refined)
+        if count == 0 and not only_refined:
+            raise ExportError(f"{ws.root}: dataset version {iteration} has no '{split}' samples")
+
+        def samples() -> Iterator[Sample]:
+            for batch in pq.ParquetFile(tmp).iter_batches(batch_size=BATCH):
+                for row in batch.to_pylist():
+                    yield row_to_sample(row)
+
+        yield iteration, count, samples()
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_dataset_samples(ws: Workspace, iteration: int | None = None, split: str = "train",
+                         only_refined: bool = False) -> tuple[int, list[Sample]]:
+    """(iteration, samples of D(iteration) ordered by id) as a list (small versions)."""
+    with dataset_stream(ws, iteration, split, only_refined) as (it, _, samples):
+        return it, list(samples)
 
 
 def export_dataset(ws: Workspace, out: str | Path, format: str = "alpaca",
@@ -60,47 +85,52 @@ def export_dataset(ws: Workspace, out: str | Path, format: str = "alpaca",
 
     `out` may be a folder (a file name is chosen); for `llamafactory` it always is one, and
     dataset_info.json in it gains (or updates) this dataset's entry. `only_refined` keeps the
-    samples Middo wrote (origin other than seed): the paper's "MiddOnly" set.
+    samples Middo wrote (origin other than seed): the paper's "MiddOnly" set. Memory stays flat:
+    samples stream from the store to the file in batches.
     """
     if format not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {format!r} (expected one of {', '.join(EXPORT_FORMATS)})")
-    iteration, samples = load_dataset_samples(ws, iteration, split, only_refined)
+    with dataset_stream(ws, iteration, split, only_refined) as (iteration, total, samples):
+        target = _target(ws, Path(out), format, iteration, split, only_refined)
+        stage = f"export {target.name}"
+
+        def tick(done: int) -> None:
+            if done == 1 or done % PROGRESS_EVERY == 0:
+                report(progress, stage, done, total)
+
+        if format == "parquet":
+            _write_parquet(target, samples)
+        elif format == "csv":
+            with _atomic(target, newline="") as fh:
+                _write_csv(fh, samples, tick)
+        elif format in ("jsonl", "openai"):
+            shape = to_openai if format == "openai" else to_alpaca
+            with _atomic(target) as fh:
+                for i, s in enumerate(samples, 1):
+                    fh.write(json.dumps(shape(s), ensure_ascii=False) + "\n")
+                    tick(i)
+        else:
+            shape = {"alpaca": to_alpaca, "sharegpt": to_sharegpt,
+                     "llamafactory": lambda s: to_alpaca(s, full=True)}[format]
+            with _atomic(target) as fh:
+                _write_json_list(fh, (shape(s) for s in samples), tick)
+    if format == "llamafactory":
+        _update_dataset_info(Path(out) / "dataset_info.json", _dataset_name(
+            ws, iteration, split, only_refined), target.name)
+    report(progress, stage, total, total)
+    return target
+
+
+def _target(ws: Workspace, out: Path, format: str, iteration: int, split: str,
+            only_refined: bool) -> Path:
     name = _dataset_name(ws, iteration, split, only_refined)
-    out = Path(out)
     if format == "llamafactory":
         out.mkdir(parents=True, exist_ok=True)
-        target = out / f"{name}.json"
-    elif out.is_dir():
-        target = out / f"{name}{EXTENSIONS[format]}"
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        target = out
-    stage = f"export {target.name}"
-
-    def tick(done: int) -> None:
-        if done == 1 or done % PROGRESS_EVERY == 0:
-            report(progress, stage, done, len(samples))
-
-    if format == "parquet":
-        _write_parquet(target, samples)
-    elif format == "csv":
-        with _atomic(target, newline="") as fh:
-            _write_csv(fh, samples, tick)
-    elif format in ("jsonl", "openai"):
-        shape = to_openai if format == "openai" else to_alpaca
-        with _atomic(target) as fh:
-            for i, s in enumerate(samples, 1):
-                fh.write(json.dumps(shape(s), ensure_ascii=False) + "\n")
-                tick(i)
-    else:
-        shape = {"alpaca": to_alpaca, "sharegpt": to_sharegpt,
-                 "llamafactory": lambda s: to_alpaca(s, full=True)}[format]
-        with _atomic(target) as fh:
-            _write_json_list(fh, (shape(s) for s in samples), tick)
-    if format == "llamafactory":
-        _update_dataset_info(out / "dataset_info.json", name, target.name)
-    report(progress, stage, len(samples), len(samples))
-    return target
+        return out / f"{name}.json"
+    if out.is_dir():
+        return out / f"{name}{EXTENSIONS[format]}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def _dataset_name(ws: Workspace, iteration: int, split: str, only_refined: bool) -> str:
@@ -132,7 +162,7 @@ def _write_json_list(fh: IO[str], records: Iterator[dict[str, Any]],
     fh.write("\n]\n" if n else "]\n")
 
 
-def _write_csv(fh: IO[str], samples: list[Sample], tick: Callable[[int], None]) -> None:
+def _write_csv(fh: IO[str], samples: Iterable[Sample], tick: Callable[[int], None]) -> None:
     writer = csv.writer(fh)
     writer.writerow(["instruction", "input", "output", "system", "history"])
     for i, s in enumerate(samples, 1):
@@ -141,24 +171,35 @@ def _write_csv(fh: IO[str], samples: list[Sample], tick: Callable[[int], None]) 
         tick(i)
 
 
-def _write_parquet(target: Path, samples: list[Sample]) -> None:
+def _write_parquet(target: Path, samples: Iterable[Sample]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({
-        "instruction": pa.array([s.instruction for s in samples], pa.string()),
-        "input": pa.array([s.input for s in samples], pa.string()),
-        "output": pa.array([s.output for s in samples], pa.string()),
-        "system": pa.array([s.system for s in samples], pa.string()),
-        "history": pa.array([[list(t) for t in s.history] for s in samples],
-                            pa.list_(pa.list_(pa.string()))),
-    })
+    schema = pa.schema([("instruction", pa.string()), ("input", pa.string()), ("output", pa.string()),
+                        ("system", pa.string()), ("history", pa.list_(pa.list_(pa.string())))])
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
-        pq.write_table(table, tmp)
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for chunk in _chunks(samples, BATCH):
+                writer.write_table(pa.table({
+                    "instruction": [s.instruction for s in chunk], "input": [s.input for s in chunk],
+                    "output": [s.output for s in chunk], "system": [s.system for s in chunk],
+                    "history": [[list(t) for t in s.history] for s in chunk],
+                }, schema=schema))
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _chunks(items: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
+    chunk: list[Sample] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _update_dataset_info(info_path: Path, name: str, file_name: str) -> None:

@@ -142,3 +142,22 @@ def sample_versions(con: duckdb.DuckDBPyConnection, sample_id: str) -> list[int]
         [sample_id],
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def copy_dataset(con: duckdb.DuckDBPyConnection, iteration: int, split: str, path: str,
+                 only_refined: bool = False) -> int:
+    """Write D(iteration) to a Parquet file (ordered by id) inside DuckDB; returns the row count.
+
+    The copy streams inside the engine, so a large version never sits in Python memory and the
+    store is held only for as long as DuckDB takes to write the file.
+    """
+    refined = "AND s.origin <> 'seed'" if only_refined else ""
+    query = f"""
+        SELECT {", ".join("s." + c for c in SAMPLE_COLUMNS)}
+        FROM dataset_members m JOIN samples s ON s.id = m.sample_id
+        WHERE m.iteration = {int(iteration)} AND m.split = $split {refined}
+        ORDER BY s.id
+    """
+    quoted = str(path).replace("'", "''")
+    con.execute(f"COPY ({query}) TO '{quoted}' (FORMAT parquet)", {"split": split})
+    return int(con.execute(f"SELECT count(*) FROM read_parquet('{quoted}')").fetchall()[0][0])
