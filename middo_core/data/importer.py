@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,7 +13,7 @@ from middo_core.data.records import MAX_SAMPLE_CHARS, SCHEMAS, record_to_sample
 from middo_core.data.report import DataImportError, Duplicate, ImportReport, RowError
 from middo_core.progress import Cancelled, ProgressFn, report
 from middo_core.sample import Sample
-from middo_core.store.samples import add_members, dataset_sizes, insert_samples, samples_frame
+from middo_core.store.samples import insert_samples_from_parquet, samples_frame
 from middo_core.workspace import Workspace
 
 INSERT_BATCH = 10_000
@@ -49,16 +50,25 @@ def import_file(ws: Workspace, path: str | Path, format: str | None = None,
     first_row: dict[str, int] = {}
     pending: list[Sample] = []
 
-    with ws.store.write() as con:  # an exception anywhere below rolls everything back
-        before = _members(con, iteration)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-        def flush() -> None:
-            if pending:
-                frame = samples_frame(pending, origin="seed", iteration=iteration)
-                insert_samples(con, frame)
-                add_members(con, iteration, frame["id"].tolist(), split=split)
-                pending.clear()
+    # Valid records are staged to a Parquet file in batches (flat memory, no lock held while
+    # parsing), then one short transaction moves them into the store: all or nothing.
+    stage_file = ws.artifact_dir("tmp") / f"import-{os.getpid()}-{time.monotonic_ns()}.parquet"
+    writer = None
 
+    def flush() -> None:
+        nonlocal writer
+        if pending:
+            table = pa.Table.from_pandas(samples_frame(pending, origin="seed", iteration=iteration),
+                                         preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(stage_file, table.schema)
+            writer.write_table(table)
+            pending.clear()
+
+    try:
         try:
             for raw in iter_records(path, container):
                 rep.n_read += 1
@@ -108,15 +118,18 @@ def import_file(ws: Workspace, path: str | Path, format: str | None = None,
             raise DataImportError(rep, f"{path}: none of the {rep.n_read:,} records is valid "
                                        f"(first problem: {rep.errors[0]})")
         flush()
-        rep.n_imported = _members(con, iteration) - before
+        writer.close()
+        writer = None
+        with ws.store.write() as con:
+            rep.n_imported = insert_samples_from_parquet(con, str(stage_file), iteration, split)
         rep.n_already_present = rep.n_valid - rep.n_duplicates - rep.n_imported
+    finally:
+        if writer is not None:
+            writer.close()
+        stage_file.unlink(missing_ok=True)
     report(progress, stage, total, total)
     rep.report_path = str(_save_report(ws, rep))
     return rep
-
-
-def _members(con, iteration: int) -> int:
-    return sum(dataset_sizes(con).get(iteration, {}).values())
 
 
 def _fail(rep: ImportReport, row: int | None, message: str) -> None:

@@ -161,3 +161,26 @@ def copy_dataset(con: duckdb.DuckDBPyConnection, iteration: int, split: str, pat
     quoted = str(path).replace("'", "''")
     con.execute(f"COPY ({query}) TO '{quoted}' (FORMAT parquet)", {"split": split})
     return int(con.execute(f"SELECT count(*) FROM read_parquet('{quoted}')").fetchall()[0][0])
+
+
+def insert_samples_from_parquet(con: duckdb.DuckDBPyConnection, path: str, iteration: int,
+                                split: str = "train") -> int:
+    """Insert a staged Parquet file of SAMPLE_COLUMNS rows (new ids only) and make them members of
+    D(iteration); DuckDB streams the file, so Python never holds the rows. Returns new members."""
+    quoted = str(path).replace("'", "''")
+    cols = ", ".join(SAMPLE_COLUMNS)
+    before = con.execute("SELECT count(*) FROM dataset_members WHERE iteration = ?",
+                         [iteration]).fetchall()[0][0]
+    con.execute(f"""
+        INSERT INTO samples ({cols})
+        SELECT DISTINCT ON (id) {cols} FROM read_parquet('{quoted}')
+        WHERE id NOT IN (SELECT id FROM samples)
+    """)
+    con.execute(f"""
+        INSERT INTO dataset_members
+        SELECT DISTINCT ?, id, ? FROM read_parquet('{quoted}')
+        WHERE id NOT IN (SELECT sample_id FROM dataset_members WHERE iteration = ?)
+    """, [iteration, split, iteration])
+    after = con.execute("SELECT count(*) FROM dataset_members WHERE iteration = ?",
+                        [iteration]).fetchall()[0][0]
+    return int(after - before)
