@@ -43,3 +43,19 @@ def metrics_table(ws: Workspace) -> pd.DataFrame:
         return pd.DataFrame()
     metrics["benchmark"] = metrics["benchmark"] + " / " + metrics["metric"]
     return metrics.pivot_table(index="benchmark", columns="iteration", values="value", aggfunc="first")
+
+
+LOWER_IS_BETTER = ("loss", "perplexity")  # metric names whose smallest value is the best
+NOT_A_SCORE = ("tokens", "n")  # counts reported beside the scores
+
+
+def best_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """True where a row (benchmark / metric) reaches its best value across the columns."""
+    best = pd.DataFrame(False, index=table.index, columns=table.columns)
+    for label, row in table.iterrows():
+        metric = str(label).rsplit(" / ", 1)[-1]
+        if metric in NOT_A_SCORE or row.isna().all():
+            continue
+        target = row.min() if any(word in metric for word in LOWER_IS_BETTER) else row.max()
+        best.loc[label] = row == target
+    return best

@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import resources, state
 from app.components.charts import histogram_figure, line_figure, render_figure
-from app.components.common import optional, render_error
+from app.components.common import optional, render_best, render_error
 from app.components.jobs import render_job_panel, start_job_button
 from app.components.review_view import render_sample_text
 from middo_core import tables
@@ -69,8 +69,7 @@ with right:
     if table1.empty:
         st.info("No scores yet. Train and evaluate M(0) to fill this table.")
     else:
-        styled = table1.style.format("{:.3f}", na_rep="–").highlight_max(axis=1, color="#c9efcf")
-        st.dataframe(styled, width="stretch")
+        st.dataframe(render_best(table1), width="stretch")
 
 # --- charts ---------------------------------------------------------------------------------------
 with ctx.ws.store.read() as con:
@@ -132,7 +131,7 @@ if children:
     frames = {k: v for k, v in frames.items() if not v.empty}
     if frames:
         side = pd.concat(frames, axis=1)
-        st.dataframe(side.style.format("{:.3f}", na_rep="–").highlight_max(axis=1, color="#c9efcf"), width="stretch")
+        st.dataframe(render_best(side), width="stretch")
     cols = st.columns(len(children))
     for col, child in zip(cols, children, strict=True):
         with col:

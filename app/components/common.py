@@ -42,3 +42,12 @@ def optional(module: str) -> ModuleType | None:
 def render_missing(feature: str) -> None:
     st.warning(f"{feature} is not available in this installation of Middo Studio.",
                icon=":material/construction:")
+
+
+def render_best(table):
+    """A score table with each row's best value shaded (direction known by middo_core.tables)."""
+    from middo_core.tables import best_cells
+
+    mask = best_cells(table)
+    return table.style.format("{:.3f}", na_rep="–").apply(
+        lambda _: mask.replace({True: "background-color: #c9efcf", False: ""}), axis=None)
