@@ -6,6 +6,7 @@ workspace (middo.yaml, middo.duckdb) get one sentence from the CLI, never a trac
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import uuid
 
@@ -19,6 +20,9 @@ from middo_core.cli import app
 from middo_core.config import ConfigError
 from middo_core.data import DataImportError, import_file
 from middo_core.workspace import WorkspaceError, init_workspace, open_workspace
+
+# hypothesis reuses one workspace across examples; a random version number could collide
+_FRESH_VERSIONS = itertools.count(1)
 
 SCHEMAS = ("alpaca", "sharegpt", "openai")
 TEXT_PATHS = {  # where a text sits in a record of each schema (for mutations)
@@ -112,7 +116,7 @@ def test_one_bad_record_is_named_and_nothing_half_imported(ws, tmp_path, schema,
     path = tmp_path / f"bad-{uuid.uuid4().hex[:8]}.{'jsonl' if container == 'jsonl' else 'json'}"
     path.write_bytes(serialise(records, container))
     before = store_state(ws)
-    iteration = 1 + int(uuid.uuid4().int % 10_000)  # a fresh version: counts are this import's
+    iteration = next(_FRESH_VERSIONS)  # never reused: counts are this import's alone
     if not skip:
         with pytest.raises(DataImportError) as exc:
             import_file(ws, path, max_sample_chars=LIMIT, iteration=iteration)
