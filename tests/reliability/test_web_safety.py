@@ -20,7 +20,14 @@ from middo_core.config import RefineConfig, WorkspaceConfig
 from middo_core.store.iterations import upsert_iteration
 from middo_core.store.projections import put_projection
 from middo_core.workspace import init_workspace
-from tests.app.browser import CHROMIUM, CHROMIUM_ARGS, chromium_missing, studio_server, wait_idle
+from tests.app.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    chromium_missing,
+    free_port,
+    studio_server,
+    wait_idle,
+)
 from tests.app.studio_helpers import NASTY, seed_samples, write_proposals, write_signals
 from tests.llm.openai_server import LoopbackOpenAI
 
@@ -43,12 +50,6 @@ def listening(port: int) -> set[str]:
                 found.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(addr)[::-1]) if name == "tcp"
                           else addr)
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
