@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from middo_core.refine.operators import operator_for
 from middo_core.sample import Sample
 from middo_core.store.iterations import get_iteration, upsert_iteration
 from middo_core.store.review import decided_proposals
@@ -25,7 +26,6 @@ from middo_core.store.samples import (
 )
 from middo_core.workspace import Workspace
 
-ORIGIN_BY_AXIS = {"complexity": "simplified", "quality": "improved", "diversity": "augmented"}
 REPLACING_AXES = ("complexity", "quality")  # their rewrites replace the original
 
 
@@ -90,7 +90,7 @@ def build_next(ws: Workspace, iteration: int) -> BuildReport:
             if sid in members or sid in new_ids:
                 report.duplicates += 1
                 continue
-            origin = "edited" if row["status"] == "edited" else ORIGIN_BY_AXIS[row["axis"]]
+            origin = "edited" if row["status"] == "edited" else operator_for(row["axis"]).origin
             new_samples.append(sample)
             new_ids.add(sid)
             parents.append(row["source_id"])
