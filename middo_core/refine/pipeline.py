@@ -21,6 +21,7 @@ from middo_core.config import RefineConfig
 from middo_core.llm import (
     BudgetExhausted,
     ChatRequest,
+    ChatResult,
     LLMBackend,
     LLMCache,
     LLMClient,
@@ -102,14 +103,10 @@ class Runner:
         """The proposal row (pending or failed), or None when the budget stopped it."""
         row = self._row(job)
         request, prompted = self.rewrite_request(job)
-        try:
-            answer = await client.complete(request)
-        except BudgetExhausted:
-            return None
-        except LLMConfigError:
-            raise
-        except LLMError as exc:
-            return {**row, "status": "failed", "reason": f"rewrite call failed: {exc.reason}"}
+        answer = await _call(client, request)
+        if not isinstance(answer, ChatResult):
+            return None if answer is None else {**row, "status": "failed",
+                                                "reason": f"rewrite call failed: {answer}"}
         row["raw_text"] = answer.text
         row["usage"]["rewrite"] = _usage(answer, client)
         parsed = self.parse_rewrite(job, prompted, answer.text)
@@ -118,14 +115,10 @@ class Runner:
         if not parsed.ok:
             return {**row, "status": "failed", "reason": parsed.reason}
         row["instruction"], row["input"] = parsed.text, ""
-        try:
-            reply = await client.complete(self.response_request(parsed.text, job.attempt))
-        except BudgetExhausted:
-            return None
-        except LLMConfigError:
-            raise
-        except LLMError as exc:
-            return {**row, "status": "failed", "reason": f"response call failed: {exc.reason}"}
+        reply = await _call(client, self.response_request(parsed.text, job.attempt))
+        if not isinstance(reply, ChatResult):
+            return None if reply is None else {**row, "status": "failed",
+                                               "reason": f"response call failed: {reply}"}
         row["raw_response"] = reply.text
         row["usage"]["response"] = _usage(reply, client)
         row["usage"]["cost_usd"] = sum(u.get("cost_usd", 0.0) for u in
@@ -352,3 +345,16 @@ def _run_sync(coro: Any) -> Any:
     if error:
         raise error[0]
     return result[0]
+
+
+async def _call(client: LLMClient, request: ChatRequest) -> ChatResult | str | None:
+    """The answer; the failure's reason; or None when the budget stopped the call.
+    A configuration error (bad key, unloadable model) stops the whole run."""
+    try:
+        return await client.complete(request)
+    except BudgetExhausted:
+        return None
+    except LLMConfigError:
+        raise
+    except LLMError as exc:
+        return exc.reason

@@ -80,3 +80,13 @@ class Store:
             return migrate(con)
         finally:
             con.close()
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, frame) -> Iterator[None]:
+    """Expose a pandas frame to SQL as `name` for the duration of the block."""
+    con.register(name, frame)
+    try:
+        yield
+    finally:
+        con.unregister(name)

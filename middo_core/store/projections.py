@@ -6,17 +6,16 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from middo_core.store.db import registered
+
 
 def put_projection(con: duckdb.DuckDBPyConnection, iteration: int, method: str,
                    ids: list[str], xy: np.ndarray) -> None:
     """Replace the stored projection of `iteration` by `method`."""
     con.execute("DELETE FROM projections WHERE iteration = ? AND method = ?", [iteration, method])
     frame = pd.DataFrame({"sample_id": list(ids), "x": xy[:, 0].astype(float), "y": xy[:, 1].astype(float)})
-    con.register("_proj", frame)
-    try:
+    with registered(con, "_proj", frame):
         con.execute("INSERT INTO projections SELECT ?, sample_id, ?, x, y FROM _proj", [iteration, method])
-    finally:
-        con.unregister("_proj")
 
 
 def get_projection(con: duckdb.DuckDBPyConnection, iteration: int, method: str) -> pd.DataFrame:

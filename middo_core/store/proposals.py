@@ -11,6 +11,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from middo_core.store.db import registered
+
 PROPOSAL_COLUMNS = ["id", "iteration", "axis", "source_id", "neighbour_ids", "template_hash", "model",
                     "params", "raw_text", "raw_response", "instruction", "input", "output", "status",
                     "reason", "usage"]
@@ -39,27 +41,21 @@ def put_proposals(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) ->
     before = con.execute("SELECT count(*) FROM proposals").fetchall()[0][0]
     failed_before = _failed_ids(con, [r["id"] for r in rows])
     # one statement for the batch (row-by-row inserts cost ~10 ms each in DuckDB)
-    con.register("_new_proposals", frame)
-    try:
+    with registered(con, "_new_proposals", frame):
         con.execute(
             f"""INSERT INTO proposals ({cols})
                 SELECT DISTINCT ON (id) {cols} FROM _new_proposals
                 ON CONFLICT (id) DO UPDATE SET {updates}, created_at = now()
                 WHERE proposals.status = 'failed'""").fetchall()
-    finally:
-        con.unregister("_new_proposals")
     after = con.execute("SELECT count(*) FROM proposals").fetchall()[0][0]
     return (after - before) + len(failed_before)
 
 
 def _failed_ids(con: duckdb.DuckDBPyConnection, ids: list[str]) -> set[str]:
     frame = pd.DataFrame({"id": ids})
-    con.register("_pids", frame)
-    try:
+    with registered(con, "_pids", frame):
         rows = con.execute(
             "SELECT p.id FROM proposals p JOIN _pids USING (id) WHERE p.status = 'failed'").fetchall()
-    finally:
-        con.unregister("_pids")
     return {r[0] for r in rows}
 
 
@@ -68,12 +64,9 @@ def proposal_states(con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str,
     if not ids:
         return {}
     frame = pd.DataFrame({"id": list(ids)})
-    con.register("_pids", frame)
-    try:
+    with registered(con, "_pids", frame):
         rows = con.execute(
             "SELECT p.id, p.status, p.params FROM proposals p JOIN _pids USING (id)").fetchall()
-    finally:
-        con.unregister("_pids")
     return {pid: (status, int(json.loads(params or "{}").get("attempt", 0)))
             for pid, status, params in rows}
 
@@ -118,11 +111,8 @@ def stored_neighbours(con: duckdb.DuckDBPyConnection, iteration: int,
     if not sample_ids:
         return {}
     frame = pd.DataFrame({"sample_id": list(sample_ids)})
-    con.register("_nids", frame)
-    try:
+    with registered(con, "_nids", frame):
         rows = con.execute(
             """SELECT g.sample_id, g.neighbours FROM signals g JOIN _nids USING (sample_id)
                WHERE g.iteration = ?""", [iteration]).fetchall()
-    finally:
-        con.unregister("_nids")
     return {sid: list(json.loads(n)) if n else [] for sid, n in rows}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from middo_core.store.db import registered
 from middo_core.store.proposals import proposal_counts
 
 DECIDABLE = ("pending", "accepted", "edited", "rejected")  # a failed proposal cannot be accepted
@@ -45,20 +46,16 @@ def decide(con: duckdb.DuckDBPyConnection, proposal_ids: list[str], status: str,
     if not proposal_ids:
         return 0
     frame = pd.DataFrame({"id": proposal_ids})
-    con.register("_decide", frame)
-    try:
+    with registered(con, "_decide", frame):
         ids = [r[0] for r in con.execute(
             "SELECT p.id FROM proposals p JOIN _decide USING (id) WHERE p.status <> 'failed'"
         ).fetchall()]
-    finally:
-        con.unregister("_decide")
     if not ids:
         return 0
     ei, ein, eo = edited if edited is not None else (None, None, None)
     # one statement per table: row-by-row statements took ~4 ms each, so a bulk decision on
     # 10,000 proposals held the store (and every other process waiting for it) for ~40 s
-    con.register("_decided", pd.DataFrame({"id": pd.Series(ids, dtype="string")}))
-    try:
+    with registered(con, "_decided", pd.DataFrame({"id": pd.Series(ids, dtype="string")})):
         con.execute(
             """UPDATE proposals SET status = ?, decided_by = ?, decided_at = current_timestamp,
                    reviewer_note = coalesce(?, reviewer_note),
@@ -71,8 +68,6 @@ def decide(con: duckdb.DuckDBPyConnection, proposal_ids: list[str], status: str,
                SELECT id, ?, ?, ? FROM _decided""",
             [status, actor, note],
         )
-    finally:
-        con.unregister("_decided")
     return len(ids)
 
 

@@ -8,6 +8,7 @@ import duckdb
 import pandas as pd
 
 from middo_core.sample import Sample
+from middo_core.store.db import registered
 
 SAMPLE_COLUMNS = ["id", "instruction", "input", "output", "system", "history", "origin",
                   "parent_id", "axis", "proposal_id", "created_in_iteration"]
@@ -34,8 +35,7 @@ def samples_frame(samples: list[Sample], origin: str = "seed", iteration: int = 
 
 def insert_samples(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
     """Insert rows whose id is new; returns how many were new. `frame` has SAMPLE_COLUMNS."""
-    con.register("_new_samples", frame)
-    try:
+    with registered(con, "_new_samples", frame):
         # fetchall, not fetchone: DuckDB refuses unregister() while a result is half read
         before = con.execute("SELECT count(*) FROM samples").fetchall()[0][0]
         con.execute(f"""
@@ -44,8 +44,6 @@ def insert_samples(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
             WHERE id NOT IN (SELECT id FROM samples)
         """)
         after = con.execute("SELECT count(*) FROM samples").fetchall()[0][0]
-    finally:
-        con.unregister("_new_samples")
     return after - before
 
 
@@ -54,26 +52,20 @@ def set_members(con: duckdb.DuckDBPyConnection, iteration: int, ids: list[str],
     """Make `ids` the `split` part of dataset version `iteration` (replacing what was there)."""
     con.execute("DELETE FROM dataset_members WHERE iteration = ? AND split = ?", [iteration, split])
     frame = pd.DataFrame({"sample_id": pd.unique(pd.Series(ids, dtype="string"))})
-    con.register("_members", frame)
-    try:
+    with registered(con, "_members", frame):
         con.execute(
             "INSERT INTO dataset_members SELECT ?, sample_id, ? FROM _members", [iteration, split]
         )
-    finally:
-        con.unregister("_members")
 
 
 def add_members(con: duckdb.DuckDBPyConnection, iteration: int, ids: list[str],
                 split: str = "train") -> None:
     frame = pd.DataFrame({"sample_id": pd.unique(pd.Series(ids, dtype="string"))})
-    con.register("_members", frame)
-    try:
+    with registered(con, "_members", frame):
         con.execute("""
             INSERT INTO dataset_members SELECT ?, sample_id, ? FROM _members
             WHERE sample_id NOT IN (SELECT sample_id FROM dataset_members WHERE iteration = ?)
         """, [iteration, split, iteration])
-    finally:
-        con.unregister("_members")
 
 
 def dataset(con: duckdb.DuckDBPyConnection, iteration: int, split: str = "train") -> pd.DataFrame:
@@ -107,13 +99,10 @@ def dataset_sizes(con: duckdb.DuckDBPyConnection) -> dict[int, dict[str, int]]:
 def get_samples(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFrame:
     """One row per distinct id found."""
     frame = pd.DataFrame({"id": pd.unique(pd.Series(list(ids), dtype="string"))})
-    con.register("_ids", frame)
-    try:
+    with registered(con, "_ids", frame):
         return con.execute(
             f"SELECT {', '.join('s.' + c for c in SAMPLE_COLUMNS)} FROM samples s JOIN _ids USING (id)"
         ).df()
-    finally:
-        con.unregister("_ids")
 
 
 def row_to_sample(row: dict | pd.Series) -> Sample:

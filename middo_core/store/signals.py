@@ -8,6 +8,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from middo_core.store.db import registered
+
 QUALITY_COLUMNS = ("instruction_clarity", "instruction_completeness", "instruction_factuality",
                    "response_clarity", "response_completeness", "response_factuality", "quality")
 SIGNAL_COLUMNS = ("loss_pre", "loss_post", "diversity", "neighbours", "neighbour_sims",
@@ -19,13 +21,10 @@ def get_cached(con: duckdb.DuckDBPyConnection, signal: str, key: str,
     """sample id -> payload for the ids that have a cached value under (signal, key)."""
     if not ids:
         return {}
-    con.register("_want", pd.DataFrame({"sample_id": list(ids)}))
-    try:
+    with registered(con, "_want", pd.DataFrame({"sample_id": list(ids)})):
         rows = con.execute(
             "SELECT c.sample_id, c.payload FROM signal_cache c JOIN _want USING (sample_id) "
             "WHERE c.signal = ? AND c.cache_key = ?", [signal, key]).fetchall()
-    finally:
-        con.unregister("_want")
     return {sid: json.loads(payload) for sid, payload in rows}
 
 
@@ -35,12 +34,9 @@ def put_cached(con: duckdb.DuckDBPyConnection, signal: str, key: str,
         return
     frame = pd.DataFrame({"sample_id": [r[0] for r in rows],
                           "payload": [json.dumps(r[1], allow_nan=False) for r in rows]})
-    con.register("_cache_rows", frame)
-    try:
+    with registered(con, "_cache_rows", frame):
         con.execute("INSERT OR REPLACE INTO signal_cache SELECT ?, ?, sample_id, payload "
                     "FROM _cache_rows", [signal, key])
-    finally:
-        con.unregister("_cache_rows")
 
 
 def cache_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -61,16 +57,13 @@ def write_signals(con: duckdb.DuckDBPyConnection, iteration: int, frame: pd.Data
     con.execute("""DELETE FROM signals WHERE iteration = ? AND sample_id NOT IN
                    (SELECT sample_id FROM dataset_members WHERE iteration = ? AND split = 'train')""",
                 [iteration, iteration])
-    con.register("_signals", frame)
-    try:
+    with registered(con, "_signals", frame):
         updates = ", ".join(f"{c} = excluded.{c}" for c in cols) or "sample_id = excluded.sample_id"
         con.execute(f"""
             INSERT INTO signals (iteration, sample_id{"".join(", " + c for c in cols)})
             SELECT ?, sample_id{"".join(", " + c for c in cols)} FROM _signals
             ON CONFLICT (iteration, sample_id) DO UPDATE SET {updates}
         """, [iteration])
-    finally:
-        con.unregister("_signals")
 
 
 def load_signals(con: duckdb.DuckDBPyConnection, iteration: int) -> pd.DataFrame:

@@ -7,6 +7,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from middo_core.store.db import registered
+
 BROWSE_COLUMNS = ("id", "instruction", "input", "output", "origin", "parent_id", "axis",
                   "created_in_iteration")
 SIGNAL_COLUMNS = ("loss_pre", "loss_post", "diversity", "quality")
@@ -106,16 +108,13 @@ def proposal_count(con: duckdb.DuckDBPyConnection, iteration: int) -> int:
 def sample_signals(con: duckdb.DuckDBPyConnection, iteration: int, ids: list[str]) -> pd.DataFrame:
     """Text and signals of the given samples of iteration `iteration` (for map selections)."""
     frame = pd.DataFrame({"id": list(ids)})
-    con.register("_pick", frame)
-    try:
+    with registered(con, "_pick", frame):
         return con.execute(f"""
             SELECT {", ".join("s." + c for c in BROWSE_COLUMNS)},
                    {", ".join("g." + c for c in SIGNAL_COLUMNS)}
             FROM _pick JOIN samples s USING (id)
             LEFT JOIN signals g ON g.iteration = ? AND g.sample_id = s.id
         """, [iteration]).df()
-    finally:
-        con.unregister("_pick")
 
 
 def signal_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
