@@ -25,6 +25,7 @@ from tests.app.browser import (
     CHROMIUM_ARGS,
     chromium_missing,
     free_port,
+    stop,
     studio_server,
     wait_idle,
 )
@@ -61,11 +62,7 @@ def studio_process(args: list[str], log: Path):
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 @pytest.mark.slow
