@@ -1,6 +1,6 @@
 """Loss-pass speed: the shared batched pass vs the bf16 matmul roofline and a per-sample HF loop.
 
-    python -m benchmarks.bench_loss [--n 96] [--model smollm2-135m] [--data PATH]
+    python -m benchmarks.bench_loss [--n 96] [--model smollm2-135m] [--data PATH] [--device cuda]
 
 Samples: real Alpaca records from ../shared/data/alpaca_en_demo.json (chat format, max_len 1024).
 Roofline: torch bf16 GEMM GFLOP/s measured in the same run at the model's own shapes (tokens per
@@ -30,18 +30,28 @@ def load_samples(path: Path, n: int):
             for r in records]
 
 
-def gemm_gflops(m: int, k: int, n: int, seconds: float = 3.0) -> float:
+def gemm_gflops(m: int, k: int, n: int, seconds: float = 3.0, device: str = "cpu") -> float:
     import torch
 
-    a = torch.randn(m, k, dtype=torch.bfloat16)
-    b = torch.randn(k, n, dtype=torch.bfloat16)
+    a = torch.randn(m, k, dtype=torch.bfloat16, device=device)
+    b = torch.randn(k, n, dtype=torch.bfloat16, device=device)
     for _ in range(3):
         a @ b
+    sync(device)
     reps, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        a @ b
-        reps += 1
+        for _ in range(1 if device == "cpu" else 50):
+            a @ b
+            reps += 1
+        sync(device)
     return 2 * m * k * n * reps / (time.perf_counter() - started) / 1e9
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -50,6 +60,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "alpaca_en_demo.json"))
     ap.add_argument("--batch-tokens", type=int, default=4096)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     import torch
 
@@ -59,7 +70,7 @@ def main() -> None:
 
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, "
           f"torch threads {torch.get_num_threads()}")
-    model, tok = load_model(args.model, "cpu")
+    model, tok = load_model(args.model, args.device)
     samples = load_samples(Path(args.data), args.n)
     encoded = encode_all(samples, tok, "chat", 1024)
     head = model.get_output_embeddings().weight.numel()
@@ -76,14 +87,16 @@ def main() -> None:
     stats = run_pass(model, encoded, want_embedding=True, batch_tokens=args.batch_tokens,
                      on_chunk=out.extend)
     ours = stats.seconds
-    roof = gemm_gflops(args.batch_tokens // 2, cfg.hidden_size, cfg.intermediate_size)
+    roof = gemm_gflops(args.batch_tokens // 2, cfg.hidden_size, cfg.intermediate_size,
+                       device=args.device)
 
     ref = {}
     with torch.inference_mode():
-        model(torch.tensor([encoded[0].ids]))
+        model(torch.tensor([encoded[0].ids], device=args.device))
+        sync(args.device)
         started = time.perf_counter()
         for i, e in enumerate(encoded):
-            ids = torch.tensor([e.ids])
+            ids = torch.tensor([e.ids], device=args.device)
             labels = ids.clone()
             labels[0, : e.prompt_len] = -100
             ref[i] = float(model(ids, labels=labels).loss)

@@ -10,35 +10,56 @@ import numpy as np
 
 from middo_core.progress import ProgressFn, report
 
-TILE_BYTES = 64 * 1024 * 1024  # one float32 similarity tile
+TILE_BYTES = 64 * 1024 * 1024  # one float32 similarity tile (CPU: stays in cache-friendly sizes)
+GPU_TILE_BYTES = 1024 * 1024 * 1024  # on a GPU larger tiles keep the matrix units busy
+GPU_BLOCK = 16384
 
 
 def exact_topk(emb: np.ndarray, k: int, block: int = 4096, queries: np.ndarray | None = None,
                exclude_self: bool = True, progress: ProgressFn | None = None,
-               stage: str = "diversity: nearest neighbours") -> tuple[np.ndarray, np.ndarray]:
+               stage: str = "diversity: nearest neighbours",
+               device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Top-k by inner product of rows `queries` (default: all) against all rows of `emb`.
 
     `emb` must already be L2-normalized float32. With exclude_self, row i never lists itself
     (by index, so an exact duplicate of i still counts as a neighbour). Ties break by lower index.
+    `device` "cuda" runs the same float32 search on the GPU (TF32 off, so the answers match).
     """
     import torch
 
+    qidx = np.arange(emb.shape[0]) if queries is None else np.asarray(queries, dtype=np.int64)
+    if device.startswith("cuda"):
+        block = max(block, GPU_BLOCK)
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False  # full float32: the CPU search's answers
+        try:
+            return _search(emb, k, block, qidx, exclude_self, progress, stage, device)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+    return _search(emb, k, block, qidx, exclude_self, progress, stage, device)
+
+
+def _search(emb: np.ndarray, k: int, block: int, qidx: np.ndarray, exclude_self: bool,
+            progress: ProgressFn | None, stage: str, device: str) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
     n = emb.shape[0]
-    qidx = np.arange(n) if queries is None else np.asarray(queries, dtype=np.int64)
+    on_gpu = device.startswith("cuda")
     k_eff = min(k, n - 1 if exclude_self else n)
     if k_eff <= 0:
         return np.zeros((qidx.size, 0), np.int64), np.zeros((qidx.size, 0), np.float32)
-    base = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
+    base = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32)).to(device)
     block = max(1, min(block, qidx.size))
-    tile = max(k_eff + 1, min(n, TILE_BYTES // (4 * block)))
+    tile_bytes = GPU_TILE_BYTES if on_gpu else TILE_BYTES
+    tile = max(k_eff + 1, min(n, tile_bytes // (4 * block)))
     out_idx = np.empty((qidx.size, k_eff), np.int64)
     out_sim = np.empty((qidx.size, k_eff), np.float32)
     with torch.inference_mode():
         for qs in range(0, qidx.size, block):
-            rows = torch.from_numpy(qidx[qs:qs + block])
+            rows = torch.from_numpy(qidx[qs:qs + block]).to(device)
             q = base[rows]
-            best_sim = torch.full((rows.numel(), k_eff), -float("inf"))
-            best_idx = torch.full((rows.numel(), k_eff), -1, dtype=torch.int64)
+            best_sim = torch.full((rows.numel(), k_eff), -float("inf"), device=device)
+            best_idx = torch.full((rows.numel(), k_eff), -1, dtype=torch.int64, device=device)
             for ts in range(0, n, tile):
                 te = min(n, ts + tile)
                 sims = q @ base[ts:te].T
@@ -56,8 +77,8 @@ def exact_topk(emb: np.ndarray, k: int, block: int = 4096, queries: np.ndarray |
                 order = _stable_topk(cat_s, k_eff)
                 best_sim = torch.gather(cat_s, 1, order)
                 best_idx = torch.gather(cat_i, 1, order)
-            out_idx[qs:qs + rows.numel()] = best_idx.numpy()
-            out_sim[qs:qs + rows.numel()] = best_sim.numpy()
+            out_idx[qs:qs + rows.numel()] = best_idx.cpu().numpy()
+            out_sim[qs:qs + rows.numel()] = best_sim.cpu().numpy()
             report(progress, stage, min(qs + block, qidx.size), qidx.size)
     return out_idx, out_sim
 

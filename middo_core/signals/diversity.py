@@ -40,13 +40,15 @@ class DiversitySignal(Signal):
     k: int = Field(2, gt=0)  # the paper's Table 5: k = 2 is best
     backend: Literal["auto", "torch", "faiss", "faiss-ivf"] = "auto"
     block: int = Field(4096, gt=0)
+    device: str = "auto"  # auto: the GPU when one is visible (exact search there), else the CPU
 
     def compute(self, ids: list[str], matrix: np.ndarray,
                 progress: ProgressFn | None = None) -> tuple[pd.DataFrame, KnnResult]:
         """Per sample: diversity (mean similarity to its k nearest others), neighbours, their sims."""
         if len(ids) != matrix.shape[0]:
             raise ValueError(f"{len(ids)} ids for {matrix.shape[0]} embeddings")
-        result = knn_search(matrix, self.k, block=self.block, backend=self.backend, progress=progress)
+        result = knn_search(matrix, self.k, block=self.block, backend=self.backend,
+                            progress=progress, device=self.device)
         id_arr = np.asarray(ids, dtype=object)
         frame = pd.DataFrame({
             "sample_id": ids,

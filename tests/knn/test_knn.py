@@ -72,3 +72,16 @@ def test_approximate_search_reports_its_recall():
     assert result.recall is not None and result.recall >= 0.95  # nprobe raised until it is
     assert result.params["nprobe"] >= 8 and result.params["recall_queries"] == 1000
     assert not (result.idx == np.arange(len(x))[:, None]).any()
+
+
+@pytest.mark.gpu
+def test_gpu_search_gives_the_cpu_answers():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    x = clustered(5000)
+    cpu = knn_search(x, 2, backend="torch", device="cpu")
+    gpu = knn_search(x, 2)  # auto picks the exact search on the GPU
+    assert gpu.backend == "torch" and gpu.exact and gpu.params["device"] == "cuda"
+    np.testing.assert_allclose(gpu.sims, cpu.sims, atol=1e-5)
+    assert (gpu.idx == cpu.idx).mean() > 0.999
