@@ -1,7 +1,9 @@
 """2-D maps of the stored embeddings (UMAP, t-SNE), computed once per iteration and cached.
 
 Large sets are fitted on a subsample: UMAP transforms the rest; t-SNE has no transform, so each
-remaining point is placed at the similarity-weighted mean of its nearest fitted points.
+remaining point is placed at the similarity-weighted mean of its nearest fitted points. Placing
+goes in blocks, each a progress step (and a point where a cancel request stops the work).
+A map is computed in the background as the job kind "projection" (args: method, recompute).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from middo_core.workspace import Workspace
 METHODS = ("umap", "tsne")
 MAX_FIT = 20_000
 PLACE_K = 5
+PLACE_BLOCK = 4096
+DENSITY_BINS = 160
 
 
 class ProjectionError(RuntimeError):
@@ -52,7 +56,10 @@ def project(matrix: np.ndarray, method: str = "umap", max_fit: int = MAX_FIT, se
     rng = np.random.default_rng(seed)
     fit_idx = np.sort(rng.choice(n, size=max_fit, replace=False)) if n > max_fit else np.arange(n)
     fit = matrix[fit_idx]
-    report(progress, stage, 0, 3, f"fitting on {fit_idx.size:,} of {n:,} points")
+    rest = np.setdiff1d(np.arange(n), fit_idx)
+    blocks = -(-rest.size // PLACE_BLOCK)
+    total = blocks + 1  # the fit is one step, each block of placed points another
+    report(progress, stage, 0, total, f"fitting on {fit_idx.size:,} of {n:,} points")
     if method == "umap":
         import umap
 
@@ -64,33 +71,43 @@ def project(matrix: np.ndarray, method: str = "umap", max_fit: int = MAX_FIT, se
 
         fitted = TSNE(n_components=2, perplexity=min(30.0, (fit.shape[0] - 1) / 3), init="pca",
                       metric="cosine", random_state=seed).fit_transform(fit)
-    report(progress, stage, 2, 3, "placing the remaining points")
     out = np.empty((n, 2), dtype=np.float64)
     out[fit_idx] = fitted
-    if fit_idx.size < n:
-        rest = np.setdiff1d(np.arange(n), fit_idx)
-        if method == "umap":
-            out[rest] = reducer.transform(matrix[rest])
-        else:
-            out[rest] = _place(matrix[rest], fit, fitted)
-    report(progress, stage, 3, 3)
+    report(progress, stage, 1, total, f"placing the remaining {rest.size:,} points" if rest.size else "")
+    for b in range(blocks):
+        part = rest[b * PLACE_BLOCK:(b + 1) * PLACE_BLOCK]
+        out[part] = reducer.transform(matrix[part]) if method == "umap" else _place(matrix[part], fit, fitted)
+        report(progress, stage, b + 2, total)
+    report(progress, stage, total, total)
     return out
 
 
-def _place(points: np.ndarray, fit: np.ndarray, fitted: np.ndarray, k: int = PLACE_K,
-           block: int = 4096) -> np.ndarray:
+def _place(points: np.ndarray, fit: np.ndarray, fitted: np.ndarray, k: int = PLACE_K) -> np.ndarray:
     """Position each point at the similarity-weighted mean of its k nearest fitted points."""
     def unit(a: np.ndarray) -> np.ndarray:
         return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
 
-    fit_u = unit(fit)
-    out = np.empty((points.shape[0], 2))
-    for start in range(0, points.shape[0], block):
-        sims = unit(points[start:start + block]) @ fit_u.T
-        nn = np.argpartition(-sims, kth=min(k, sims.shape[1] - 1), axis=1)[:, :k]
-        w = np.maximum(np.take_along_axis(sims, nn, axis=1), 1e-6)
-        out[start:start + block] = (fitted[nn] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
-    return out
+    sims = unit(np.asarray(points, dtype=np.float32)) @ unit(np.asarray(fit, dtype=np.float32)).T
+    nn = np.argpartition(-sims, kth=min(k, sims.shape[1] - 1), axis=1)[:, :k]
+    w = np.maximum(np.take_along_axis(sims, nn, axis=1), 1e-6)
+    return (fitted[nn] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
+
+
+def density_grid(x: np.ndarray, y: np.ndarray, bins: int = DENSITY_BINS) -> dict:
+    """Counts of points per cell of a bins x bins grid over the map, on a log scale.
+
+    Empty cells are NaN (drawn transparent). Returns z (bins_y, bins_x) float32 and the grid's
+    origin and cell size (x0, dx, y0, dy) at the cell centres.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    counts, xe, ye = np.histogram2d(x[ok], y[ok], bins=bins) if ok.any() else (
+        np.zeros((bins, bins)), np.arange(bins + 1.0), np.arange(bins + 1.0))
+    z = np.log1p(counts.T).astype(np.float32)
+    z[counts.T == 0] = np.nan
+    dx, dy = float(xe[1] - xe[0]), float(ye[1] - ye[0])
+    return {"z": z, "x0": float(xe[0]) + dx / 2, "dx": dx, "y0": float(ye[0]) + dy / 2, "dy": dy,
+            "points": int(ok.sum())}
 
 
 def ensure_projection(ws: Workspace, iteration: int, method: str = "umap", recompute: bool = False,
@@ -108,7 +125,37 @@ def ensure_projection(ws: Workspace, iteration: int, method: str = "umap", recom
     return load_projection(ws, iteration, method)
 
 
-def load_projection(ws: Workspace, iteration: int, method: str = "umap") -> pd.DataFrame:
+def load_projection(ws: Workspace, iteration: int, method: str = "umap", text_chars: int = 160) -> pd.DataFrame:
     """The stored map (empty frame when it was never computed)."""
     with ws.store.read() as con:
-        return get_projection(con, iteration, method)
+        return get_projection(con, iteration, method, text_chars)
+
+
+def embeddings_available(ws: Workspace, iteration: int) -> bool:
+    """Whether the diversity diagnosis stored the embeddings a map of `iteration` is drawn from."""
+    try:
+        from middo_core.signals.diversity import embeddings_dir
+    except ImportError:
+        return False
+    folder = embeddings_dir(ws)
+    return (folder / f"iter_{iteration}.npy").exists() and (folder / f"iter_{iteration}_ids.json").exists()
+
+
+def projection_job(ws: Workspace, run_id: str, iteration: int | None, args: dict,
+                   progress: ProgressFn | None) -> dict:
+    """The background job "projection": compute and store the map of `iteration`."""
+    if iteration is None:
+        raise ProjectionError("a projection job needs an iteration")
+    method = str(args.get("method", "umap"))
+    frame = ensure_projection(ws, iteration, method, recompute=bool(args.get("recompute", False)),
+                              progress=progress, max_fit=int(args.get("max_fit", MAX_FIT)))
+    return {"iteration": iteration, "method": method, "points": len(frame)}
+
+
+def _register_jobs() -> None:
+    from middo_core.jobs.kinds import register_job_kind
+
+    register_job_kind("projection", projection_job)
+
+
+_register_jobs()

@@ -35,6 +35,11 @@ st.progress(decided / total if total else 1.0, text=f"{decided:,} of {total:,} d
 st.caption(" · ".join(f"{axis}: " + ", ".join(f"{n:,} {s}" for s, n in sorted(by.items()))
                       for axis, by in sorted(counts.items())))
 
+FOCUS = "review_focus"  # a proposal to show first (set by the Map page's "Review its proposal")
+focus = st.session_state.pop(FOCUS, None)
+if focus is not None:  # show every axis and status, so the proposal is in the queue
+    st.session_state["review_axis"], st.session_state["review_status"] = "any", "any"
+    st.session_state["review_mode"] = "One at a time"
 c1, c2, c3 = st.columns([1, 1, 2])
 axis = c1.selectbox("Axis", AXES, key="review_axis")
 status = c2.selectbox("Status", STATUSES, key="review_status")
@@ -42,6 +47,8 @@ mode = c3.segmented_control("Mode", ["One at a time", "Table"], default="One at 
                             key="review_mode")
 axis_filter = None if axis == "any" else axis
 queue = review.review_queue(ctx.ws, it, axis=axis_filter, status=None if status == "any" else status)
+if focus is not None and focus in set(queue["id"]):
+    st.session_state[POS] = int((queue["id"] == focus).to_numpy().argmax())
 
 
 def decide(action: str, proposal_id: str, **fields) -> None:

@@ -18,17 +18,23 @@ def put_projection(con: duckdb.DuckDBPyConnection, iteration: int, method: str,
         con.execute("INSERT INTO projections SELECT ?, sample_id, ?, x, y FROM _proj", [iteration, method])
 
 
-def get_projection(con: duckdb.DuckDBPyConnection, iteration: int, method: str) -> pd.DataFrame:
-    """Columns sample_id, x, y, plus origin and the four signals (empty when not computed)."""
+def get_projection(con: duckdb.DuckDBPyConnection, iteration: int, method: str,
+                   text_chars: int = 160) -> pd.DataFrame:
+    """Columns sample_id, x, y, origin, created_in_iteration, the four signals and the first
+    `text_chars` characters of the instruction (empty when not computed).
+
+    In the order the map was stored (rowid: an integer sort, half the time of sorting the ids
+    at 200k points), so a reload draws the same picture.
+    """
     return con.execute("""
         SELECT p.sample_id, p.x, p.y, s.origin, s.created_in_iteration,
                g.loss_pre, g.loss_post, g.diversity, g.quality,
-               left(s.instruction, 160) AS instruction
+               left(s.instruction, ?) AS instruction
         FROM projections p JOIN samples s ON s.id = p.sample_id
         LEFT JOIN signals g ON g.iteration = p.iteration AND g.sample_id = p.sample_id
         WHERE p.iteration = ? AND p.method = ?
-        ORDER BY p.sample_id
-    """, [iteration, method]).df()
+        ORDER BY p.rowid
+    """, [text_chars, iteration, method]).df()
 
 
 def projection_size(con: duckdb.DuckDBPyConnection, iteration: int, method: str) -> int:
