@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from middo_core.knn import knn_search, normalize, topk_cosine
+from middo_core.knn import faiss_backend, knn_search, normalize, topk_cosine
 from middo_core.knn.exact import exact_topk
+
+BACKENDS = ["torch", pytest.param("faiss", marks=pytest.mark.skipif(
+    not faiss_backend.available(), reason="faiss is not installed"))]
 
 
 def clustered(n: int, d: int = 32, centers: int = 20, seed: int = 0) -> np.ndarray:
@@ -23,7 +26,7 @@ def brute_force(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(sims, idx, axis=1)
 
 
-@pytest.mark.parametrize("backend", ["torch", "faiss"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_backends_agree_with_brute_force(backend):
     x = clustered(1500)
     ref_idx, ref_sims = brute_force(x, 3)
@@ -44,7 +47,7 @@ def test_tiles_smaller_than_the_data(monkeypatch):
     assert (idx == ref_idx).all()
 
 
-@pytest.mark.parametrize("backend", ["torch", "faiss"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_self_is_never_a_neighbour_and_duplicates_score_one(backend):
     x = clustered(300)
     x[7] = x[42]  # an exact duplicate pair
@@ -65,6 +68,7 @@ def test_tiny_inputs():
     assert idx.shape == (1, 0)
 
 
+@pytest.mark.skipif(not faiss_backend.available(), reason="faiss is not installed")
 def test_approximate_search_reports_its_recall():
     x = clustered(20_000, d=16, centers=50)
     result = knn_search(x, 2, backend="faiss-ivf")
