@@ -42,7 +42,7 @@ def _sampling(signal: QualitySignal):
 
 @JUDGE_BACKENDS.register
 class TransformersJudge:
-    """The model passed in; the shared layout reuses each sample's prefix KV cache."""
+    """The model passed in; the shared layout reuses the common head's and each sample's KV cache."""
 
     name: ClassVar[str] = "transformers"
 
@@ -81,11 +81,16 @@ class TransformersJudge:
                 report(progress, STAGE, min((start + signal.batch_size) // 6, len(samples)), len(samples))
             result.ratings = [flat[i : i + 6] for i in range(0, len(flat), 6)]
         else:
+            # The head (chat header + intro) is the same for every sample: fed once, its KV cache
+            # copied into each batch, so each sample feeds only its own tokens and six questions.
+            head = Rows(model, counter=counter)
+            head.extend([builder.head], pad)
+            cut = len(builder.head)
             for start in range(0, len(samples), signal.batch_size):
                 chunk = samples[start : start + signal.batch_size]
                 trees = [builder.tree(s) for s in chunk]
-                rows = Rows(model, counter=counter)
-                rows.extend([t.trunk for t in trees], pad)
+                rows = head.select([0] * len(chunk))
+                rows.extend([t.trunk[cut:] for t in trees], pad)
                 fanout = [i for i in range(len(chunk)) for _ in range(3)]
                 instr = rows.select(fanout)  # copy the trunk before the response extends it
                 flat.clear()

@@ -114,6 +114,32 @@ def test_kv_reuse_gives_the_logits_of_a_plain_forward_pass(judge):
                 assert torch.allclose(got, full, atol=1e-4), (i, METRICS[m])
 
 
+def test_the_common_head_is_fed_once_and_gives_the_same_logits(judge):
+    import torch
+
+    from middo_core.signals.judge_transformers import Rows
+
+    model, tok = judge
+    builder = PromptBuilder(JudgeTemplates.load(), tok, "chat", 1024)
+    trees = [builder.tree(s) for s in SAMPLES]
+    cut = len(builder.head)
+    assert all(t.trunk[:cut] == builder.head for t in trees)
+    head = Rows(model)
+    head.extend([builder.head], tok.pad_token_id)
+    rows = head.select([0] * len(trees))
+    got = rows.extend([t.trunk[cut:] for t in trees], tok.pad_token_id)
+    with torch.no_grad():
+        for i, tree in enumerate(trees):
+            full = model(torch.tensor([tree.trunk]), logits_to_keep=1).logits[0, -1]
+            assert torch.allclose(got[i], full, atol=1e-4)
+    # the scorer's count: the head once, then per sample its own tokens and the six questions
+    signal = QualitySignal()
+    signal.compute(SAMPLES, model, tok)
+    per_sample = sum(len(t.trunk) - cut + len(t.branch) + sum(map(len, t.questions)) for t in trees)
+    two_step = 6 * len(trees) if builder.score.ten_two_step else 0
+    assert signal.report.tokens_fed == cut + per_sample + two_step
+
+
 def test_tree_prompts_are_the_faithful_prompts_reordered():
     from middo_core.models.loader import SMOLLM2_ALIAS, load_tokenizer
 
