@@ -8,12 +8,15 @@ string instead of 50,000 numbers, and the browser decodes them without parsing t
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-MAX_DRAWN = 50_000  # points drawn in WebGL; beyond it, the density shading shows every sample
+# Points drawn in WebGL; beyond it, the density shading shows every sample. MIDDO_MAP_POINTS
+# lowers it for a slow browser (or raises it for a fast one).
+MAX_DRAWN = int(os.environ.get("MIDDO_MAP_POINTS", "50000"))
 FLAG_PALETTE = {"not flagged": "#b8c2cc", "complexity": "#d6453b", "diversity": "#2f9e6a",
                 "quality": "#e09b24", "several axes": "#7b3fc4"}
 CATEGORY_COLOURS = ("#3b6fd6", "#d6453b", "#2f9e6a", "#e09b24", "#7b3fc4", "#1fa2b8", "#c2457a",
