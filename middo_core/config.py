@@ -42,6 +42,7 @@ class RefineConfig(_Section):
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 384
+    keep_truncated: bool = False  # an answer cut at max_new_tokens is stored as failed, with why
     concurrency: int = Field(16, gt=0)
     timeout_s: float = 60.0
     max_retries: int = 5

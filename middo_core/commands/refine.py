@@ -37,6 +37,8 @@ def register(app: typer.Typer) -> None:
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Ask again for failed proposals"),
         limit: int | None = typer.Option(None, help="Create at most this many proposals now"),
         lenient: bool = typer.Option(False, "--lenient", help="Without the marker, take the last paragraph"),
+        keep_truncated: bool = typer.Option(False, "--keep-truncated",
+                                            help="Keep answers cut at the token limit (default: failed)"),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable report"),
         api_key_file: Path | None = typer.Option(
             None, "--api-key-file", help="File holding the endpoint's API key (instead of "
@@ -66,6 +68,7 @@ def register(app: typer.Typer) -> None:
         except Exception as exc:  # noqa: BLE001 - no signals / selection: one clear sentence
             fail(f"no flagged samples for iteration {it}: {exc}")
         options = RefineOptions(template_variant=variant, lenient_marker=lenient,  # type: ignore[arg-type]
+                                keep_truncated=keep_truncated or None,
                                 rewrite_max_tokens=max_new_tokens, response_max_tokens=max_new_tokens)
         llm = make_backend(ws.config.refine, name=backend, model=model)
         try:

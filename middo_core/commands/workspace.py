@@ -37,7 +37,9 @@ def register(app: typer.Typer) -> None:
             return
         console.print(f"[bold]{state['name']}[/bold]  base model: {state['base_model']}")
         for it, sizes in state["dataset_sizes"].items():
-            console.print(f"  D({it}): {sizes.get('train', 0):,} train, {sizes.get('heldout', 0):,} held out")
+            # the held-out set belongs to D(0) and is reused by every later evaluation
+            held = f", {sizes['heldout']:,} held out" if sizes.get("heldout") else ""
+            console.print(f"  D({it}): {sizes.get('train', 0):,} train{held}")
         for rec in state["iterations"]:
             console.print(f"  iteration {rec['number']}: {rec['status']}")
         for run in state["runs"][:5]:

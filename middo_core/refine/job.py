@@ -14,7 +14,8 @@ from middo_core.workspace import Workspace
 
 def refine_job(ws: Workspace, run_id: str, iteration: int | None, args: dict[str, Any],
                progress: ProgressFn) -> dict[str, Any]:
-    """args (all optional): axes, backend, model, variant, retry_failed, limit, lenient, flagged."""
+    """args (all optional): axes, backend, model, variant, retry_failed, limit, lenient,
+    keep_truncated, flagged."""
     if iteration is None:
         raise ValueError("a refine job needs an iteration")
     axes = tuple(args.get("axes") or AXES)
@@ -25,7 +26,8 @@ def refine_job(ws: Workspace, run_id: str, iteration: int | None, args: dict[str
 
         backend = make_backend(ws.config.refine, name=backend, model=args["model"])
     options = RefineOptions(template_variant=args.get("variant"),
-                            lenient_marker=bool(args.get("lenient", False)))
+                            lenient_marker=bool(args.get("lenient", False)),
+                            keep_truncated=args.get("keep_truncated"))
     report = refine(ws, iteration, flagged, backend=backend, progress=progress,
                     retry_failed=bool(args.get("retry_failed", False)), limit=args.get("limit"),
                     options=options)

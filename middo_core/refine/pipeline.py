@@ -94,6 +94,14 @@ class Runner:
         return self._request(self.respond.build_for(prompt).user, "", self.opts.response_max_tokens,
                              "response", attempt)
 
+    def _cut(self, answer: ChatResult, request: ChatRequest, what: str) -> str | None:
+        """Why an answer cut at the token limit is not kept (a half sentence is a defect)."""
+        keep = self.cfg.keep_truncated if self.opts.keep_truncated is None else self.opts.keep_truncated
+        if answer.finish_reason != "length" or keep:
+            return None
+        return (f"{what} cut at the token limit ({request.max_tokens} tokens): raise "
+                "refine.max_new_tokens, or keep such answers with --keep-truncated")
+
     def parse_rewrite(self, job: Job, prompted: Any, raw: str):
         sources = [job.source.prompt] + [n.prompt for n in job.neighbours]
         return parse_rewrite(raw, prompted.marker, prompted.labels, sources,
@@ -109,6 +117,8 @@ class Runner:
                                                 "reason": f"rewrite call failed: {answer}"}
         row["raw_text"] = answer.text
         row["usage"]["rewrite"] = _usage(answer, client)
+        if cut := self._cut(answer, request, "new prompt"):
+            return {**row, "status": "failed", "reason": cut}
         parsed = self.parse_rewrite(job, prompted, answer.text)
         row["params"]["parse"] = ("lenient (no marker)" if parsed.lenient
                                   else "marker" if prompted.marker in answer.text else "no marker")
@@ -123,6 +133,8 @@ class Runner:
         row["usage"]["response"] = _usage(reply, client)
         row["usage"]["cost_usd"] = sum(u.get("cost_usd", 0.0) for u in
                                        (row["usage"]["rewrite"], row["usage"]["response"]))
+        if cut := self._cut(reply, self.response_request(parsed.text, job.attempt), "response"):
+            return {**row, "status": "failed", "reason": cut}
         response = parse_response(reply.text, self.opts.max_response_chars)
         if not response.ok:
             return {**row, "status": "failed", "reason": response.reason}

@@ -12,6 +12,7 @@ class RefineOptions:
 
     template_variant: Literal["full", "compact"] | None = None  # None: refine.template_variant
     lenient_marker: bool = False  # no marker: take the answer's last paragraph (recorded)
+    keep_truncated: bool | None = None  # None: refine.keep_truncated (cut answers are failed)
     max_prompt_chars: int = 4000
     max_response_chars: int = 16000
     rewrite_max_tokens: int | None = None  # None: refine.max_new_tokens

@@ -62,10 +62,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_raw(200, b'{"id": "x", "choices": [ this is not json')
         text = fault[1] if isinstance(fault, tuple) else owner.answer(body)
         prompt_chars = sum(len(m["content"]) for m in body["messages"])
+        finish = "stop"
+        limit = body.get("max_tokens")
+        if limit is not None and len(text) // 4 > limit:  # like a real server: cut at the limit
+            text, finish = text[: 4 * limit], "length"
         payload = {
             "id": "chatcmpl-loopback", "object": "chat.completion", "created": int(time.time()),
             "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
+            "choices": [{"index": 0, "finish_reason": finish,
                          "message": {"role": "assistant", "content": text}}],
             "usage": {"prompt_tokens": prompt_chars // 4, "completion_tokens": len(text) // 4,
                       "total_tokens": prompt_chars // 4 + len(text) // 4},

@@ -221,3 +221,17 @@ def test_proposals_complete_steadily_not_all_at_the_end(refine_ws, loopback, api
     assert stages.index("response") <= 3
     runs = "".join("w" if s == "rewrite" else "r" for s in stages).split("r")
     assert max(len(r) for r in runs) <= 3, stages
+
+
+def test_answers_cut_at_the_token_limit_are_failed_unless_kept(refine_ws, loopback, api_key):
+    ids = refine_ws.ids
+    short = RefineOptions(template_variant="full", response_max_tokens=4)  # the answer is longer
+    rep = refine(refine_ws, 1, {"quality": ids[:2]}, backend=backend(), options=short)
+    frame = proposals(refine_ws)
+    assert rep.total_failed == 2 and set(frame["status"]) == {"failed"}
+    assert all(r.startswith("response cut at the token limit (4 tokens)") for r in frame["reason"])
+    kept = RefineOptions(template_variant="full", response_max_tokens=4, keep_truncated=True)
+    rep = refine(refine_ws, 1, {"quality": ids[:2]}, backend=backend(), options=kept,
+                 retry_failed=True)
+    frame = proposals(refine_ws)
+    assert set(frame["status"]) == {"pending"} and (frame["output"].str.len() <= 16).all()
