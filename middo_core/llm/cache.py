@@ -10,15 +10,34 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from middo_core.llm.base import ChatRequest, ChatResult
+
+TMP_PREFIX = ".tmp-"
+STALE_TMP_S = 3600.0  # a temp file this old was left by a killed writer, not one still writing
 
 
 class LLMCache:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._made: set[Path] = set()
+        self.swept = self.sweep()
+
+    def sweep(self, older_than_s: float = STALE_TMP_S) -> int:
+        """Remove temp files that killed writers left behind; returns how many."""
+        if not self.root.is_dir():
+            return 0
+        cutoff, removed = time.time() - older_than_s, 0
+        for tmp in self.root.glob(f"*/{TMP_PREFIX}*"):
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass  # another process swept it first
+        return removed
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
@@ -42,7 +61,7 @@ class LLMCache:
         entry = {"key": key, "model": request.model, "messages": request.message_dicts(),
                  "params": request.sampling(), "prefill": request.prefill,
                  "attempt": request.attempt, "result": result.to_json()}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=".json")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(entry, fh, ensure_ascii=False)
@@ -52,4 +71,6 @@ class LLMCache:
             raise
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.root.glob("*/*.json")) if self.root.is_dir() else 0
+        if not self.root.is_dir():
+            return 0
+        return sum(1 for p in self.root.glob("*/*.json") if not p.name.startswith(TMP_PREFIX))

@@ -125,3 +125,19 @@ def test_key_stays_out_of_logs_and_cache(loopback, api_key, tmp_path, caplog):
     for path in (tmp_path / "cache").rglob("*"):
         if path.is_file():
             assert api_key.encode() not in path.read_bytes()
+
+
+def test_temp_files_of_killed_writers_are_swept_and_never_counted(loopback, api_key, tmp_path):
+    import os
+    import time
+
+    client = LLMClient(backend(), LLMCache(tmp_path / "cache"))
+    asyncio.run(client.complete(request()))
+    folder = next((tmp_path / "cache").iterdir())
+    stale, fresh = folder / ".tmp-killed.json", folder / ".tmp-writing.json"
+    stale.write_text('{"half": ', encoding="utf-8")  # what a SIGKILL mid-write leaves
+    fresh.write_text('{"half": ', encoding="utf-8")  # another process still writing
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    cache = LLMCache(tmp_path / "cache")  # the next run
+    assert cache.swept == 1 and not stale.exists() and fresh.exists()
+    assert len(cache) == 1
