@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app import resources, state
-from app.components.common import fmt_int, render_error
+from app.components.common import dashes, fmt_int, render_error
 from app.components.progress import ProgressBar
 from middo_core.data import (
     EXPORT_FORMATS,
@@ -107,15 +107,11 @@ with tab_browse:
                                    (int(page) - 1) * PAGE_SIZE)
         first = (int(page) - 1) * PAGE_SIZE + 1
         st.caption(f"Samples {first:,}–{first + len(frame) - 1:,} of {total:,} in D({ctx.iteration})")
-        st.dataframe(frame, hide_index=True, width="stretch", height=420, key="browse_table",
-                     column_config={
-                         "instruction": st.column_config.TextColumn(width="large"),
-                         "output": st.column_config.TextColumn(width="large"),
-                         "loss_pre": st.column_config.NumberColumn(format="%.2f"),
-                         "loss_post": st.column_config.NumberColumn(format="%.2f"),
-                         "diversity": st.column_config.NumberColumn(format="%.3f"),
-                         "quality": st.column_config.NumberColumn(format="%.1f"),
-                     })
+        st.dataframe(dashes(frame, {"loss_pre": "{:.2f}", "loss_post": "{:.2f}", "diversity": "{:.3f}",
+                                    "quality": "{:.1f}"}),
+                     hide_index=True, width="stretch", height=420, key="browse_table",
+                     column_config={"instruction": st.column_config.TextColumn(width="large"),
+                                    "output": st.column_config.TextColumn(width="large")})
 
 with tab_stats:
     stats = resources.dataset_statistics(ctx.root, ctx.iteration, ctx.version)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import resources, state
 from app.components.charts import histogram_figure, line_figure, render_figure
-from app.components.common import optional, render_best, render_error
+from app.components.common import COUNT, dashes, optional, render_best, render_error
 from app.components.jobs import render_job_panel, start_job_button
 from app.components.review_view import render_sample_text
 from middo_core import tables
@@ -60,9 +60,8 @@ left, right = st.columns(2)
 with left:
     st.markdown("**Samples flagged per axis and dataset size (paper Table 6)**")
     table6 = tables.iteration_table(ctx.ws)
-    st.dataframe(table6, hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="localized")
-                                for c in table6.columns if c != "iteration"})
+    st.dataframe(dashes(table6, {c: COUNT for c in table6.columns if c != "iteration"}),
+                 hide_index=True, width="stretch")
 with right:
     st.markdown("**Benchmark scores per iteration, best in green (paper Table 1)**")
     table1 = tables.metrics_table(ctx.ws)
@@ -136,4 +135,6 @@ if children:
     for col, child in zip(cols, children, strict=True):
         with col:
             st.caption(f"{child.root.name}: samples flagged per iteration")
-            st.dataframe(tables.iteration_table(child), hide_index=True)
+            child6 = tables.iteration_table(child)
+            st.dataframe(dashes(child6, {c: COUNT for c in child6.columns if c != "iteration"}),
+                         hide_index=True)

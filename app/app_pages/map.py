@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import resources, state
 from app.components.charts import render_figure
+from app.components.common import dashes
 from app.components.jobs import render_job_panel, start_job_button
 from app.components.map_view import selected_ids
 from app.components.review_view import render_sample_text
@@ -82,8 +83,8 @@ with ctx.ws.store.read() as con:
     rows = sample_signals(con, it, picked[:LISTED])
 listed = rows[["id", "instruction", "origin", *SIGNALS]].copy()
 listed["instruction"] = listed["instruction"].astype(str).str.slice(0, 120)
-st.dataframe(listed, hide_index=True, width="stretch", height=300, key="map_selected",
-             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in SIGNALS})
+st.dataframe(dashes(listed, {c: "{:.3f}" for c in SIGNALS}), hide_index=True, width="stretch",
+             height=300, key="map_selected")
 
 records = {r["id"]: r for r in rows.to_dict("records")}
 opened = st.selectbox("Open a sample", list(records), index=None, key=f"map_open_{it}",

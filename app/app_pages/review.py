@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app import resources, state
-from app.components.common import render_error
+from app.components.common import fmt_optional, render_error
 from app.components.review_view import render_diff, render_sample_text, render_shortcuts
 from middo_core import review
 from middo_core.signals.thresholds import explain
@@ -173,7 +173,7 @@ def render_table() -> None:
         "decision": queue["status"].map({"accepted": "accept", "edited": "accept",
                                          "rejected": "reject"}).fillna("—"),
         "original": queue["source_instruction"], "proposal": queue["instruction"],
-        "quality": queue["quality"],
+        "quality": [fmt_optional(q) for q in queue["quality"]],  # a dash, not 'None', when undiagnosed
     })
     edited = st.data_editor(
         view, hide_index=True, width="stretch", height=480, key=f"review_table_{it}",

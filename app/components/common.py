@@ -44,10 +44,29 @@ def render_missing(feature: str) -> None:
                icon=":material/construction:")
 
 
+DASH = "–"
+COUNT = "{:,.0f}"
+
+
+def dashes(frame, formats: dict[str, str] | None = None):
+    """The frame for st.dataframe with missing cells shown as a dash (Streamlit writes 'None'),
+    numbers formatted per column (e.g. {"size": COUNT, "loss_pre": "{:.2f}"})."""
+    formats = {c: f for c, f in (formats or {}).items() if c in frame.columns}
+    numeric = {c: frame[c].astype(float) for c in formats if frame[c].dtype == object}
+    if numeric:  # None in an object column: make it a float column, NaN for the missing
+        frame = frame.assign(**numeric)
+    return frame.style.format(na_rep=DASH).format(formats, na_rep=DASH)
+
+
+def fmt_optional(x, digits: int = 1) -> str:
+    """A number for a text cell, or a dash when missing."""
+    return DASH if x is None or x != x else f"{x:,.{digits}f}"
+
+
 def render_best(table):
     """A score table with each row's best value shaded (direction known by middo_core.tables)."""
     from middo_core.tables import best_cells
 
     mask = best_cells(table)
-    return table.style.format("{:.3f}", na_rep="–").apply(
+    return table.style.format("{:.3f}", na_rep=DASH).apply(
         lambda _: mask.replace({True: "background-color: #c9efcf", False: ""}), axis=None)

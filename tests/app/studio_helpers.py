@@ -85,3 +85,13 @@ def texts(at) -> str:
     for el in at.get("progress"):
         parts.append(el.proto.text)
     return "\n".join(parts)
+
+
+def shown_table(element):
+    """A dataframe element as the user reads it: the display strings when it carries a Styler."""
+    import pyarrow as pa
+
+    styler = element.proto.arrow_data.styler
+    if styler.display_values:
+        return pa.ipc.open_stream(styler.display_values).read_all().to_pandas()
+    return element.value.astype(str)

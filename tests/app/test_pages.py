@@ -6,7 +6,7 @@ import json
 
 import duckdb
 import pytest
-from studio_helpers import APP, N, open_app, texts, write_proposals, write_signals
+from studio_helpers import APP, N, open_app, shown_table, texts, write_proposals, write_signals
 
 
 def status_of(ws, proposal_id: str) -> str:
@@ -159,3 +159,18 @@ def test_map_page_draws_a_stored_projection(studio_ws):
     assert "Draw a lasso" in texts(at)
     at.selectbox(key="map_colour").set_value("origin").run()
     assert not at.exception
+
+
+def test_tables_show_a_dash_for_missing_values_never_none(studio_ws):
+    ws, samples = studio_ws
+    at = open_app(ws.root, "iterations")
+    table6 = shown_table(at.dataframe[0])
+    assert table6.iloc[0].tolist() == ["0", "–", "–", "–", "–", "–", f"{N:,}"]
+
+    at = open_app(ws.root, "data")  # nothing diagnosed yet: the signal columns are dashes
+    browse = shown_table(at.dataframe[0])
+    assert (browse["loss_pre"] == "–").all() and (browse["quality"] == "–").all()
+    assert not browse.isin(["None", "nan", "<NA>"]).any().any()
+    write_signals(ws, 0, [s.id for s in samples])
+    at = open_app(ws.root, "data")
+    assert shown_table(at.dataframe[0])["loss_pre"].str.fullmatch(r"\d+\.\d\d").all()
