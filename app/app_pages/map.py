@@ -65,14 +65,11 @@ elif colour == "flag":
     st.caption("No diagnosis for this iteration: nothing is flagged.")
 
 fig, selection = resources.map_figure(ctx.root, it, method, ctx.version, colour, m)
-import sys as _s, time as _tm  # noqa
-_s.stderr.write(f"FIG before {_tm.time():.3f}\n")
 event = render_figure(fig.figure, key=f"map_{it}_{method}", on_select="rerun",
                       selection_mode=("box", "lasso", "points"))
 if fig.note:
     st.caption(fig.note)
 
-_s.stderr.write(f"FIG after {_tm.time():.3f}\n")
 picked = selected_ids(event, fig.trace_ids)
 if not picked:
     st.caption("Draw a lasso or a box around points (or click one) to read those samples here.")
