@@ -1,7 +1,8 @@
 """The in-process executor: today's path, one model at a time in this process.
 
-Finished batches are checkpointed into the signal cache in short transactions as they complete,
-so an interrupted pass resumes from there.
+Finished batches are checkpointed as they complete, so an interrupted pass resumes from there:
+their embeddings as one vector-cache shard first, then their losses in a short transaction (a
+cached loss therefore always has its embedding beside it).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from typing import ClassVar
 
 from middo_core.executors.base import EXECUTORS, Executor, JudgeSink, LossSink
 from middo_core.executors.work import (
-    EMBEDDING,
     LOSS,
     QUALITY,
     JudgeStats,
@@ -35,15 +35,19 @@ class LocalExecutor(Executor):
                   sink: LossSink, progress: ProgressFn | None = None,
                   stage: str = "loss") -> PassStats:
         from middo_core.store.signals import put_cached
+        from middo_core.store.vectors import vector_cache
 
         tokenizer = source.tokenizer(model_name)
+        vectors = vector_cache(ws, keys[1])
 
         def checkpoint(rows: LossRows) -> None:
             sink(rows)
-            loss, emb = rows.cache_rows()
+            matrix = rows.matrix()
+            if matrix is not None:
+                vectors.put(rows.ids, matrix)
+                vectors.compact()  # keeps a long pass at tens of files, not thousands
             with ws.store.write() as con:  # short transaction between batches
-                put_cached(con, LOSS, keys[0], loss)
-                put_cached(con, EMBEDDING, keys[1], emb)
+                put_cached(con, LOSS, keys[0], rows.cache_rows())
 
         model = source.model(model_name)
         return compute_losses(model, tokenizer, signal, ids, samples, with_embeddings, checkpoint,

@@ -6,8 +6,8 @@
 The samples a pass must compute become tasks (`ray.data.from_items`), `map_batches` runs them on a
 pool of `actors` model replicas (classes in middo_core.executors.tasks: the model is loaded once
 per actor, then the same functions as in-process run), each task writes one Parquet shard under
-artifacts/shards/, and the driver ingests the shards in one transaction. Workers never open the
-DuckDB file. Progress is reported per finished task; a Cancelled from the progress callback stops
+artifacts/shards/ (its embeddings go straight to the vector cache, artifacts/vectors/<key>/), and
+the driver ingests the shards in one transaction. Workers never open the DuckDB file. Progress is reported per finished task; a Cancelled from the progress callback stops
 the pipeline, and the shards already written are ingested so a rerun computes only the rest.
 
 `address`: None starts a local Ray instance in this process (or joins the one already started
@@ -15,7 +15,8 @@ here); "auto" joins the cluster of this machine (`ray start --head`); "ray://hos
 "host:6379" joins a remote one. On a multi-node cluster every node needs this package installed
 and the model reachable under the same name; with `shared_storage` (the default) the workspace's
 artifacts/ folder must be on a file system every node sees at the same path, otherwise set
-shared_storage=False and the rows travel back through Ray's object store instead.
+shared_storage=False and the rows (and vectors, as .npy bytes) travel back through Ray's object
+store instead, for the driver to write.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ from typing import Any, ClassVar
 from middo_core.executors import shards
 from middo_core.executors.base import EXECUTORS, Executor, JudgeSink, LossSink
 from middo_core.executors.tasks import JudgeActor, LossActor, plan_loss_tasks, task_rows
-from middo_core.executors.work import EMBEDDING, LOSS, JudgeStats, LossRows
+from middo_core.executors.work import LOSS, JudgeStats, LossRows
 from middo_core.progress import ProgressFn, report
 from middo_core.sample import Sample
 from middo_core.signals.forward import PassStats
+from middo_core.store.vectors import VectorCache, open_vectors, unpack
 from middo_core.workspace import Workspace
 
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "MIDDO_CACHE_DIR")
@@ -119,7 +121,8 @@ class RayExecutor(Executor):
                   sink: LossSink, progress: ProgressFn | None = None,
                   stage: str = "loss") -> PassStats:
         folder = shards.run_dir(ws, f"loss-{keys[0]}-{keys[1] if with_embeddings else 'noemb'}")
-        emit = _loss_sink(sink, with_embeddings)
+        vectors = open_vectors(ws, keys[1]) if with_embeddings else None
+        emit = _loss_sink(sink, vectors)
         done = emit(shards.ingest(ws, folder))  # a stopped run's shards first
         todo = [i for i, sid in enumerate(ids) if sid not in done]
         total = len(ids)
@@ -133,15 +136,18 @@ class RayExecutor(Executor):
                 for t, part in enumerate(plan)]
         self.connect()  # sizes the pool and resolves the device before the actors are described
         actor_args = {"model_name": model_name, "device": self._device(ws), "keys": list(keys),
-                      "signal": signal.model_dump(mode="json"), "with_embeddings": with_embeddings}
+                      "signal": signal.model_dump(mode="json"), "with_embeddings": with_embeddings,
+                      "vector_dir": str(vectors.folder) if vectors and self.shared_storage else None}
         started = time.perf_counter()
         try:
             for part in self._run(ws, LossActor, actor_args, rows, folder, progress, stage,
-                                  total - len(todo), total):
+                                  total - len(todo), total, vectors):
                 for name in ("samples", "batches", "tokens", "padded_tokens", "response_tokens"):
                     setattr(stats, name, getattr(stats, name) + int(part.get(name, 0)))
         finally:
             emit(shards.ingest(ws, folder))
+            if vectors is not None:
+                vectors.compact()  # one shard per task: merged here, once the workers are done
         stats.seconds = time.perf_counter() - started
         return stats
 
@@ -235,8 +241,10 @@ class RayExecutor(Executor):
         return ws.config.signals.device if self.gpus_per_actor else "cpu"
 
     def _run(self, ws: Workspace, actor_cls, actor_args: dict, rows: list[dict], folder: Path,
-             progress: ProgressFn | None, stage: str, done: int, total: int):
-        """Run `rows` (one task each) through a pool of `actor_cls`; yield each task's stats."""
+             progress: ProgressFn | None, stage: str, done: int, total: int,
+             vectors: VectorCache | None = None):
+        """Run `rows` (one task each) through a pool of `actor_cls`; yield each task's stats.
+        Vectors that come back inline are written to `vectors` before the task's rows."""
         started = time.perf_counter()
         args = {**actor_args, "shard_dir": str(folder) if self.shared_storage else None}
         run = {"actor": actor_cls.__name__, "tasks": len(rows), "samples": 0, "compute_s": 0.0,
@@ -244,6 +252,8 @@ class RayExecutor(Executor):
         self.last_runs.append(run)
         for out in self._pool(actor_cls, args, rows):
             part = json.loads(out["stats"])
+            if out.get("vectors") and vectors is not None:
+                vectors.put(*unpack(out["vectors"]))
             if out["inline"]:  # no shared file system: the driver writes the worker's shard
                 shards.write_shard(folder, int(out["task"]), [tuple(r) for r in json.loads(out["inline"])])
             done += int(out["n"])
@@ -257,16 +267,16 @@ class RayExecutor(Executor):
             yield part
 
 
-def _loss_sink(sink: LossSink, with_embeddings: bool):
-    """Shard rows -> LossRows for the caller's sink; returns the ids it handed over."""
-    from middo_core.signals.diversity import decode_vector
+def _loss_sink(sink: LossSink, vectors: VectorCache | None):
+    """Shard rows -> LossRows for the caller's sink, embeddings read back from `vectors` (None:
+    no embeddings asked for); returns the ids it handed over."""
 
     def emit(rows: list[shards.Row]) -> set[str]:
         loss = {sid: p for sig, _, sid, p in rows if sig == LOSS}
-        emb = {sid: decode_vector(p["v"]) for sig, _, sid, p in rows if sig == EMBEDDING}
-        ids = [sid for sid in loss if not with_embeddings or sid in emb]
+        emb = vectors.get(loss) if vectors is not None and loss else {}
+        ids = [sid for sid in loss if vectors is None or sid in emb]
         if ids:
-            sink(LossRows(ids, [loss[i] for i in ids], [emb[i] for i in ids] if with_embeddings else []))
+            sink(LossRows(ids, [loss[i] for i in ids], [emb[i] for i in ids] if vectors else []))
         return set(ids)
 
     return emit

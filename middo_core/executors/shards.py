@@ -2,7 +2,8 @@
 
 A worker writes `artifacts/shards/<run>/part-<task>.parquet` (a temporary name, then a rename, so a
 shard is whole or absent); the driver ingests every shard of a run into the signal cache in one
-transaction and then removes the folder. A run's folder is named by the cache key it fills, so the
+transaction and then removes the folder. Embeddings do not pass through here: they go to the vector
+cache (middo_core.store.vectors). A run's folder is named by the cache key it fills, so the
 shards of a run stopped half-way are picked up by the next run with the same models and settings.
 """
 
@@ -14,6 +15,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -65,13 +67,19 @@ def read_shards(folder: str | Path) -> list[Row]:
 def ingest(ws: Workspace, folder: str | Path) -> list[Row]:
     """Put every shard row into the signal cache in one transaction, then remove the folder.
 
-    Returns the rows. Nothing is removed unless the transaction committed."""
+    Returns the rows. Nothing is removed unless the transaction committed. Embedding rows (base64
+    JSON, from shards written before the vector cache) go to the vector cache instead."""
     from middo_core.store.signals import put_cached
+    from middo_core.store.vectors import LEGACY_SIGNAL, decode_vector, vector_cache
 
     rows = read_shards(folder)
     groups: dict[tuple[str, str], list[tuple[str, dict]]] = {}
     for sig, key, sid, payload in rows:
         groups.setdefault((sig, key), []).append((sid, payload))
+    for sig, key in [g for g in groups if g[0] == LEGACY_SIGNAL]:
+        part = groups.pop((sig, key))
+        vector_cache(ws, key).put([sid for sid, _ in part],
+                                  np.stack([decode_vector(p["v"]) for _, p in part]))
     if groups:
         with ws.store.write() as con:
             for (sig, key), part in groups.items():

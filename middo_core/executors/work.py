@@ -2,7 +2,8 @@
 
 A loss task turns samples into cache rows (loss payloads and, when asked, embeddings) through the
 shared forward pass; a judge task turns samples into the six ratings and quality. Neither opens the
-store: the caller decides where rows go (a transaction in-process, a Parquet shard on a worker).
+store: the caller decides where rows go (a transaction in-process, a Parquet shard on a worker;
+embeddings to the vector cache, middo_core.store.vectors, either way).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from middo_core.sample import Sample
 from middo_core.signals.forward import PassOutput, PassStats
 
 LOSS = "loss"  # signal_cache namespaces (the same as middo_core.signals.complexity)
-EMBEDDING = "embedding"
+EMBEDDING = "embedding"  # names the embedding cache key; the vectors live in the vector cache
 QUALITY = "quality"
 
 
@@ -30,13 +31,15 @@ class LossRows:
     payloads: list[dict[str, Any]] = field(default_factory=list)
     embeddings: list[np.ndarray] = field(default_factory=list)  # empty when not asked for
 
-    def cache_rows(self) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
-        """(loss rows, embedding rows) in the signal cache's (sample id, payload) shape."""
-        from middo_core.signals.diversity import encode_vector
+    def cache_rows(self) -> list[tuple[str, dict]]:
+        """The loss rows in the signal cache's (sample id, payload) shape."""
+        return list(zip(self.ids, self.payloads, strict=True))
 
-        loss = list(zip(self.ids, self.payloads, strict=True))
-        emb = [(sid, {"v": encode_vector(v)}) for sid, v in zip(self.ids, self.embeddings, strict=False)]
-        return loss, emb
+    def matrix(self) -> np.ndarray | None:
+        """The embeddings as one (n, dim) float32 matrix for the vector cache; None without."""
+        if not self.embeddings:
+            return None
+        return np.stack(self.embeddings).astype("<f4", copy=False)
 
 
 def loss_rows(chunk: PassOutput, encoded: list, ids: list[str], with_embeddings: bool) -> LossRows:

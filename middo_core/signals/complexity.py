@@ -3,9 +3,10 @@
 L_pre comes from the base model and L_post from the model fine-tuned on the dataset version; a
 sample is hard when both are high. The pass over the post model also yields the embeddings the
 diversity signal needs (see forward.py), so that model reads each sample once.
-Every computed value is cached by (model fingerprint, prompt format, max_len): a rerun with the
-same models computes nothing, a new checkpoint never reuses a stale value, and finished batches
-are written as they complete so an interrupted run resumes.
+Every computed value is cached by (model fingerprint, prompt format, max_len): losses in the
+store's signal cache, embeddings in the vector cache beside it (middo_core.store.vectors). A rerun
+with the same models computes nothing, a new checkpoint never reuses a stale value, and finished
+batches are written as they complete so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ if TYPE_CHECKING:
     from middo_core.executors.base import Executor
     from middo_core.executors.work import LossRows
 
-LOSS = "loss"  # signal_cache namespaces
-EMBEDDING = "embedding"
+LOSS = "loss"  # signal_cache namespace
+EMBEDDING = "embedding"  # names the embedding key (a vector cache folder)
 POOLING = "mean-last-hidden-instruction-input"
 
 
@@ -102,8 +103,8 @@ class ComplexitySignal(Signal):
         """Loss (and embeddings) of every sample under one model, from the cache where possible;
         the rest is computed by `executor` (default: in this process)."""
         from middo_core.models.loader import model_fingerprint
-        from middo_core.signals.diversity import decode_vector
         from middo_core.store.signals import get_cached
+        from middo_core.store.vectors import open_vectors
 
         ids = list(samples)
         fingerprint = model_fingerprint(model_name)
@@ -112,9 +113,8 @@ class ComplexitySignal(Signal):
         out = ModelPassResult(fingerprint=fingerprint)
         with ws.store.read() as con:
             out.loss = get_cached(con, LOSS, loss_key, ids)
-            if with_embeddings:
-                cached = get_cached(con, EMBEDDING, emb_key, ids)
-                out.embedding = {k: decode_vector(v["v"]) for k, v in cached.items()}
+        if with_embeddings:
+            out.embedding = open_vectors(ws, emb_key).get(ids)
         todo = [i for i in ids if i not in out.loss or (with_embeddings and i not in out.embedding)]
         if not todo:
             return out

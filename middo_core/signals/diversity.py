@@ -9,7 +9,6 @@ for the map page and the refiner.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from pathlib import Path
@@ -23,15 +22,6 @@ from middo_core.knn import KnnResult, knn_search, normalize
 from middo_core.progress import ProgressFn
 from middo_core.signals.base import SIGNALS, Signal
 from middo_core.workspace import Workspace
-
-
-def encode_vector(v: np.ndarray) -> str:
-    """float32 vector -> base64 text (the signal cache stores JSON payloads)."""
-    return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")
-
-
-def decode_vector(s: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(s), dtype="<f4").copy()
 
 
 @SIGNALS.register
