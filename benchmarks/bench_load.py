@@ -64,14 +64,24 @@ def write_synthetic_signals(ws, iteration: int = 0, seed: int = 0) -> float:
 
 def time_select(ws, iteration: int = 0) -> dict[str, float]:
     """Seconds to load the signals into a SignalTable, then ms per select() over an m grid."""
-    from middo_core.signals.thresholds import SignalTable
     from middo_core.store.signals import load_signals
 
     start = time.perf_counter()
     with ws.store.read() as con:
         frame = load_signals(con, iteration)
+    return time_select_frame(frame, start)
+
+
+def time_select_frame(frame: pd.DataFrame, start: float | None = None) -> dict[str, float]:
+    """ms per select() (and per auto m search) over signals already read."""
+    from middo_core.signals.thresholds import SignalTable, auto_m
+
+    start = time.perf_counter() if start is None else start
     table = SignalTable(frame)
     load_s = time.perf_counter() - start
+    t = time.perf_counter()
+    auto_m(table)
+    auto_ms = (time.perf_counter() - t) * 1000
     times = []
     for _ in range(3):
         for m in M_GRID:
@@ -80,7 +90,7 @@ def time_select(ws, iteration: int = 0) -> dict[str, float]:
             sel.counts()
             times.append((time.perf_counter() - t) * 1000)
     return {"load_s": load_s, "select_ms_median": statistics.median(times),
-            "select_ms_max": max(times), "n": len(table)}
+            "select_ms_max": max(times), "auto_m_ms": auto_ms, "n": len(table)}
 
 
 def time_browse(ws, iteration: int = 0) -> dict[str, float]:
@@ -191,7 +201,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--docs", action="store_true", help=f"update {SECTION!r} in docs/BENCHMARKS.md")
+    parser.add_argument("--select-only", type=int, default=0, metavar="N",
+                        help="only time select() and auto m on N synthetic signal rows in memory")
     args = parser.parse_args()
+    if args.select_only:
+        ids = [f"s{i:08d}" for i in range(args.select_only)]
+        sel = time_select_frame(synthetic_signals(ids))
+        print(f"{sel['n']:,} samples: SignalTable built in {sel['load_s']:.2f} s; select median "
+              f"{sel['select_ms_median']:.1f} ms, slowest {sel['select_ms_max']:.1f} ms; "
+              f"auto m {sel['auto_m_ms']:.0f} ms (load average {os.getloadavg()[0]:.1f})")
+        return
     rows = run(args.n, args.small)
     print(f"load average {os.getloadavg()[0]:.1f}")
     print(table(rows))
