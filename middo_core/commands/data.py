@@ -44,6 +44,8 @@ def register(app: typer.Typer) -> None:
         iteration: int = typer.Option(0, help="Dataset version to add the samples to"),
         split: str = typer.Option("train", help="train or heldout"),
         as_json: bool = typer.Option(False, "--json", help="Print the import report as JSON"),
+        background: bool = typer.Option(False, "--background",
+                                        help="Run as a background job (middo runs / middo cancel)"),
     ) -> None:
         """Import SFT data (Alpaca, ShareGPT, OpenAI messages; JSON, JSONL, Parquet, CSV, datasets)."""
         if format is not None and format not in FORMATS:
@@ -51,6 +53,13 @@ def register(app: typer.Typer) -> None:
         if split not in ("train", "heldout"):
             fail(f"unknown --split {split!r} (expected train or heldout)")
         ws = workspace(directory)
+        if background:
+            from middo_core.commands.train import _start_background
+
+            _start_background(ws, "import", iteration, {"path": str(file.resolve()), "format": format,
+                                                        "skip_invalid": skip_invalid, "split": split},
+                              as_json)
+            return
         try:
             with progress_bar(enabled=_size(file) >= BIG_FILE and not as_json) as bar:
                 rep = _import_file(ws, file, format=format, skip_invalid=skip_invalid, progress=bar,
