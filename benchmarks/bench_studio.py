@@ -117,7 +117,7 @@ def _recolour(page, colour: str, frames: list[int]) -> float:
     return elapsed
 
 
-def bench_map(url: str, repeats: int = 3) -> dict[str, list[float]]:
+def bench_map(url: str, repeats: int = 4) -> dict[str, list[float]]:
     """Open the map, recolour by origin (categories) and by a signal (ten colour steps), back to flag.
 
     Also records the largest websocket frame of each recolour: the figure as sent."""
@@ -174,7 +174,9 @@ def main() -> None:
     print("| measurement | median | max | runs | target |")
     print("|---|---|---|---|---|")
     print(row(f"m slider move -> new flagged count ({args.samples:,} samples)", slider, "< 300 ms"))
-    print(row(f"map page open -> drawn ({args.points:,} samples)", m["open"], "< 3 s"))
+    print(row(f"map page first open after the server starts -> drawn ({args.points:,} samples)",
+              m["open"][:1], "< 3 s"))
+    print(row(f"map page open -> drawn ({args.points:,} samples)", m["open"][1:], "< 3 s"))
     print(row(f"map recolour by origin -> drawn ({args.points:,} samples)", m["origin"], "< 3 s"))
     print(row(f"map recolour by a signal -> drawn ({args.points:,} samples)", m["signal"], "< 3 s"))
 
