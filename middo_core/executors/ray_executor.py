@@ -7,8 +7,9 @@ The samples a pass must compute become tasks (`ray.data.from_items`), `map_batch
 pool of `actors` model replicas (classes in middo_core.executors.tasks: the model is loaded once
 per actor, then the same functions as in-process run), each task writes one Parquet shard under
 artifacts/shards/ (its embeddings go straight to the vector cache, artifacts/vectors/<key>/), and
-the driver ingests the shards in one transaction. Workers never open the DuckDB file. Progress is reported per finished task; a Cancelled from the progress callback stops
-the pipeline, and the shards already written are ingested so a rerun computes only the rest.
+the driver ingests the shards in one transaction. Workers never open the DuckDB file. Progress is
+reported per finished task; a Cancelled from the progress callback stops the pipeline, and the
+shards already written are ingested so a rerun computes only the rest.
 
 `address`: None starts a local Ray instance in this process (or joins the one already started
 here); "auto" joins the cluster of this machine (`ray start --head`); "ray://host:10001" or
@@ -276,7 +277,7 @@ def _loss_sink(sink: LossSink, vectors: VectorCache | None):
         emb = vectors.get(loss) if vectors is not None and loss else {}
         ids = [sid for sid in loss if vectors is None or sid in emb]
         if ids:
-            sink(LossRows(ids, [loss[i] for i in ids], [emb[i] for i in ids] if vectors else []))
+            sink(LossRows(ids, [loss[i] for i in ids], [emb[i] for i in ids] if vectors is not None else []))
         return set(ids)
 
     return emit

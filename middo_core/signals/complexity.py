@@ -111,10 +111,11 @@ class ComplexitySignal(Signal):
         tokenizer = source.tokenizer(model_name)
         loss_key, emb_key = self.keys(fingerprint, tokenizer)
         out = ModelPassResult(fingerprint=fingerprint)
+        vectors = open_vectors(ws, emb_key)  # also moves an older workspace's embedding rows out
         with ws.store.read() as con:
             out.loss = get_cached(con, LOSS, loss_key, ids)
         if with_embeddings:
-            out.embedding = open_vectors(ws, emb_key).get(ids)
+            out.embedding = vectors.get(ids)
         todo = [i for i in ids if i not in out.loss or (with_embeddings and i not in out.embedding)]
         if not todo:
             return out

@@ -161,14 +161,12 @@ class VectorCache:
             except FileNotFoundError:  # a compaction replaced a shard between listing and reading
                 if attempt == _READ_RETRIES - 1:
                     raise
-        return {sid: arrays[k]["v"][row] for sid, (k, row) in index.items()}
+        fields = [np.asarray(a["v"]) for a in arrays]  # plain views: np.memmap rows are slow
+        return {sid: fields[k][row] for sid, (k, row) in index.items()}
 
     def ids(self) -> set[str]:
         """Every sample id with a vector under this key."""
-        out: set[str] = set()
-        for shard in self.shards():
-            out.update(b.decode("utf-8") for b in _load(shard.path)["id"].tolist())
-        return out
+        return set(self._index(None)[1])
 
     def _index(self, want: set[str] | None) -> tuple[list[np.ndarray], dict[str, tuple[int, int]]]:
         arrays: list[np.ndarray] = []
@@ -266,13 +264,18 @@ class VectorCache:
 def _load(path: Path) -> np.ndarray:
     try:
         if path.stat().st_size >= MMAP_BYTES:
-            return np.load(path, mmap_mode="r", allow_pickle=False)
-        return np.load(path, allow_pickle=False)
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise
     except (ValueError, OSError, EOFError) as exc:
         raise ValueError(f"{path}: not a readable vector shard ({exc}); remove it to recompute "
                          "its vectors") from exc
+    if arr.ndim != 1 or arr.dtype.names != ("id", "v") or arr.dtype["v"].ndim != 1:
+        raise ValueError(f"{path}: not a vector shard (an array of {arr.dtype} with shape "
+                         f"{arr.shape}); remove it to recompute its vectors")
+    return arr
 
 
 def _first_full_run(shards: list[Shard], fanin: int, top_tier: int) -> list[Shard] | None:
