@@ -12,6 +12,7 @@ from app.components.common import fmt_optional, render_error
 from app.components.review_view import render_diff, render_sample_text, render_shortcuts
 from middo_core import review
 from middo_core.signals.thresholds import explain
+from middo_core.store.proposals import proposal_states
 from middo_core.store.views import sample_signals
 
 ACTOR = "studio"
@@ -51,7 +52,16 @@ if focus is not None and focus in set(queue["id"]):
     st.session_state[POS] = int((queue["id"] == focus).to_numpy().argmax())
 
 
-def decide(action: str, proposal_id: str, **fields) -> None:
+def decide(action: str, proposal_id: str, seen: str | None = None, **fields) -> None:
+    """Record a decision. `seen` is the status the page showed: a click that reaches the server
+    after the page moved on (a stale button under load) must not overturn a newer decision."""
+    if seen is not None:
+        with ctx.ws.store.read() as con:
+            now = proposal_states(con, [proposal_id]).get(proposal_id, (seen, 0))[0]
+        if now != seen:
+            st.session_state["review_error"] = (f"Proposal {proposal_id} is already {now}: nothing "
+                                                "changed. Decide it again if you meant to.")
+            return
     try:
         if action == "accept":
             review.accept(ctx.ws, proposal_id, actor=ACTOR)
@@ -144,11 +154,11 @@ def render_one() -> None:
     valid = row["status"] != "failed"
     b = st.columns(5)
     b[0].button("Accept (a)", key="review_accept", type="primary", disabled=not valid,
-                on_click=decide, args=("accept", pid), width="stretch")
+                on_click=decide, args=("accept", pid, row["status"]), width="stretch")
     if b[1].button("Edit (e)", key="review_edit", disabled=not valid, width="stretch"):
         st.session_state["review_edit_id"] = pid
     b[2].button("Reject (r)", key="review_reject", disabled=not valid, on_click=decide,
-                args=("reject", pid), width="stretch")
+                args=("reject", pid, row["status"]), width="stretch")
     b[3].button("Previous (k)", key="review_prev", on_click=move, args=(-1,), disabled=pos == 0,
                 width="stretch")
     b[4].button("Next (j)", key="review_next", on_click=move, args=(1,),
