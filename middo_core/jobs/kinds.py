@@ -30,6 +30,7 @@ KIND_MODULES: dict[str, str] = {
     "refine": "middo_core.refine",
     "loop": "middo_core.loop",
     "import": "middo_core.data.job",
+    "projection": "middo_core.projections",
 }
 
 

@@ -140,6 +140,8 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
         wait_idle(page)
         assert read_one(ws, "SELECT status FROM proposals WHERE id = 'e2e-0'", [])[0][0] == "accepted"
         page.get_by_text("Proposal 1 of 1").wait_for()  # the accepted one left the pending queue
+        # the second proposal is on screen: the Reject button now belongs to it, not the first
+        page.get_by_text("Rewritten prompt number 1: plain").first.wait_for()
         wait_idle(page)
         page.get_by_role("button", name="Reject (r)").click()
         page.wait_for_timeout(1500)
