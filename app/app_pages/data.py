@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,7 @@ import streamlit as st
 
 from app import resources, state
 from app.components.common import dashes, fmt_int, render_error
+from app.components.jobs import jobs_module, kind_available, render_job_panel
 from app.components.progress import ProgressBar
 from middo_core.data import (
     EXPORT_FORMATS,
@@ -22,6 +24,8 @@ from middo_core.sample import ORIGINS
 from middo_core.store.views import browse_samples
 
 PAGE_SIZE = 50
+# files at least this big import in a background job (the page stays usable, with cancel)
+BACKGROUND_BYTES = int(os.environ.get("MIDDO_BACKGROUND_IMPORT_BYTES", 16 * 2**20))
 
 st.title("Data")
 ctx = state.require()
@@ -47,6 +51,17 @@ def render_report(report: ImportReport, failed: bool) -> None:
 
 
 def run_import(path: Path, fmt: str | None, skip_invalid: bool) -> None:
+    st.session_state.pop("import_report", None)
+    if path.is_file() and path.stat().st_size >= BACKGROUND_BYTES and kind_available("import"):
+        try:
+            run_id = jobs_module().start_job(ctx.ws, "import", ctx.iteration, {
+                "path": str(path.resolve()), "format": fmt, "skip_invalid": skip_invalid})
+        except Exception as exc:
+            render_error(exc, f"Could not start importing {path.name}")
+        else:
+            st.session_state["import_run"] = run_id
+            st.rerun()
+        return
     bar = ProgressBar(f"Importing {path.name}")
     try:
         report = import_file(ctx.ws, path, format=fmt, skip_invalid=skip_invalid,
@@ -59,6 +74,18 @@ def run_import(path: Path, fmt: str | None, skip_invalid: bool) -> None:
         st.session_state["import_report"] = (report, False)
     finally:
         bar.done()
+
+
+def finished_import(run_id: str) -> None:
+    """The report of a background import this page started (also when it was refused)."""
+    try:
+        status = jobs_module().job_status(ctx.ws, run_id)
+    except Exception as exc:
+        render_error(exc, "Could not read the import job")
+        return
+    if status.get("result"):
+        report = ImportReport.model_validate(status["result"])
+        st.session_state["import_report"] = (report, status["status"] == "failed")
 
 
 tab_browse, tab_import, tab_stats, tab_export = st.tabs(["Browse", "Import", "Statistics", "Export"])
@@ -83,6 +110,8 @@ with tab_import:
         path = st.text_input("Path", key="import_path", placeholder="/data/alpaca.json")
         if st.button("Import this file", type="primary", disabled=not path.strip()):
             run_import(Path(path.strip()).expanduser(), None if fmt == "detect" else fmt, skip_invalid)
+    if not render_job_panel(ctx, ("import",), key="import_job") and "import_run" in st.session_state:
+        finished_import(st.session_state.pop("import_run"))
     if "import_report" in st.session_state:
         render_report(*st.session_state["import_report"])
 

@@ -45,6 +45,8 @@ def register(app: typer.Typer) -> None:
         executor: str = typer.Option("local", help="Where the model passes run: local (this process) or ray"),
         address: str | None = typer.Option(None, help="Ray cluster to join (auto, host:6379, ray://host:10001); default: start one here"),
         actors: int | None = typer.Option(None, help="Ray: model replicas (default: one per GPU, else one per CPU)"),
+        background: bool = typer.Option(False, "--background",
+                                        help="Run as a background job (local executor)"),
     ) -> None:
         """Compute complexity, diversity and quality for every sample (cached; Ctrl-C, then rerun, resumes)."""
         from middo_core.diagnose import DiagnoseError
@@ -61,6 +63,14 @@ def register(app: typer.Typer) -> None:
             fail(f"unknown executor '{executor}' (use local or ray)")
         if executor == "local" and (address or actors):
             fail("--address and --actors need --executor ray")
+        if background:
+            if executor != "local":
+                fail("--background runs the local executor; drop --executor ray")
+            from middo_core.commands.train import _start_background
+
+            _start_background(ws, "diagnose", it, {"post_model": model, "signals": list(chosen)},
+                              as_json)
+            return
         from middo_core.executors import make_executor
 
         try:

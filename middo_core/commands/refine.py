@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
         keep_truncated: bool = typer.Option(False, "--keep-truncated",
                                             help="Keep answers cut at the token limit (default: failed)"),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable report"),
+        background: bool = typer.Option(False, "--background", help="Run as a background job"),
         api_key_file: Path | None = typer.Option(
             None, "--api-key-file", help="File holding the endpoint's API key (instead of "
             "OPENAI_API_KEY; same as OPENAI_API_KEY_FILE). The key is never stored"),
@@ -67,6 +68,17 @@ def register(app: typer.Typer) -> None:
             flagged = flagged_sets(ws, it, chosen)
         except Exception as exc:  # noqa: BLE001 - no signals / selection: one clear sentence
             fail(f"no flagged samples for iteration {it}: {exc}")
+        if background:
+            if dry_run or max_new_tokens is not None:
+                fail("--background takes neither --dry-run nor --max-new-tokens "
+                     "(set refine.max_new_tokens in middo.yaml)")
+            from middo_core.commands.train import _start_background
+
+            _start_background(ws, "refine", it, {
+                "axes": chosen, "backend": backend, "model": model, "variant": variant,
+                "retry_failed": retry_failed, "limit": limit, "lenient": lenient,
+                "keep_truncated": keep_truncated or None, "flagged": flagged}, as_json)
+            return
         options = RefineOptions(template_variant=variant, lenient_marker=lenient,  # type: ignore[arg-type]
                                 keep_truncated=keep_truncated or None,
                                 rewrite_max_tokens=max_new_tokens, response_max_tokens=max_new_tokens)

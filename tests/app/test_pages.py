@@ -174,3 +174,29 @@ def test_tables_show_a_dash_for_missing_values_never_none(studio_ws):
     write_signals(ws, 0, [s.id for s in samples])
     at = open_app(ws.root, "data")
     assert shown_table(at.dataframe[0])["loss_pre"].str.fullmatch(r"\d+\.\d\d").all()
+
+
+def test_a_large_import_runs_in_the_background_and_shows_its_report(studio_ws, tmp_path,
+                                                                     monkeypatch):
+    import time
+
+    ws, _ = studio_ws
+    monkeypatch.setenv("MIDDO_BACKGROUND_IMPORT_BYTES", "0")  # every file counts as large
+    at = open_app(ws.root, "data")
+    data = tmp_path / "big.jsonl"
+    data.write_text("\n".join(json.dumps({"instruction": f"Bg {i}", "output": f"Out {i}"})
+                              for i in range(40)))
+    at.radio(key="import_source").set_value("A file on this machine").run()
+    at.text_input(key="import_path").set_value(str(data)).run()
+    next(b for b in at.button if b.label == "Import this file").click().run()
+    assert not at.exception
+    from middo_core.jobs import job_status, list_jobs
+
+    run = next(r for r in list_jobs(ws) if r["kind"] == "import")
+    deadline = time.monotonic() + 120
+    while job_status(ws, run["id"])["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, "the import job did not finish"
+        time.sleep(0.2)
+    at.run()
+    assert not at.exception
+    assert "Imported 40 samples into D(0)" in texts(at)

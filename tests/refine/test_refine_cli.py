@@ -78,3 +78,25 @@ def test_background_job_kind_runs_the_stored_selection(refine_ws, loopback, api_
     except ModuleNotFoundError:
         return
     assert get_job_kind("refine") is refine_job
+
+
+def test_background_refine_from_the_cli_reaches_the_endpoint_without_storing_the_key(
+        refine_ws, loopback, api_key):
+    import time
+
+    from middo_core.jobs import job_status
+
+    _select(refine_ws, {"complexity": refine_ws.ids[:2], "quality": [], "diversity": []})
+    started = runner.invoke(app, ["refine", str(refine_ws.root), "--iteration", "1", "--backend",
+                                  "openai", "--model", "loopback-model", "--background", "--json"])
+    assert started.exit_code == 0, started.output
+    run_id = json.loads(started.stdout)["run_id"]
+    deadline = time.monotonic() + 120
+    while (status := job_status(refine_ws, run_id))["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, "the refine job did not finish"
+        time.sleep(0.2)
+    assert status["status"] == "done", status["log_tail"]
+    assert status["result"]["created"] == {"complexity": 2} and loopback.count == 4
+    with refine_ws.store.read() as con:
+        args = con.execute("SELECT args FROM runs WHERE id = ?", [run_id]).fetchall()[0][0]
+    assert api_key not in args  # the worker read the key from its environment
