@@ -19,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.docs import DOCS, replace_section
+
 REPO = Path(__file__).resolve().parents[1]
-DOCS = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## Import and export"
 WORDS = ["the", "model", "learns", "from", "data", "that", "is", "clear", "complete", "and",
          "accurate", "so", "every", "sample", "should", "answer", "its", "instruction", "with",
@@ -133,16 +134,7 @@ def write_docs(rows: list[dict], n: int) -> None:
             "group, at a time), yet RSS grows by about 3 KB per imported record: DuckDB keeps the "
             "open transaction's rows and key index in memory until the single commit that makes "
             "the import all or nothing.\n")
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[nxt + 1:] if nxt != -1 else "")
-        text = text.replace(body + "## ", body + "\n## ")
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text, encoding="utf-8")
+    replace_section(SECTION, body)
 
 
 def main() -> None:

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.bench_import import _export_job, _import_job, _in_child, synthetic_records
+from benchmarks.docs import DOCS, replace_section
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## Load (100k samples)"
 M_GRID = [(1.0, -1.5, -1.5), (0.5, -1.0, -1.0), (1.5, -2.0, -2.0), (0.0, 0.0, 0.0), (2.0, -0.5, -2.5)]
 
@@ -186,14 +186,7 @@ def write_docs(rows: list[dict], n: int, small: int) -> None:
             "100k (well under 1 GB); at millions of samples both would want batching. select() "
             "works on arrays loaded once per selection screen, so moving an m costs milliseconds "
             "at this size.\n")
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("\n" + text[nxt + 1:] if nxt != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    DOCS.write_text(text, encoding="utf-8")
+    replace_section(SECTION, body)
 
 
 def main() -> None:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-DOCS = REPO / "docs" / "BENCHMARKS.md"
+from benchmarks.docs import replace_section
+
 SECTION = "## Vector cache (embeddings)"
 LOSS_KEY, EMB_KEY = "loss0000000000000", "emb00000000000000"
 TARGET = (1_000_000, 4096)
@@ -168,14 +168,7 @@ def write_docs(rows: list[dict], n: int, dim: int, checkpoint: int) -> None:
             f"lookup takes {new['loss_read_s']:.2f} s instead of {old['loss_read_s']:.2f} s. The "
             "vector cache write includes compaction (every vector is rewritten at most twice: 32 "
             "checkpoint shards -> one, 32 of those -> one).\n")
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("\n" + text[nxt + 1:] if nxt != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    DOCS.write_text(text, encoding="utf-8")
+    replace_section(SECTION, body)
 
 
 def main() -> None:
