@@ -21,7 +21,6 @@ from pathlib import Path
 
 from benchmarks.docs import DOCS, replace_section
 
-REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Import and export"
 WORDS = ["the", "model", "learns", "from", "data", "that", "is", "clear", "complete", "and",
          "accurate", "so", "every", "sample", "should", "answer", "its", "instruction", "with",
