@@ -21,7 +21,8 @@ from middo_core.signals.encode import Encoded
 
 HEAD_ROWS = 2048  # response positions per LM-head chunk on a GPU (bounds the logits buffer)
 CPU_HEAD_ROWS = 64  # on a CPU a chunk's float32 logits stay in cache (see _response_nll)
-MAX_PADDING = 0.1  # a batch takes sequences at least 90% as long as its longest
+MAX_PADDING = 0.1  # on a CPU a batch takes sequences at least 90% as long as its longest
+# (on a GPU no cap: there fewer, larger batches win, as launches and not FLOPs set the pace)
 
 
 @dataclass
@@ -149,7 +150,8 @@ def run_pass(model, encoded: list[Encoded], *, want_loss: bool = True, want_embe
     """
     stats = PassStats()
     started = time.perf_counter()
-    batches = plan_batches(encoded, batch_tokens)
+    on_gpu = next(model.parameters()).device.type == "cuda"
+    batches = plan_batches(encoded, batch_tokens, max_padding=1.0 if on_gpu else MAX_PADDING)
     pending = PassOutput()
 
     def flush() -> None:
