@@ -9,10 +9,11 @@ import streamlit as st
 
 from app import resources, state
 from app.components.common import fmt_optional, render_error
+from app.components.jobs import render_job_panel, start_job_button
 from app.components.review_view import render_diff, render_sample_text, render_shortcuts
 from middo_core import review
 from middo_core.signals.thresholds import explain
-from middo_core.store.proposals import proposal_states
+from middo_core.store.proposals import failure_reasons, proposal_states
 from middo_core.store.views import sample_signals
 
 ACTOR = "studio"
@@ -35,6 +36,21 @@ if total == 0 and not counts:
 st.progress(decided / total if total else 1.0, text=f"{decided:,} of {total:,} decided")
 st.caption(" · ".join(f"{axis}: " + ", ".join(f"{n:,} {s}" for s, n in sorted(by.items()))
                       for axis, by in sorted(counts.items())))
+
+failed_total = sum(by.get("failed", 0) for by in counts.values())
+if failed_total:
+    with st.expander(f"{failed_total:,} proposal(s) failed: why, and asking again", expanded=False):
+        with ctx.ws.store.read() as con:
+            reasons = failure_reasons(con, it)
+        st.dataframe(pd.DataFrame({"reason": [r or "-" for r in reasons], "proposals": list(reasons.values())}),
+                     hide_index=True, width="stretch", height=min(36 * (len(reasons) + 1) + 4, 320))
+        if any("token limit" in (r or "") for r in reasons):
+            st.caption("Answers cut at the token limit: raise refine.max_new_tokens in middo.yaml "
+                       "(or set refine.keep_truncated to keep them), then ask again.")
+        if not render_job_panel(ctx, ("refine",), key="retry_job"):
+            start_job_button(ctx, "refine", "Ask again for the failed ones", args={"retry_failed": True},
+                             key="retry_failed",
+                             help="One more LLM call per failed proposal; the stored selection decides which samples")
 
 FOCUS = "review_focus"  # a proposal to show first (set by the Map page's "Review its proposal")
 focus = st.session_state.pop(FOCUS, None)

@@ -200,3 +200,25 @@ def test_a_large_import_runs_in_the_background_and_shows_its_report(studio_ws, t
     at.run()
     assert not at.exception
     assert "Imported 40 samples into D(0)" in texts(at)
+
+
+def test_review_lists_why_proposals_failed_and_offers_to_ask_again(studio_ws):
+    from middo_core.store.proposals import put_proposals
+
+    ws, samples = studio_ws
+    write_proposals(ws, samples)
+    with ws.store.write() as con:
+        put_proposals(con, [{"id": f"fail-{i}", "iteration": 0, "axis": "quality",
+                             "source_id": samples[20 + i].id, "instruction": "", "input": "",
+                             "output": "", "status": "failed",
+                             "reason": "response cut at the token limit (128 tokens): raise "
+                                       "refine.max_new_tokens, or keep such answers with --keep-truncated"}
+                            for i in range(3)])
+    at = open_app(ws.root, "review")
+    label = next(e.label for e in at.expander if "failed" in e.label)
+    assert label.startswith("3 proposal(s) failed")
+    table = next(d.value for d in at.dataframe if "reason" in d.value.columns)
+    assert table.iloc[0]["proposals"] == 3 and "token limit" in table.iloc[0]["reason"]
+    assert "raise refine.max_new_tokens" in texts(at)
+    assert any(b.label == "Ask again for the failed ones" for b in at.button)
+    assert "4 proposals" in texts(at) or "of 4 decided" in texts(at)  # failed ones are not in the queue count
