@@ -20,6 +20,7 @@ INSERT_BATCH = 10_000
 PROGRESS_EVERY = 2_000
 MAX_KEPT_DUPLICATES = 10_000
 REPORTS_DIR = "import_reports"
+IMPORT_MEMORY_LIMIT = "512MB"  # DuckDB's memory during the import's commit (it spills beyond)
 
 
 def import_file(ws: Workspace, path: str | Path, format: str | None = None,
@@ -120,7 +121,9 @@ def import_file(ws: Workspace, path: str | Path, format: str | None = None,
         flush()
         writer.close()
         writer = None
-        with ws.store.write() as con:
+        # one transaction keeps the import all or nothing; a memory cap makes DuckDB spill its
+        # rows to disk instead of holding millions of them in memory until the commit
+        with ws.store.write(memory_limit=IMPORT_MEMORY_LIMIT) as con:
             rep.n_imported = insert_samples_from_parquet(con, str(stage_file), iteration, split)
         rep.n_already_present = rep.n_valid - rep.n_duplicates - rep.n_imported
     finally:

@@ -8,6 +8,7 @@ surfacing "database is locked" to the user.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,20 +51,25 @@ class Store:
                 delay = min(delay * 2, 0.5)
 
     @contextmanager
-    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def read(self, memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         # Read-write open even for reads: DuckDB refuses read-only opens while another
         # process holds the file, and mixing modes in one process is an error.
         con = self._open(read_only=False)
         try:
+            _limit_memory(con, memory_limit)
             yield con
         finally:
             con.close()
 
     @contextmanager
-    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A transaction: everything inside commits together or not at all."""
+    def write(self, memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A transaction: everything inside commits together or not at all.
+
+        `memory_limit` ("512MB"): DuckDB spills to its temporary folder beyond it instead of
+        holding a large transaction's rows in memory (an import of millions of records)."""
         con = self._open(read_only=False)
         try:
+            _limit_memory(con, memory_limit)
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
@@ -80,6 +86,17 @@ class Store:
             return migrate(con)
         finally:
             con.close()
+
+
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$")
+
+
+def _limit_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> None:
+    if limit is None:
+        return
+    if not _MEMORY.match(limit):
+        raise ValueError(f"memory limit {limit!r}: write it like '512MB' or '2GB'")
+    con.execute(f"SET memory_limit = '{limit}'")
 
 
 @contextmanager
