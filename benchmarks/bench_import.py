@@ -130,9 +130,10 @@ def write_docs(rows: list[dict], n: int) -> None:
             "Python, pandas, pyarrow and DuckDB).\n\n" + table(rows) + "\n\n"
             "Wall seconds depend on the machine's load (see the load average above); CPU seconds "
             "are the process's own work. The file is streamed (one record, or one Parquet row "
-            "group, at a time), yet RSS grows by about 3 KB per imported record: DuckDB keeps the "
-            "open transaction's rows and key index in memory until the single commit that makes "
-            "the import all or nothing.\n")
+            "group, at a time), yet RSS grows by about 3 KB per imported record up to DuckDB's 512 MB "
+            "cap for the import's one transaction (it keeps the rows and key index of the open "
+            "transaction in memory until the commit that makes the import all or nothing, and "
+            "spills to disk beyond the cap).\n")
     replace_section(SECTION, body)
 
 
