@@ -47,6 +47,9 @@ def register(app: typer.Typer) -> None:
         actors: int | None = typer.Option(None, help="Ray: model replicas (default: one per GPU, else one per CPU)"),
         background: bool = typer.Option(False, "--background",
                                         help="Run as a background job (local executor)"),
+        faithful: bool = typer.Option(False, "--faithful",
+                                      help="The paper's judge prompt layout (rubric first, every "
+                                           "prompt fed in full) for this run; default: signals.faithful"),
     ) -> None:
         """Compute complexity, diversity and quality for every sample (cached; Ctrl-C, then rerun, resumes)."""
         from middo_core.diagnose import DiagnoseError
@@ -68,9 +71,11 @@ def register(app: typer.Typer) -> None:
                 fail("--background runs the local executor; drop --executor ray")
             from middo_core.commands.train import _start_background
 
-            _start_background(ws, "diagnose", it, {"post_model": model, "signals": list(chosen)},
-                              as_json)
+            _start_background(ws, "diagnose", it, {"post_model": model, "signals": list(chosen),
+                                                    "faithful": faithful or None}, as_json)
             return
+        if faithful:  # this run only; middo.yaml is not changed
+            ws.config.signals.faithful = True
         from middo_core.executors import make_executor
 
         try:

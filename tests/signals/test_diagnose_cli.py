@@ -90,3 +90,16 @@ def test_quality_is_judged_by_the_post_model_and_cached(workspace_factory, tiny_
     assert frame["quality"].between(0, 10).all()
     again = diagnose(ws, 0, signals=("quality",))
     assert again.computed["quality"] == 0 and again.tokens["quality"] == 0
+
+
+def test_faithful_flag_uses_the_paper_layout_for_this_run_only(ws):
+    shared = runner.invoke(app, ["diagnose", str(ws.root), "--signals", "quality", "--json"])
+    assert shared.exit_code == 0, shared.output
+    faithful = runner.invoke(app, ["diagnose", str(ws.root), "--signals", "quality", "--faithful",
+                                   "--json"])
+    assert faithful.exit_code == 0, faithful.output
+    a, b = json.loads(shared.stdout), json.loads(faithful.stdout)
+    assert a["quality"]["faithful"] is False and b["quality"]["faithful"] is True
+    assert b["computed"]["quality"] == 30  # another layout, another cache entry: computed again
+    assert b["tokens"]["quality"] > 2 * a["tokens"]["quality"]  # every prompt fed in full
+    assert "faithful: true" not in (ws.root / "middo.yaml").read_text()  # middo.yaml unchanged
