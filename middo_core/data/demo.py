@@ -18,6 +18,7 @@ from typing import Any
 from middo_core.config import WorkspaceConfig
 from middo_core.data.demo_tables import RARE_TOPICS
 from middo_core.data.demo_tasks import FAMILIES, Task
+from middo_core.files import write_text_atomic
 from middo_core.sample import Sample
 from middo_core.store.samples import add_members, insert_samples, samples_frame, set_members
 from middo_core.workspace import Workspace, init_workspace
@@ -94,7 +95,7 @@ def create_demo_workspace(root: str | Path, size: int = DEFAULT_SIZE, seed: int 
     _write_json(ws.artifacts / LABELS_FILE, demo["labels"])
     lines = [json.dumps({"id": s.id, "family": t.family, "prompt": s.prompt, "answer": t.answer},
                         ensure_ascii=False) for s, t in demo["heldout"]]
-    _write_text(ws.artifacts / EVAL_FILE, "\n".join(lines) + "\n")
+    write_text_atomic(ws.artifacts / EVAL_FILE, "\n".join(lines) + "\n")
     return ws
 
 
@@ -201,10 +202,6 @@ def _plant(rng: random.Random, task: Task, kind: str, tasks: list[Task]) -> Samp
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    _write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -13,6 +13,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from middo_core.files import write_text_atomic
 from middo_core.progress import Cancelled, Progress
 from middo_core.workspace import Workspace
 
@@ -30,10 +31,7 @@ def run_dir(ws: Workspace, run_id: str) -> Path:
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write to a temporary file and rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, default=str))
 
 
 def read_json(path: Path) -> Any | None:

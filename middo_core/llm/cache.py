@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
+from middo_core.files import remove_stale
 from middo_core.llm.base import ChatRequest, ChatResult
 
 TMP_PREFIX = ".tmp-"
@@ -29,15 +29,7 @@ class LLMCache:
         """Remove temp files that killed writers left behind; returns how many."""
         if not self.root.is_dir():
             return 0
-        cutoff, removed = time.time() - older_than_s, 0
-        for tmp in self.root.glob(f"*/{TMP_PREFIX}*"):
-            try:
-                if tmp.stat().st_mtime < cutoff:
-                    tmp.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                pass  # another process swept it first
-        return removed
+        return remove_stale(self.root.glob(f"*/{TMP_PREFIX}*"), older_than_s)
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"

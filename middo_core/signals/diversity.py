@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from middo_core.files import write_text_atomic
 from middo_core.knn import KnnResult, knn_search, normalize
 from middo_core.progress import ProgressFn
 from middo_core.signals.base import SIGNALS, Signal
@@ -61,18 +62,12 @@ def save_embeddings(ws: Workspace, iteration: int, ids: list[str], matrix: np.nd
     stem = folder / f"iter_{iteration}"
     tmp_npy = folder / f".iter_{iteration}.tmp.npy"
     np.save(tmp_npy, unit)
-    _write_text(folder / f"iter_{iteration}_ids.json", json.dumps(list(ids)))
-    _write_text(folder / f"iter_{iteration}.json",
+    write_text_atomic(folder / f"iter_{iteration}_ids.json", json.dumps(list(ids)))
+    write_text_atomic(folder / f"iter_{iteration}.json",
                 json.dumps({**meta, "n": len(ids), "dim": int(unit.shape[1]) if unit.ndim == 2 else 0},
                            indent=2))
     os.replace(tmp_npy, stem.with_suffix(".npy"))  # the matrix last: readers check it exists
     return stem.with_suffix(".npy")
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def load_embeddings(ws: Workspace, iteration: int) -> tuple[list[str], np.ndarray]:

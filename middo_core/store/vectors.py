@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from middo_core.files import remove_stale
+
 if TYPE_CHECKING:
     from middo_core.store.db import Store
     from middo_core.workspace import Workspace
@@ -246,16 +248,7 @@ class VectorCache:
         """Remove temporary files older than `max_age_s` (left by a killed writer)."""
         if not self.folder.is_dir():
             return 0
-        removed = 0
-        cutoff = time.time() - max_age_s
-        for path in self.folder.glob(f"{_TEMP_PREFIX}*"):
-            try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                pass
-        return removed
+        return remove_stale(self.folder.glob(f"{_TEMP_PREFIX}*"), max_age_s)
 
     def nbytes(self) -> int:
         return sum(s.path.stat().st_size for s in self.shards())
