@@ -53,3 +53,16 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressFn]:
             bar.update(tasks[event.stage], completed=event.done, total=max(event.total, 1))
 
         yield update
+
+
+def start_background(ws: Workspace, kind: str, iteration: int, args: dict[str, Any],
+                     as_json: bool) -> None:
+    """Start `kind` as a background job and say how to follow and stop it (or print its id)."""
+    from middo_core.jobs import start_job
+
+    run_id = start_job(ws, kind, iteration, args)
+    if as_json:
+        emit_json({"run_id": run_id})
+        return
+    console.print(f"Started {kind} job [bold]{run_id}[/bold] for iteration {iteration}. "
+                  f"Follow it with `middo runs {ws.root}`; stop it with `middo cancel {ws.root} {run_id}`.")

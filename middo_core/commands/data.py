@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from middo_core.commands.common import console, emit_json, fail, progress_bar, workspace
+from middo_core.commands.common import (
+    console,
+    emit_json,
+    fail,
+    progress_bar,
+    start_background,
+    workspace,
+)
 from middo_core.data import EXPORT_FORMATS, FORMATS, DataImportError, ExportError, RowError
 from middo_core.data import export_dataset as _export_dataset
 from middo_core.data import import_file as _import_file
@@ -54,9 +61,7 @@ def register(app: typer.Typer) -> None:
             fail(f"unknown --split {split!r} (expected train or heldout)")
         ws = workspace(directory)
         if background:
-            from middo_core.commands.train import _start_background
-
-            _start_background(ws, "import", iteration, {"path": str(file.resolve()), "format": format,
+            start_background(ws, "import", iteration, {"path": str(file.resolve()), "format": format,
                                                         "skip_invalid": skip_invalid, "split": split},
                               as_json)
             return

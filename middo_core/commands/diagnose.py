@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from middo_core.commands.common import console, emit_json, fail, progress_bar, workspace
+from middo_core.commands.common import (
+    console,
+    emit_json,
+    fail,
+    progress_bar,
+    start_background,
+    workspace,
+)
 from middo_core.progress import Cancelled
 from middo_core.workspace import Workspace
 
@@ -69,9 +76,7 @@ def register(app: typer.Typer) -> None:
         if background:
             if executor != "local":
                 fail("--background runs the local executor; drop --executor ray")
-            from middo_core.commands.train import _start_background
-
-            _start_background(ws, "diagnose", it, {"post_model": model, "signals": list(chosen),
+            start_background(ws, "diagnose", it, {"post_model": model, "signals": list(chosen),
                                                     "faithful": faithful or None}, as_json)
             return
         if faithful:  # this run only; middo.yaml is not changed

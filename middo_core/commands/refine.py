@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 
-from middo_core.commands.common import console, emit_json, fail, progress_bar, workspace
+from middo_core.commands.common import (
+    console,
+    emit_json,
+    fail,
+    progress_bar,
+    start_background,
+    workspace,
+)
 from middo_core.progress import Cancelled
 from middo_core.workspace import Workspace
 
@@ -72,9 +79,7 @@ def register(app: typer.Typer) -> None:
             if dry_run or max_new_tokens is not None:
                 fail("--background takes neither --dry-run nor --max-new-tokens "
                      "(set refine.max_new_tokens in middo.yaml)")
-            from middo_core.commands.train import _start_background
-
-            _start_background(ws, "refine", it, {
+            start_background(ws, "refine", it, {
                 "axes": chosen, "backend": backend, "model": model, "variant": variant,
                 "retry_failed": retry_failed, "limit": limit, "lenient": lenient,
                 "keep_truncated": keep_truncated or None, "flagged": flagged}, as_json)

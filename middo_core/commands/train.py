@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from middo_core.commands.common import console, emit_json, fail, workspace
+from middo_core.commands.common import console, emit_json, fail, start_background, workspace
 from middo_core.progress import Cancelled, Progress, ProgressFn
 from middo_core.workspace import Workspace
 
@@ -59,18 +59,6 @@ def _step_bar(enabled: bool) -> Iterator[ProgressFn]:
         yield update
 
 
-def _start_background(ws: Workspace, kind: str, iteration: int, args: dict[str, Any],
-                      as_json: bool) -> None:
-    from middo_core.jobs import start_job
-
-    run_id = start_job(ws, kind, iteration, args)
-    if as_json:
-        emit_json({"run_id": run_id})
-        return
-    console.print(f"Started {kind} job [bold]{run_id}[/bold] for iteration {iteration}. "
-                  f"Follow it with `middo runs {ws.root}`; stop it with `middo cancel {ws.root} {run_id}`.")
-
-
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
@@ -101,7 +89,7 @@ def register(app: typer.Typer) -> None:
         except PlanError as exc:
             fail(str(exc))
         if background:
-            _start_background(ws, "train", it, {"overrides": overrides, "preset": preset,
+            start_background(ws, "train", it, {"overrides": overrides, "preset": preset,
                                                 "resume": not restart}, as_json)
             return
         started = time.monotonic()
@@ -148,7 +136,7 @@ def register(app: typer.Typer) -> None:
         if unknown:
             fail(f"unknown evaluator {', '.join(unknown)} (choose from {', '.join(EVALUATORS.names())})")
         if background:
-            _start_background(ws, "evaluate", it, {"suite": names, "model": model}, as_json)
+            start_background(ws, "evaluate", it, {"suite": names, "model": model}, as_json)
             return
         try:
             with _step_bar(not as_json) as bar:

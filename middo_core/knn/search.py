@@ -9,6 +9,7 @@ import numpy as np
 
 from middo_core.knn import faiss_backend
 from middo_core.knn.exact import exact_topk
+from middo_core.models.loader import pick_device
 from middo_core.progress import ProgressFn, report
 
 Backend = Literal["auto", "torch", "faiss", "faiss-ivf"]
@@ -45,7 +46,7 @@ def knn_search(emb: np.ndarray, k: int, block: int = 4096, backend: Backend = "a
     """
     unit = normalize(emb)
     n = unit.shape[0]
-    device = _pick_device(device)
+    device = pick_device(device)
     if backend == "auto":
         if device.startswith("cuda") or not faiss_backend.available():
             backend = "torch"
@@ -60,14 +61,6 @@ def knn_search(emb: np.ndarray, k: int, block: int = 4096, backend: Backend = "a
     if backend == "faiss-ivf":
         return _approximate(unit, k, min_recall, seed, progress)
     raise ValueError(f"unknown kNN backend {backend!r} (use auto, torch, faiss or faiss-ivf)")
-
-
-def _pick_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _approximate(unit: np.ndarray, k: int, min_recall: float, seed: int,

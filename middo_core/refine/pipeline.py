@@ -125,7 +125,8 @@ class Runner:
         if not parsed.ok:
             return {**row, "status": "failed", "reason": parsed.reason}
         row["instruction"], row["input"] = parsed.text, ""
-        reply = await _call(client, self.response_request(parsed.text, job.attempt))
+        reply_request = self.response_request(parsed.text, job.attempt)
+        reply = await _call(client, reply_request)
         if not isinstance(reply, ChatResult):
             return None if reply is None else {**row, "status": "failed",
                                                "reason": f"response call failed: {reply}"}
@@ -133,7 +134,7 @@ class Runner:
         row["usage"]["response"] = _usage(reply, client)
         row["usage"]["cost_usd"] = sum(u.get("cost_usd", 0.0) for u in
                                        (row["usage"]["rewrite"], row["usage"]["response"]))
-        if cut := self._cut(reply, self.response_request(parsed.text, job.attempt), "response"):
+        if cut := self._cut(reply, reply_request, "response"):
             return {**row, "status": "failed", "reason": cut}
         response = parse_response(reply.text, self.opts.max_response_chars)
         if not response.ok:
