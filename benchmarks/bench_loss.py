@@ -5,8 +5,10 @@
 Samples: real Alpaca records from ../shared/data/alpaca_en_demo.json (chat format, max_len 1024).
 Roofline: torch bf16 GEMM GFLOP/s measured in the same run at the model's own shapes (tokens per
 batch x hidden x intermediate). Model FLOPs = 2 x (parameters without the LM head) x tokens +
-2 x (LM-head parameters) x response tokens; attention's sequence-length term is not counted.
-Baseline: a plain transformers loop, one sample at a time, model(input_ids, labels=masked).
+2 x (LM-head parameters) x response tokens + causal attention's two products (q k^T and p v:
+2 x layers x heads x head size x S(S+1) per sequence of S tokens; printed apart too).
+Baseline: a plain transformers loop with its stock SDPA attention, one sample at a time,
+model(input_ids, labels=masked).
 A second, shape-aware roofline: every linear layer's matrix product timed alone at the pass's rows
 per batch, summed over the model (the pass's floor on this machine), against the pass's time.
 """
@@ -101,7 +103,9 @@ def main() -> None:
     cfg = model.config
     tokens = sum(len(e.ids) for e in encoded)
     resp = sum(e.response_len for e in encoded)
-    flops = 2 * body * tokens + 2 * head * resp
+    width = cfg.num_attention_heads * (getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+    attn_flops = 2 * cfg.num_hidden_layers * width * sum(len(e.ids) * (len(e.ids) + 1) for e in encoded)
+    flops = 2 * body * tokens + 2 * head * resp + attn_flops
 
     # warm up, then the measured pass (results kept for the agreement check)
     run_pass(model, encoded[:8], want_embedding=True, batch_tokens=args.batch_tokens)
@@ -114,6 +118,8 @@ def main() -> None:
     floor = model_gemm_seconds(model, stats.padded_tokens // max(stats.batches, 1), tokens, resp,
                                args.device)
 
+    attention = model.config._attn_implementation
+    model.set_attn_implementation("sdpa")  # the baseline is stock transformers
     ref = {}
     with torch.inference_mode():
         model(torch.tensor([encoded[0].ids], device=args.device))
@@ -131,6 +137,8 @@ def main() -> None:
     achieved = flops / ours / 1e9
     print(f"{len(encoded)} samples, {tokens:,} tokens ({resp:,} response), padded {stats.padded_tokens:,}, "
           f"{stats.batches} batches; model {params / 1e6:.1f}M parameters ({head / 1e6:.1f}M LM head)")
+    print(f"model FLOPs {flops / 1e12:.2f} T, of which attention's products {attn_flops / 1e12:.2f} T; "
+          f"attention: {attention} in the pass, sdpa in the loop")
     print("| measure | value |")
     print("|---|---:|")
     print(f"| bf16 GEMM roofline ({args.batch_tokens // 2}x{cfg.hidden_size}x{cfg.intermediate_size}) | {roof:.0f} GFLOP/s |")

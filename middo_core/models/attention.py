@@ -1,0 +1,128 @@
+"""Attention for bf16 inference on a CPU, written as the bf16 matrix products the CPU runs fastest.
+
+On this kind of machine (AVX-512 BF16) a bf16 matrix product runs at ~900 GFLOP/s on two cores,
+while `scaled_dot_product_attention`'s CPU kernel computes its tiles in float32 and reaches
+60-120 GFLOP/s. Here attention is q @ k^T and p @ v in bf16 (float32 accumulation inside the
+product), the softmax in float32 inside the kernel with a bf16 result, in query blocks so the
+score tile stays in cache and causal blocks skip the keys after them: 1.7-2.7x faster than SDPA
+at the shapes of a diagnosis, with errors of the same order (bf16 probabilities).
+
+Grouped-query heads share their key/value head: the query heads of one group are stacked as rows
+of one product instead of copying keys and values per head (`repeat_kv`).
+
+It only takes the cases it is faster for: CPU, bf16 or fp16, no gradient, no dropout, more than
+one query position, and either no mask (causal self-attention over the whole sequence) or a 4-D
+boolean mask. Anything else
+(training, sliding windows, attention sinks, soft-capping, a GPU) goes to transformers' SDPA path.
+`use_gemm_attention(model)` switches a loaded model to it; the mask construction stays SDPA's.
+
+Precision: the scores q k^T are rounded to bf16 before the softmax (SDPA keeps them in float32).
+Against a float32 run of SmolLM2-135M on Alpaca the mean absolute error of a sample's loss is
+0.0075 (SDPA: 0.0053) and the judge's ratings are as close as SDPA's (0.074 vs 0.073 on 0-10).
+MIDDO_ATTENTION=sdpa in the environment keeps transformers' SDPA everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+NAME = "middo_gemm"
+QUERY_BLOCK = 128  # query positions per tile: (rows x keys) bf16 scores stay in cache
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(NAME, gemm_attention_forward)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
+
+
+def use_gemm_attention(model: Any) -> bool:
+    """Switch a bf16/fp16 model on a CPU to this attention; True when switched."""
+    import os
+
+    import torch
+
+    if os.environ.get("MIDDO_ATTENTION", "auto").lower() == "sdpa":
+        return False
+    param = next(model.parameters())
+    if param.device.type != "cpu" or param.dtype not in (torch.bfloat16, torch.float16):
+        return False
+    if getattr(model.config, "_attn_implementation", None) not in ("sdpa", "eager", NAME):
+        return False  # a model with its own attention kernel keeps it
+    if not getattr(model, "_can_set_attn_implementation", lambda: False)():
+        return False
+    _register()
+    model.set_attn_implementation(NAME)
+    return model.config._attn_implementation == NAME
+
+
+_UNSUPPORTED = ("softcap", "sliding_window", "s_aux", "position_bias")
+
+
+def _fast_path_ok(module, query, attention_mask, dropout: float, kwargs: dict) -> bool:
+    import torch
+
+    if query.device.type != "cpu" or query.dtype not in (torch.bfloat16, torch.float16):
+        return False
+    if dropout or (torch.is_grad_enabled() and query.requires_grad):
+        return False
+    if any(kwargs.get(k) is not None for k in _UNSUPPORTED):
+        return False
+    if query.shape[2] == 1:  # one-token decoding: SDPA's own path is as fast
+        return False
+    if attention_mask is None:
+        return getattr(module, "is_causal", True)
+    return attention_mask.dtype == torch.bool and attention_mask.dim() == 4
+
+
+def gemm_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
+                           scaling: float | None = None, is_causal: bool | None = None,
+                           **kwargs):
+    """transformers' attention signature: query (B, H, Sq, D), key/value (B, KV, Sk, D);
+    returns ((B, Sq, H, D), None)."""
+    if is_causal is False or not _fast_path_ok(module, query, attention_mask, dropout, kwargs):
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, is_causal=is_causal, **kwargs)
+    if attention_mask is None and key.shape[2] != query.shape[2]:
+        # no mask with a longer key cache: SDPA's rule (crop the keys) is the reference
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, None, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    return grouped_attention(query, key, value, scale, attention_mask), None
+
+
+def grouped_attention(query, key, value, scale: float, mask=None, block: int = QUERY_BLOCK):
+    """Attention in query blocks. mask None: causal over equal-length query and keys; else a
+    boolean (B or 1, 1, Sq, Sk) mask, True = attend. Returns (B, Sq, H, D)."""
+    import torch
+
+    b, h, sq, d = query.shape
+    kv, sk = key.shape[1], key.shape[2]
+    rep = h // kv
+    # (B, KV, Sq, rep, D): a block of positions is one contiguous (positions x rep) row range
+    q = (query * scale).view(b, kv, rep, sq, d).transpose(2, 3).contiguous()
+    out = torch.empty_like(q)
+    kt = key.transpose(-1, -2)
+    low = torch.finfo(query.dtype).min  # not -inf: a row with no allowed key stays finite
+    for start in range(0, sq, block):
+        end = min(sq, start + block)
+        n = end - start
+        width = end if mask is None else sk  # causal: keys after the block are never read
+        rows = q[:, :, start:end].reshape(b, kv, n * rep, d)
+        scores = torch.matmul(rows, kt[..., :width])
+        if mask is None:
+            pos = torch.arange(start, end, device=query.device)
+            future = pos[None, :] > pos.repeat_interleave(rep)[:, None]
+            scores[..., start:end].masked_fill_(future, low)
+        else:
+            allowed = mask[:, :, start:end].repeat_interleave(rep, dim=2)
+            scores.masked_fill_(~allowed, low)
+        probs = torch.softmax(scores, dim=-1)
+        out[:, :, start:end] = torch.matmul(probs, value[..., :width, :]).view(b, kv, n, rep, d)
+    return out.permute(0, 2, 1, 3, 4).reshape(b, sq, h, d)
