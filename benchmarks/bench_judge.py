@@ -7,7 +7,7 @@ originals (label 1) and corrupted samples (label 0): responses swapped with anot
 samples; the table gives AUROC of "higher score = original" overall and per corruption, seconds
 per sample and tokens fed per sample. The judge runs on the packaged SmolLM2-135M-Instruct.
 
-    python -m benchmarks.bench_judge [--n 120] [--subset 12] [--model smollm2-135m]
+    python -m benchmarks.bench_judge [--n 120] [--subset 12] [--model smollm2-135m] [--pmi-only]
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def main() -> int:
     ap.add_argument("--subset", type=int, default=12, help="samples for the slow variants")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--tokens-only", action="store_true", help="only count the layouts' tokens")
+    ap.add_argument("--pmi-only", action="store_true", help="only the pmi rows and the length baseline")
     args = ap.parse_args()
     if not data_path().exists():
         print(f"skipped: {data_path()} not present")
@@ -135,6 +136,8 @@ def main() -> int:
     add("  its part log P(end of turn) alone", len(rows), frame["end_logprob"].tolist(), secs, cpu, tokens)
     add("negative conditional loss alone", len(rows), (-frame["loss_conditional"]).tolist(), secs, cpu, tokens)
     add("response length in words (baseline)", len(rows), [len(s.output.split()) for s, _, _ in rows], 0.0, 0.0, 0)
+    if args.pmi_only:
+        return 0
 
     try:
         from sentence_transformers import SentenceTransformer

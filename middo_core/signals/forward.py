@@ -33,10 +33,12 @@ class PassOutput:
     loss: list[float | None] = field(default_factory=list)  # mean NLL per response token
     n_response: list[int] = field(default_factory=list)
     embedding: list[np.ndarray] = field(default_factory=list)  # float32, only when asked for
+    last_nll: list[float | None] = field(default_factory=list)  # NLL of the last response token
 
     def extend(self, other: PassOutput) -> None:
         self.index += other.index
         self.loss += other.loss
+        self.last_nll += other.last_nll
         self.n_response += other.n_response
         self.embedding += other.embedding
 
@@ -104,7 +106,7 @@ def run_batch(model, encoded: list[Encoded], batch: list[int], want_loss: bool =
                 out.embedding.append(hidden[b, s:e].float().mean(0).cpu().numpy())
         scored = [b for b, i in enumerate(batch)
                   if want_loss and not encoded[i].empty_response and encoded[i].response_len > 0]
-        losses: dict[int, tuple[float, int]] = {}
+        losses: dict[int, tuple[float, int, float]] = {}
         if scored:
             # position t predicts token t+1: response tokens [P, L) are predicted from [P-1, L-1)
             rows = torch.cat([b * width + torch.arange(encoded[batch[b]].prompt_len - 1, lens[b] - 1)
@@ -114,11 +116,12 @@ def run_batch(model, encoded: list[Encoded], batch: list[int], want_loss: bool =
             targets = ids.reshape(-1)[rows + 1]
             nll = _response_nll(model, flat, rows, targets)
             for b, part in zip(scored, torch.split(nll, counts), strict=True):
-                losses[b] = (float(part.mean()), part.numel())
+                losses[b] = (float(part.mean()), part.numel(), float(part[-1]))
         for b, i in enumerate(batch):
-            loss, n = losses.get(b, (None, encoded[i].response_len))
+            loss, n, last = losses.get(b, (None, encoded[i].response_len, None))
             out.loss.append(loss)
             out.n_response.append(n)
+            out.last_nll.append(last)
     return out
 
 

@@ -121,9 +121,8 @@ class QualitySignal(Signal):
         if self.backend != "transformers":
             raise ValueError("mode 'pmi' needs the model's own losses: use backend 'transformers'")
         counter: dict = {}
-        scores = pmi_scores(
-            samples, model, tokenizer, self.prompt_format, self.max_len, self.batch_size, progress, counter
-        )
+        scores = pmi_scores(samples, model, tokenizer, self.prompt_format, self.max_len, progress,
+                            counter)
         return JudgeResult(
             ratings=scores["quality"].tolist(), tokens_fed=counter.get("tokens_fed", 0),
             forward_calls=counter.get("forward_calls", 0),

@@ -276,25 +276,32 @@ def test_pmi_mode_losses_match_a_plain_masked_loss(judge):
 
     import torch
 
-    from middo_core.signals.judge_pmi import _pair, end_token, pmi_scores
+    from middo_core.signals.encode import encode_all
+    from middo_core.signals.judge_pmi import pmi_scores
 
     model, tok = judge
-    frame = pmi_scores(SAMPLES, model, tok, batch_size=2)
+    frame = pmi_scores(SAMPLES, model, tok)
+    end_marker = tok.convert_tokens_to_ids("<|im_end|>")
     for sample in SAMPLES:
         row = frame.loc[sample.id]
-        for user, column in ((sample.prompt, "loss_conditional"), ("", "loss_unconditional")):
-            ids, n_prompt = _pair(tok, user, sample.output, "chat", 1024)
-            labels = torch.tensor([[-100] * n_prompt + ids[n_prompt:]])
+        bare = Sample(instruction="", output=sample.output)
+        for source, column in ((sample, "loss_conditional"), (bare, "loss_unconditional")):
+            enc = encode_all([source], tok, "chat", 1024)[0]
+            labels = torch.tensor([[-100] * enc.prompt_len + enc.ids[enc.prompt_len:]])
             with torch.no_grad():
-                out = model(torch.tensor([ids]), labels=labels)
+                out = model(torch.tensor([enc.ids]), labels=labels)
             assert row[column] == pytest.approx(float(out.loss), abs=1e-4)
+        enc = encode_all([sample], tok, "chat", 1024)[0]
+        assert enc.ids[-1] == end_marker  # the response ends with the turn's end marker
         with torch.no_grad():
-            last = model(torch.tensor([_pair(tok, sample.prompt, sample.output, "chat", 1024)[0]])).logits[0, -1]
-        assert row["end_logprob"] == pytest.approx(float(torch.log_softmax(last, -1)[end_token(tok, "chat")]), abs=1e-4)
+            before_end = model(torch.tensor([enc.ids])).logits[0, -2]
+        assert row["end_logprob"] == pytest.approx(float(torch.log_softmax(before_end, -1)[end_marker]), abs=1e-4)
         assert row["pmi"] == pytest.approx(row["loss_unconditional"] - row["loss_conditional"])
         relevance = min(max(1 - row["ifd"], 0), 1)
         assert row["quality"] == pytest.approx(10 * relevance * math.exp(row["end_logprob"]))
         assert math.isfinite(row["quality"])
+    empty = Sample(instruction="Say something.", output="")
+    assert pmi_scores([empty], model, tok).loc[empty.id, "quality"] == 0
 
     signal = QualitySignal(mode="pmi")
     out = signal.compute(SAMPLES, model, tok)
