@@ -130,7 +130,7 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
                    **knn.params}
         for col in ("diversity", "neighbours", "neighbour_sims"):
             columns[col] = frame[col].tolist()
-        path = save_embeddings(ws, iteration, ids, matrix, {
+        path = save_embeddings(ws, iteration, ids, post_res.embedding_key, matrix.shape[1], {
             "model": post, "fingerprint": post_res.fingerprint, "prompt_format": cfg.prompt_format,
             "max_len": cfg.max_len, "pooling": "mean of the last hidden layer over instruction+input"})
         out.embeddings_path = str(path)

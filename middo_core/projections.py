@@ -134,11 +134,11 @@ def load_projection(ws: Workspace, iteration: int, method: str = "umap", text_ch
 def embeddings_available(ws: Workspace, iteration: int) -> bool:
     """Whether the diversity diagnosis stored the embeddings a map of `iteration` is drawn from."""
     try:
-        from middo_core.signals.diversity import embeddings_dir
+        from middo_core.signals.diversity import embeddings_meta
     except ImportError:
         return False
-    folder = embeddings_dir(ws)
-    return (folder / f"iter_{iteration}.npy").exists() and (folder / f"iter_{iteration}_ids.json").exists()
+    ids = ws.artifacts / "embeddings" / f"iter_{iteration}_ids.json"
+    return embeddings_meta(ws, iteration) is not None and ids.exists()
 
 
 def projection_job(ws: Workspace, run_id: str, iteration: int | None, args: dict,

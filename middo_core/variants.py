@@ -11,8 +11,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from middo_core.signals.diversity import embeddings_meta
 from middo_core.store.iterations import get_iteration, get_metrics, put_metrics, upsert_iteration
 from middo_core.store.samples import SAMPLE_COLUMNS, dataset, insert_samples, set_members
+from middo_core.store.vectors import share_vectors
 from middo_core.workspace import Workspace, init_workspace, open_workspace
 
 ABLATIONS = {"loss": "complexity", "neighbour": "diversity", "score": "quality"}
@@ -86,3 +88,6 @@ def _copy_seed(parent: Workspace, child: Workspace) -> None:
         target = child.artifact_dir("embeddings")
         for f in emb.glob("iter_0*"):
             shutil.copy2(f, target / f.name)
+        key = (embeddings_meta(parent, 0) or {}).get("vectors")
+        if key:  # the vectors the record names, as hard links where the disk allows
+            share_vectors(parent, child, key)

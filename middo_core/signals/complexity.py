@@ -40,6 +40,7 @@ class ModelPassResult:
     computed: int = 0  # samples run through the model in this call (cache misses)
     stats: PassStats = field(default_factory=PassStats)
     fingerprint: str = ""
+    embedding_key: str = ""  # the vector cache key of these embeddings
 
 
 class ModelSource:
@@ -110,7 +111,7 @@ class ComplexitySignal(Signal):
         fingerprint = model_fingerprint(model_name)
         tokenizer = source.tokenizer(model_name)
         loss_key, emb_key = self.keys(fingerprint, tokenizer)
-        out = ModelPassResult(fingerprint=fingerprint)
+        out = ModelPassResult(fingerprint=fingerprint, embedding_key=emb_key)
         vectors = open_vectors(ws, emb_key)  # also moves an older workspace's embedding rows out
         with ws.store.read() as con:
             out.loss = get_cached(con, LOSS, loss_key, ids)

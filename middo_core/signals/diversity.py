@@ -2,15 +2,16 @@
 
 Embedding = the post model's last hidden layer, mean-pooled over the instruction and input tokens
 (computed in the loss pass, see forward.py). A low score marks a sparse sample; its neighbours
-are stored (nearest first) because the refiner shows them as examples. The embeddings of each
-iteration are kept as artifacts/embeddings/iter_{i}.npy with their ids and the model fingerprint,
-for the map page and the refiner.
+are stored (nearest first) because the refiner shows them as examples. Each iteration's
+diagnosis records which embeddings it used, for the map page: artifacts/embeddings/iter_{i}.json
+(the model, its fingerprint and the vector cache key) and iter_{i}_ids.json (the row order). The
+vectors themselves stay in the vector cache (middo_core.store.vectors): one copy, not two.
+Workspaces diagnosed before that kept a normalized copy, iter_{i}.npy, which is still read.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -54,29 +55,38 @@ def embeddings_dir(ws: Workspace) -> Path:
     return ws.artifact_dir("embeddings")
 
 
-def save_embeddings(ws: Workspace, iteration: int, ids: list[str], matrix: np.ndarray,
+def save_embeddings(ws: Workspace, iteration: int, ids: list[str], key: str, dim: int,
                     meta: dict) -> Path:
-    """Write iter_{i}.npy (L2-normalized float32), iter_{i}_ids.json and iter_{i}.json (meta)."""
+    """Record the embeddings of D(iteration)'s diagnosis: vector cache `key`, rows in `ids` order.
+    Returns the record's path (iter_{i}.json, written last: readers check it)."""
     folder = embeddings_dir(ws)
-    unit = normalize(matrix)
-    stem = folder / f"iter_{iteration}"
-    tmp_npy = folder / f".iter_{iteration}.tmp.npy"
-    np.save(tmp_npy, unit)
     write_text_atomic(folder / f"iter_{iteration}_ids.json", json.dumps(list(ids)))
-    write_text_atomic(folder / f"iter_{iteration}.json",
-                json.dumps({**meta, "n": len(ids), "dim": int(unit.shape[1]) if unit.ndim == 2 else 0},
-                           indent=2))
-    os.replace(tmp_npy, stem.with_suffix(".npy"))  # the matrix last: readers check it exists
-    return stem.with_suffix(".npy")
+    record = folder / f"iter_{iteration}.json"
+    write_text_atomic(record, json.dumps({**meta, "vectors": key, "n": len(ids), "dim": dim},
+                                         indent=2))
+    (folder / f"iter_{iteration}.npy").unlink(missing_ok=True)  # an older diagnosis's copy
+    return record
 
 
 def load_embeddings(ws: Workspace, iteration: int) -> tuple[list[str], np.ndarray]:
     """(ids, matrix) of the embeddings diagnosed for D(iteration); rows are L2-normalized."""
+    from middo_core.store.vectors import vector_cache
+
     folder = ws.artifacts / "embeddings"
-    npy, ids_file = folder / f"iter_{iteration}.npy", folder / f"iter_{iteration}_ids.json"
-    if not npy.exists() or not ids_file.exists():
-        raise FileNotFoundError(f"{npy}: no embeddings for iteration {iteration} (run middo diagnose)")
+    ids_file, meta = folder / f"iter_{iteration}_ids.json", embeddings_meta(ws, iteration)
+    if meta is None or not ids_file.exists():
+        raise FileNotFoundError(f"{folder / f'iter_{iteration}.json'}: no embeddings for "
+                                f"iteration {iteration} (run middo diagnose)")
     ids = json.loads(ids_file.read_text(encoding="utf-8"))
+    if meta.get("vectors"):
+        try:
+            return ids, normalize(vector_cache(ws, meta["vectors"]).matrix(ids))
+        except KeyError as exc:
+            raise FileNotFoundError(f"{exc.args[0]}: the embeddings of iteration {iteration} are "
+                                    "gone from the vector cache (run middo diagnose again)") from exc
+    npy = folder / f"iter_{iteration}.npy"  # a workspace diagnosed before the vector cache record
+    if not npy.exists():
+        raise FileNotFoundError(f"{npy}: no embeddings for iteration {iteration} (run middo diagnose)")
     matrix = np.load(npy, mmap_mode="r")
     if len(ids) != matrix.shape[0]:
         raise ValueError(f"{ids_file}: {len(ids)} ids for {matrix.shape[0]} rows in {npy.name}")

@@ -27,6 +27,7 @@ import base64
 import io
 import os
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -156,15 +157,35 @@ class VectorCache:
         want = set(ids)
         if not want:
             return {}
-        for attempt in range(_READ_RETRIES):
-            try:
-                arrays, index = self._index(want)
-                break
-            except FileNotFoundError:  # a compaction replaced a shard between listing and reading
-                if attempt == _READ_RETRIES - 1:
-                    raise
+        arrays, index = self._read_index(want)
         fields = [np.asarray(a["v"]) for a in arrays]  # plain views: np.memmap rows are slow
         return {sid: fields[k][row] for sid, (k, row) in index.items()}
+
+    def matrix(self, ids: Sequence[str]) -> np.ndarray:
+        """The vectors of `ids` stacked in that order (a new float32 array); KeyError naming the
+        first missing id when one has no vector."""
+        arrays, index = self._read_index(set(ids))
+        missing = [sid for sid in ids if sid not in index]
+        if missing:
+            raise KeyError(f"{self.folder}: no vector for {len(missing)} of {len(ids)} samples "
+                           f"(first: {missing[0]})")
+        if not len(ids):
+            return np.zeros((0, 0), dtype=np.float32)
+        where = np.array([index[sid] for sid in ids], dtype=np.int64)
+        out = np.empty((len(ids), arrays[0].dtype["v"].shape[0]), dtype=np.float32)
+        for k, arr in enumerate(arrays):
+            rows = np.flatnonzero(where[:, 0] == k)
+            if len(rows):
+                out[rows] = np.asarray(arr["v"])[where[rows, 1]]
+        return out
+
+    def _read_index(self, want: set[str]) -> tuple[list[np.ndarray], dict[str, tuple[int, int]]]:
+        for _ in range(_READ_RETRIES - 1):
+            try:
+                return self._index(want)
+            except FileNotFoundError:  # a compaction replaced a shard between listing and reading
+                continue
+        return self._index(want)
 
     def ids(self) -> set[str]:
         """Every sample id with a vector under this key."""
@@ -299,6 +320,24 @@ def open_vectors(ws: Workspace, key: str) -> VectorCache:
     """The cache of one embedding key, after moving any legacy rows out of the store."""
     move_legacy_embeddings(ws.store, vectors_root(ws))
     return vector_cache(ws, key)
+
+
+def share_vectors(source: Workspace, target: Workspace, key: str) -> int:
+    """Give `target` the shards of one key of `source` (hard links: shards are never modified,
+    only replaced; a copy across file systems). Returns the shards added."""
+    src, dst = vector_cache(source, key), vector_cache(target, key)
+    dst.folder.mkdir(parents=True, exist_ok=True)
+    added = 0
+    for shard in src.shards():
+        out = dst.folder / shard.path.name
+        if out.exists():
+            continue
+        try:
+            os.link(shard.path, out)
+        except OSError:
+            shutil.copy2(shard.path, out)
+        added += 1
+    return added
 
 
 def move_legacy_embeddings(store: Store, root: Path) -> int:

@@ -16,11 +16,13 @@ pytestmark = pytest.mark.slow  # each job is a fresh worker process (imports, th
 
 def save_clustered_embeddings(ws, ids: list[str], dim: int = 16, seed: int = 0) -> None:
     from middo_core.signals.diversity import save_embeddings
+    from middo_core.store.vectors import vector_cache
 
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(3, dim)) * 4
     matrix = centers[np.arange(len(ids)) % 3] + rng.normal(size=(len(ids), dim)) * 0.3
-    save_embeddings(ws, 0, ids, matrix.astype(np.float32), {"model": "test"})
+    vector_cache(ws, "test-key").put(ids, matrix.astype(np.float32))
+    save_embeddings(ws, 0, ids, "test-key", dim, {"model": "test"})
 
 
 def wait_final(ws, run_id: str, timeout: float = 120.0) -> dict:

@@ -95,3 +95,37 @@ def test_a_workspace_from_before_the_vector_cache_is_served_without_recomputing(
     after = _signals(ws)
     np.testing.assert_array_equal(after["diversity"], before["diversity"])
     assert after["neighbours"].tolist() == before["neighbours"].tolist()
+
+
+def test_the_map_reads_the_diagnosis_vectors_from_the_cache_with_no_second_copy(ws, tiny_model):
+    from middo_core.knn import normalize
+    from middo_core.signals.diversity import embeddings_meta
+    from middo_core.variants import create_variant
+
+    diagnose(ws, 0, signals=SIGNALS)
+    folder = ws.artifacts / "embeddings"
+    key = _emb_key(ws, tiny_model)
+    assert embeddings_meta(ws, 0)["vectors"] == key and not list(folder.glob("*.npy"))
+    ids, unit = load_embeddings(ws, 0)
+    assert ids == _signals(ws).index.tolist() or sorted(ids) == sorted(_signals(ws).index)
+    np.testing.assert_array_equal(unit, normalize(vector_cache(ws, key).matrix(ids)))
+    # an ablation variant starts from D(0)'s diagnosis: its map has the same vectors
+    child = create_variant(ws, random_control=True)
+    child_ids, child_unit = load_embeddings(child, 0)
+    assert child_ids == ids and np.array_equal(child_unit, unit)
+    # vectors gone from the cache: a clear error that says what to do, not a wrong map
+    shutil.rmtree(vector_cache(ws, key).folder)
+    with pytest.raises(FileNotFoundError, match="diagnose again"):
+        load_embeddings(ws, 0)
+
+
+def test_a_workspace_with_the_older_normalized_copy_still_maps(ws):
+    import json
+
+    folder = ws.artifact_dir("embeddings")
+    unit = np.eye(3, 4, dtype=np.float32)
+    np.save(folder / "iter_0.npy", unit)
+    (folder / "iter_0_ids.json").write_text(json.dumps(["a", "b", "c"]))
+    (folder / "iter_0.json").write_text(json.dumps({"model": "old", "n": 3, "dim": 4}))
+    ids, matrix = load_embeddings(ws, 0)
+    assert ids == ["a", "b", "c"] and np.array_equal(matrix, unit)
