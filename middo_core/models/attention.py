@@ -28,6 +28,7 @@ from typing import Any
 
 NAME = "middo_gemm"
 QUERY_BLOCK = 128  # query positions per tile: (rows x keys) bf16 scores stay in cache
+TILE_BYTES = 16 << 20  # at most this much of bf16 scores at once (split over the batch)
 
 
 def _register() -> None:
@@ -114,15 +115,21 @@ def grouped_attention(query, key, value, scale: float, mask=None, block: int = Q
         end = min(sq, start + block)
         n = end - start
         width = end if mask is None else sk  # causal: keys after the block are never read
-        rows = q[:, :, start:end].reshape(b, kv, n * rep, d)
-        scores = torch.matmul(rows, kt[..., :width])
         if mask is None:
             pos = torch.arange(start, end, device=query.device)
-            future = pos[None, :] > pos.repeat_interleave(rep)[:, None]
-            scores[..., start:end].masked_fill_(future, low)
-        else:
-            allowed = mask[:, :, start:end].repeat_interleave(rep, dim=2)
-            scores.masked_fill_(~allowed, low)
-        probs = torch.softmax(scores, dim=-1)
-        out[:, :, start:end] = torch.matmul(probs, value[..., :width, :]).view(b, kv, n, rep, d)
+            blocked = pos[None, :] > pos.repeat_interleave(rep)[:, None]
+        # sequences per tile: the bf16 score tile stays within TILE_BYTES (memory and cache)
+        step = max(1, TILE_BYTES // (kv * n * rep * width * query.element_size()))
+        for first in range(0, b, step):
+            last = min(b, first + step)
+            rows = q[first:last, :, start:end].reshape(last - first, kv, n * rep, d)
+            scores = torch.matmul(rows, kt[first:last, :, :, :width])
+            if mask is None:
+                scores[..., start:end].masked_fill_(blocked, low)
+            else:
+                part = mask[first:last] if mask.shape[0] > 1 else mask
+                scores.masked_fill_(~part[:, :, start:end].repeat_interleave(rep, dim=2), low)
+            probs = torch.softmax(scores, dim=-1)
+            out[first:last, :, start:end] = torch.matmul(
+                probs, value[first:last, :, :width]).view(last - first, kv, n, rep, d)
     return out.permute(0, 2, 1, 3, 4).reshape(b, sq, h, d)

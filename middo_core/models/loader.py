@@ -105,6 +105,40 @@ def load_tokenizer(name: str):
     return tok
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_CPU_HEAP_BYTES = 256 << 20
+_heap_tuned = False
+
+
+def keep_cpu_buffers_in_heap() -> bool:
+    """Let glibc serve tensor-sized allocations from its heap instead of fresh mmaps.
+
+    By default glibc gives allocations above an adaptive threshold (32 MB at most) mappings of
+    their own, unmapped on free, and hands the top of its heap back to the system once enough of
+    it is free; the activation tensors of a CPU forward pass then fault their pages in again and
+    again. On the loss pass that was a fifth of the time (11.4-12.2 s -> 9.6 s on 96 Alpaca
+    samples, SmolLM2-135M, 2 cores). A 256 MB mmap threshold and a trim threshold above it keep
+    freed buffers for reuse. Once per process, glibc only; True when set.
+    """
+    global _heap_tuned
+    if _heap_tuned:
+        return True
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    _heap_tuned = bool(mallopt(_M_MMAP_THRESHOLD, _CPU_HEAP_BYTES)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, 2 * _CPU_HEAP_BYTES))
+    return _heap_tuned
+
+
 def load_model(name: str, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
     """(model, tokenizer) in eval mode on `device`. dtype auto: bf16 (CPU and recent GPUs)."""
     import torch
@@ -118,6 +152,8 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto") -> tuple[An
     except OSError as exc:
         raise ModelError(f"cannot load model '{name}': {exc}") from exc
     model.to(dev).eval()
+    if str(dev) == "cpu":
+        keep_cpu_buffers_in_heap()
     use_gemm_attention(model)  # CPU bf16 inference: attention as bf16 matrix products
     return model, load_tokenizer(name)
 
