@@ -24,6 +24,8 @@ MIDDO_ATTENTION=sdpa in the environment keeps transformers' SDPA everywhere.
 
 from __future__ import annotations
 
+import functools
+import weakref
 from typing import Any
 
 NAME = "middo_gemm"
@@ -110,26 +112,60 @@ def grouped_attention(query, key, value, scale: float, mask=None, block: int = Q
     q = (query * scale).view(b, kv, rep, sq, d).transpose(2, 3).contiguous()
     out = torch.empty_like(q)
     kt = key.transpose(-1, -2)
-    low = torch.finfo(query.dtype).min  # not -inf: a row with no allowed key stays finite
+    bias = None if mask is None else _mask_bias(mask, query.dtype)
     for start in range(0, sq, block):
         end = min(sq, start + block)
         n = end - start
         width = end if mask is None else sk  # causal: keys after the block are never read
-        if mask is None:
-            pos = torch.arange(start, end, device=query.device)
-            blocked = pos[None, :] > pos.repeat_interleave(rep)[:, None]
         # sequences per tile: the bf16 score tile stays within TILE_BYTES (memory and cache)
         step = max(1, TILE_BYTES // (kv * n * rep * width * query.element_size()))
         for first in range(0, b, step):
             last = min(b, first + step)
             rows = q[first:last, :, start:end].reshape(last - first, kv, n * rep, d)
             scores = torch.matmul(rows, kt[first:last, :, :, :width])
-            if mask is None:
-                scores[..., start:end].masked_fill_(blocked, low)
+            # masks go in as additive bias (0 or the lowest value), broadcast over the rep
+            # heads: adding is ~15x faster than masked_fill with a boolean mask on a CPU
+            if bias is None:
+                diagonal = scores[..., start:end].view(last - first, kv, n, rep, n)
+                diagonal.add_(_causal_bias(n, query.dtype, query.device).view(1, 1, n, 1, n))
             else:
-                part = mask[first:last] if mask.shape[0] > 1 else mask
-                scores.masked_fill_(~part[:, :, start:end].repeat_interleave(rep, dim=2), low)
+                part = bias[first:last] if bias.shape[0] > 1 else bias
+                scores.view(last - first, kv, n, rep, width).add_(part[:, :, start:end, None])
             probs = torch.softmax(scores, dim=-1)
             out[first:last, :, start:end] = torch.matmul(
                 probs, value[first:last, :, :width]).view(last - first, kv, n, rep, d)
     return out.permute(0, 2, 1, 3, 4).reshape(b, sq, h, d)
+
+
+@functools.lru_cache(maxsize=16)
+def _causal_bias(n: int, dtype, device):
+    """(n, n): 0 on and below the diagonal, the dtype's lowest value above it."""
+    import torch
+
+    return torch.full((n, n), torch.finfo(dtype).min, dtype=dtype, device=device).triu_(1)
+
+
+_bias_of: tuple[Any, int, Any] | None = None  # (weak reference to a mask, its version, its bias)
+
+
+def _mask_bias(mask, dtype):
+    """The additive bias of a boolean mask, made once per forward pass: transformers hands the
+    same mask object to every layer. Not -inf: a row with no allowed key stays finite."""
+    import torch
+
+    global _bias_of
+    cached = _bias_of
+    version = -1 if mask.is_inference() else mask._version  # inference tensors have none
+    if cached is not None and cached[0]() is mask and cached[1] == version \
+            and cached[2].dtype == dtype:
+        return cached[2]
+    bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+    bias.masked_fill_(~mask, torch.finfo(dtype).min)
+    _bias_of = (weakref.ref(mask, _forget_bias), version, bias)
+    return bias
+
+
+def _forget_bias(_ref) -> None:
+    global _bias_of
+    if _bias_of is not None and _bias_of[0] is _ref:
+        _bias_of = None
