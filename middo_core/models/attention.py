@@ -4,8 +4,9 @@ On this kind of machine (AVX-512 BF16) a bf16 matrix product runs at ~900 GFLOP/
 while `scaled_dot_product_attention`'s CPU kernel computes its tiles in float32 and reaches
 60-120 GFLOP/s. Here attention is q @ k^T and p @ v in bf16 (float32 accumulation inside the
 product), the softmax in float32 inside the kernel with a bf16 result, in query blocks so the
-score tile stays in cache and causal blocks skip the keys after them: 1.7-2.7x faster than SDPA
-at the shapes of a diagnosis, with errors of the same order (bf16 probabilities).
+score tile stays in cache and causal blocks skip the keys after them: 2.3-3.1x faster than SDPA
+at the shapes of a diagnosis (benchmarks/bench_attention.py), with about twice SDPA's error, as
+the scores are rounded to bf16 before the softmax.
 
 Grouped-query heads share their key/value head: the query heads of one group are stacked as rows
 of one product instead of copying keys and values per head (`repeat_kv`).
