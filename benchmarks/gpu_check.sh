@@ -4,6 +4,7 @@
 # the GPU visible.
 #
 #   benchmarks/gpu_check.sh OUTDIR          (PYTHON=python3 by default; needs the project importable)
+#   ONLY="env gpu-tests" benchmarks/gpu_check.sh OUTDIR     runs only the named steps
 #
 # Each step has its own time limit and log (OUTDIR/<step>.log); a summary line per step is printed.
 # The model is whatever "smollm2-135m" resolves to (MIDDO_CACHE_DIR); data from MIDDO_SHARED_DIR.
@@ -17,6 +18,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PAR
 step() {
   local name=$1 limit=$2
   shift 2
+  [[ -z "${ONLY:-}" || " $ONLY " == *" $name "* ]] || return 0
   local started=$SECONDS
   timeout "$limit" "$@" >"$OUT_DIR/$name.log" 2>&1
   local rc=$?
