@@ -61,8 +61,10 @@ def test_a_fully_masked_row_stays_finite():
 
 
 @pytest.fixture
-def pair(tiny_model):
-    """The same tiny model twice: SDPA and the bf16 matrix-product attention."""
+def pair(tiny_model, monkeypatch):
+    """The same tiny model twice: SDPA and the bf16 matrix-product attention (forced on: on a
+    CPU without bf16 dot products the loader would keep SDPA)."""
+    monkeypatch.setenv("MIDDO_ATTENTION", "gemm")
     sdpa, tok = load_model(tiny_model, "cpu")
     sdpa.set_attn_implementation("sdpa")
     gemm, _ = load_model(tiny_model, "cpu")

@@ -11,7 +11,7 @@ the scores are rounded to bf16 before the softmax.
 Grouped-query heads share their key/value head: the query heads of one group are stacked as rows
 of one product instead of copying keys and values per head (`repeat_kv`).
 
-It only takes the cases it is faster for: CPU, bf16 or fp16, no gradient, no dropout, more than
+It only takes the cases it is faster for: CPU, bf16, no gradient, no dropout, more than
 one query position, and either no mask (causal self-attention over the whole sequence) or a 4-D
 boolean mask. Anything else
 (training, sliding windows, attention sinks, soft-capping, a GPU) goes to transformers' SDPA path.
@@ -20,7 +20,9 @@ boolean mask. Anything else
 Precision: the scores q k^T are rounded to bf16 before the softmax (SDPA keeps them in float32).
 Against a float32 run of SmolLM2-135M on Alpaca the mean absolute error of a sample's loss is
 0.0075 (SDPA: 0.0053) and the judge's ratings are as close as SDPA's (0.074 vs 0.073 on 0-10).
-MIDDO_ATTENTION=sdpa in the environment keeps transformers' SDPA everywhere.
+Whether a CPU gains is measured once per process (`faster_than_sdpa_here`, ~50 ms); where bf16
+products are slow (no AVX-512 BF16 or AMX) SDPA stays. MIDDO_ATTENTION=sdpa in the environment
+keeps SDPA everywhere, MIDDO_ATTENTION=gemm skips the measurement.
 """
 
 from __future__ import annotations
@@ -43,15 +45,19 @@ def _register() -> None:
 
 
 def use_gemm_attention(model: Any) -> bool:
-    """Switch a bf16/fp16 model on a CPU to this attention; True when switched."""
+    """Switch a bf16 model on a CPU to this attention; True when switched. (Not fp16: a CPU
+    without AVX-512 FP16 multiplies fp16 matrices at a few GFLOP/s.)"""
     import os
 
     import torch
 
-    if os.environ.get("MIDDO_ATTENTION", "auto").lower() == "sdpa":
+    choice = os.environ.get("MIDDO_ATTENTION", "auto").lower()
+    if choice == "sdpa":
         return False
     param = next(model.parameters())
-    if param.device.type != "cpu" or param.dtype not in (torch.bfloat16, torch.float16):
+    if param.device.type != "cpu" or param.dtype != torch.bfloat16:
+        return False
+    if choice != "gemm" and not faster_than_sdpa_here():
         return False
     if getattr(model.config, "_attn_implementation", None) not in ("sdpa", "eager", NAME):
         return False  # a model with its own attention kernel keeps it
@@ -62,13 +68,42 @@ def use_gemm_attention(model: Any) -> bool:
     return model.config._attn_implementation == NAME
 
 
+@functools.lru_cache(maxsize=1)
+def faster_than_sdpa_here() -> bool:
+    """Time both on one small causal case (8 x 256 tokens, 9 heads on 3; ~50 ms, once per
+    process): bf16 products are only fast on CPUs with bf16 dot-product instructions (AVX-512
+    BF16, AMX); elsewhere SDPA stays."""
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(8, 9, 256, 64, generator=gen).to(torch.bfloat16)
+    k, v = (torch.randn(8, 3, 256, 64, generator=gen).to(torch.bfloat16) for _ in range(2))
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    with torch.inference_mode():
+        ours = best(lambda: grouped_attention(q, k, v, 0.125))
+        sdpa = best(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True))
+    return ours < sdpa
+
+
 _UNSUPPORTED = ("softcap", "sliding_window", "s_aux", "position_bias")
 
 
 def _fast_path_ok(module, query, attention_mask, dropout: float, kwargs: dict) -> bool:
     import torch
 
-    if query.device.type != "cpu" or query.dtype not in (torch.bfloat16, torch.float16):
+    if query.device.type != "cpu" or query.dtype != torch.bfloat16:
         return False
     if dropout or (torch.is_grad_enabled() and query.requires_grad):
         return False
@@ -86,17 +121,13 @@ def gemm_attention_forward(module, query, key, value, attention_mask, dropout: f
                            **kwargs):
     """transformers' attention signature: query (B, H, Sq, D), key/value (B, KV, Sk, D);
     returns ((B, Sq, H, D), None)."""
-    if is_causal is False or not _fast_path_ok(module, query, attention_mask, dropout, kwargs):
+    if (is_causal is False or not _fast_path_ok(module, query, attention_mask, dropout, kwargs)
+            # no mask with a longer key cache: SDPA's rule for it (crop the keys) is the reference
+            or (attention_mask is None and key.shape[2] != query.shape[2])):
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, is_causal=is_causal, **kwargs)
-    if attention_mask is None and key.shape[2] != query.shape[2]:
-        # no mask with a longer key cache: SDPA's rule (crop the keys) is the reference
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-        return sdpa_attention_forward(module, query, key, value, None, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     return grouped_attention(query, key, value, scale, attention_mask), None
 
