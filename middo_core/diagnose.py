@@ -112,7 +112,10 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
         flags = post_res.loss
         if "complexity" in signals:
             columns["loss_post"] = [post_res.loss[i]["loss"] for i in ids]
-    if "quality" in signals:
+    if "quality" in signals and cfg.quality_mode == "pmi":
+        columns.update(_pmi_quality(ws, samples, cfg.judge_model or post, source, out, progress,
+                                    executor, loss_pass))
+    elif "quality" in signals:
         columns.update(_quality(ws, samples, cfg.judge_model or post, source, out, progress,
                                 executor))
     if "complexity" in signals:
@@ -161,6 +164,39 @@ def _stage(progress: ProgressFn | None, stage: str) -> ProgressFn | None:
     if progress is None:
         return None
     return lambda ev: progress(type(ev)(stage, ev.done, ev.total, ev.message))
+
+
+def _pmi_quality(ws: Workspace, samples: dict[str, Sample], judge: str, source: ModelSource,
+                 out: DiagnoseReport, progress: ProgressFn | None, executor: Executor,
+                 loss_pass: ComplexitySignal) -> dict[str, list]:
+    """quality_mode pmi: two loss passes of the judge, both in the loss cache. The conditional one
+    is the complexity signal's loss under the judge (already cached when the judge is the post
+    model); the other scores each response after an empty user turn (its own sample id)."""
+    from middo_core.executors.work import finite
+    from middo_core.signals.judge_pmi import STAGE, end_logprob, pmi_frame, unconditioned
+    from middo_core.signals.quality import QualitySignal
+    from middo_core.store.signals import QUALITY_COLUMNS
+
+    cfg = ws.config.signals
+    out.judge_model = judge
+    ids = list(samples)
+    bare = {sid: unconditioned(s) for sid, s in samples.items()}
+    cond = loss_pass.run(ws, judge, samples, source, progress=progress, stage=STAGE,
+                         executor=executor, need_last_nll=True)
+    uncond = loss_pass.run(ws, judge, {b.id: b for b in bare.values()}, source,
+                           progress=progress, stage=STAGE, executor=executor)
+    frame = pmi_frame(
+        ids, [(cond.loss[i]["loss"], end_logprob(cond.loss[i]["loss"], cond.loss[i]["last_nll"],
+                                                 cond.loss[i]["truncated"])) for i in ids],
+        [uncond.loss[bare[i].id]["loss"] for i in ids])
+    out.computed["quality"] = cond.computed + uncond.computed
+    out.tokens["quality"] = cond.stats.tokens + uncond.stats.tokens
+    out.forward_calls["quality"] = cond.stats.batches + uncond.stats.batches
+    signal = QualitySignal(mode="pmi", max_len=cfg.max_len, prompt_format=cfg.prompt_format)
+    out.quality = {"mode": "pmi", "faithful": cfg.faithful, "template_hash": signal.template_hash(),
+                   "unparseable": 0}
+    return {c: [finite(frame.at[i, c]) if c in frame else None for i in ids]
+            for c in QUALITY_COLUMNS}
 
 
 def _quality(ws: Workspace, samples: dict[str, Sample], judge: str, source: ModelSource,

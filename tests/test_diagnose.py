@@ -163,3 +163,28 @@ def test_empty_dataset_and_unknown_signal_are_refused(ws):
         diagnose(ws, 5)
     with pytest.raises(DiagnoseError, match="unknown signals"):
         diagnose(ws, 0, signals=("loss",))
+
+
+def test_pmi_quality_takes_its_conditional_loss_from_the_post_pass(workspace_factory, tiny_model):
+    from middo_core.models.loader import load_model
+    from middo_core.signals.judge_pmi import pmi_scores
+
+    ws = workspace_factory("pmi", base_model=tiny_model, signals={"quality_mode": "pmi"})
+    samples = make_samples(12) + [Sample(instruction="Say nothing at all.", output="")]
+    fill(ws, samples)
+    first = diagnose(ws, 0)
+    # the post model is the judge: its losses come from the post pass; only the 13 responses
+    # after an empty user turn are run (and the base pass is all cache hits: base = post here)
+    assert first.computed["post"] == 13 and first.computed["quality"] == 13
+    assert 0 < first.tokens["quality"] < first.tokens["post"]  # not the conditional pass again
+    assert first.quality["mode"] == "pmi"
+    with ws.store.read() as con:
+        stored = load_signals(con, 0).set_index("sample_id")["quality"]
+    model, tok = load_model(tiny_model, "cpu")
+    direct = pmi_scores(samples, model, tok)["quality"]
+    np.testing.assert_allclose(stored.loc[direct.index], direct, atol=1e-6)
+    assert stored[samples[-1].id] == 0  # an empty response
+    again = diagnose(ws, 0)
+    with ws.store.read() as con:
+        rerun = load_signals(con, 0).set_index("sample_id")["quality"]
+    assert again.computed_total == 0 and rerun.equals(stored)

@@ -49,9 +49,11 @@ def loss_rows(chunk: PassOutput, encoded: list, ids: list[str], with_embeddings:
         enc = encoded[pos]
         loss = chunk.loss[j]
         out.ids.append(ids[pos])
+        last = chunk.last_nll[j]
         out.payloads.append({"loss": None if loss is None or not np.isfinite(loss) else loss,
                              "n": chunk.n_response[j], "truncated": enc.truncated,
-                             "empty": enc.empty_response, "tokens": len(enc.ids)})
+                             "empty": enc.empty_response, "tokens": len(enc.ids),
+                             "last_nll": None if last is None or not np.isfinite(last) else last})
         if with_embeddings:
             out.embeddings.append(chunk.embedding[j])
     return out

@@ -100,9 +100,11 @@ class ComplexitySignal(Signal):
 
     def run(self, ws: Workspace, model_name: str, samples: dict[str, Sample], source: ModelSource,
             with_embeddings: bool = False, progress: ProgressFn | None = None,
-            stage: str = "loss", executor: Executor | None = None) -> ModelPassResult:
+            stage: str = "loss", executor: Executor | None = None,
+            need_last_nll: bool = False) -> ModelPassResult:
         """Loss (and embeddings) of every sample under one model, from the cache where possible;
-        the rest is computed by `executor` (default: in this process)."""
+        the rest is computed by `executor` (default: in this process). need_last_nll: a cached
+        payload from before it carried `last_nll` counts as missing."""
         from middo_core.models.loader import model_fingerprint
         from middo_core.store.signals import get_cached
         from middo_core.store.vectors import open_vectors
@@ -117,7 +119,8 @@ class ComplexitySignal(Signal):
             out.loss = get_cached(con, LOSS, loss_key, ids)
         if with_embeddings:
             out.embedding = vectors.get(ids)
-        todo = [i for i in ids if i not in out.loss or (with_embeddings and i not in out.embedding)]
+        todo = [i for i in ids if i not in out.loss or (with_embeddings and i not in out.embedding)
+                or (need_last_nll and "last_nll" not in out.loss[i])]
         if not todo:
             return out
 

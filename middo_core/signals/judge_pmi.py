@@ -18,15 +18,25 @@ from middo_core.sample import Sample
 STAGE = "quality: instruction-response PMI"
 
 
+def unconditioned(sample: Sample) -> Sample:
+    """The sample's response after an empty user turn (no system prompt, no history)."""
+    return Sample(instruction="", output=sample.output)
+
+
+def end_logprob(loss: float | None, last_nll: float | None, truncated: bool) -> float | None:
+    """log P(end of turn) after the response: minus the NLL of its last token, which is the
+    turn's end marker. None for an empty response, or when max_len cut the response."""
+    return None if loss is None or last_nll is None or truncated else -last_nll
+
+
 def response_losses(samples: list[Sample], model, tokenizer, prompt_format: str = "chat",
                     max_len: int = 1024, progress: ProgressFn | None = None,
                     counter: dict | None = None) -> list[tuple[float | None, float | None]]:
     """Per sample: mean per-token NLL of the response and log P(end of turn after it).
 
     The shared loss pass (middo_core.signals.forward), so the values are the complexity signal's
-    for the same model and format. The response as encoded ends with the turn's end marker (the
-    chat template's, or EOS in the plain format), so log P(end) is minus the NLL of its last token.
-    (None, None) for an empty response; log P(end) is None when max_len cut the response.
+    for the same model and format; the response as encoded ends with the turn's end marker (the
+    chat template's, or EOS in the plain format).
     """
     from middo_core.signals.encode import encode_all
     from middo_core.signals.forward import PassOutput, run_pass
@@ -38,38 +48,43 @@ def response_losses(samples: list[Sample], model, tokenizer, prompt_format: str 
         counter["tokens_fed"] = counter.get("tokens_fed", 0) + stats.tokens
         counter["forward_calls"] = counter.get("forward_calls", 0) + stats.batches
     by_index = dict(zip(out.index, zip(out.loss, out.last_nll, strict=True), strict=True))
-    result = []
-    for i, enc in enumerate(encoded):
-        loss, last = by_index[i]
-        end = None if loss is None or enc.truncated else -last
-        result.append((loss, end))
-    return result
+    return [(by_index[i][0], end_logprob(*by_index[i], enc.truncated))
+            for i, enc in enumerate(encoded)]
 
 
 def pmi_scores(samples: list[Sample], model, tokenizer, prompt_format: str = "chat",
                max_len: int = 1024, progress: ProgressFn | None = None,
                counter: dict | None = None):
+    """DataFrame by sample id (see `pmi_frame`) from two passes: each sample as it is, and its
+    response after an empty user turn."""
+    bare = [unconditioned(s) for s in samples]
+    res = response_losses(list(samples) + bare, model, tokenizer, prompt_format, max_len, progress,
+                          counter)
+    return pmi_frame([s.id for s in samples], res[: len(samples)],
+                     [r[0] for r in res[len(samples):]])
+
+
+def pmi_frame(ids: list[str], conditional: list[tuple[float | None, float | None]],
+              unconditional: list[float | None]):
     """DataFrame by sample id: loss_conditional, loss_unconditional, pmi, ifd, end_logprob, quality.
 
-    Two passes: each sample as it is, and its response after an empty user turn (no system
-    prompt, no history). An empty response scores 0. When max_len cut the response its end is
-    not seen: end_logprob is NaN and the completion factor 1.
+    conditional: (response loss, log P(end of turn)) per sample; unconditional: the response loss
+    after an empty user turn. An empty response scores 0. When max_len cut the response its end
+    is not seen: end_logprob is NaN and the completion factor 1.
     """
     import numpy as np
     import pandas as pd
 
-    bare = [Sample(instruction="", output=s.output) for s in samples]
-    res = response_losses(list(samples) + bare, model, tokenizer, prompt_format, max_len, progress,
-                          counter)
-    nan = float("nan")
-    cond = np.array([nan if r[0] is None else r[0] for r in res[: len(samples)]])
-    uncond = np.array([nan if r[0] is None else r[0] for r in res[len(samples):]])
-    end = np.array([nan if r[1] is None else r[1] for r in res[: len(samples)]])
+    def arr(values):
+        return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+    cond, end = arr([c[0] for c in conditional]), arr([c[1] for c in conditional])
+    uncond = arr(unconditional)
     ifd = cond / np.maximum(uncond, 1e-6)
     done = np.where(np.isnan(end), 1.0, np.exp(end))
     quality = np.nan_to_num(10 * np.clip(1 - ifd, 0, 1) * done, nan=0.0)
     return pd.DataFrame(
         {"loss_conditional": cond, "loss_unconditional": uncond, "pmi": uncond - cond, "ifd": ifd,
          "end_logprob": end, "quality": quality},
-        index=pd.Index([s.id for s in samples], name="sample_id"),
+        index=pd.Index(ids, name="sample_id"),
     )
