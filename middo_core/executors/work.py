@@ -47,13 +47,10 @@ def loss_rows(chunk: PassOutput, encoded: list, ids: list[str], with_embeddings:
     out = LossRows()
     for j, pos in enumerate(chunk.index):
         enc = encoded[pos]
-        loss = chunk.loss[j]
         out.ids.append(ids[pos])
-        last = chunk.last_nll[j]
-        out.payloads.append({"loss": None if loss is None or not np.isfinite(loss) else loss,
-                             "n": chunk.n_response[j], "truncated": enc.truncated,
-                             "empty": enc.empty_response, "tokens": len(enc.ids),
-                             "last_nll": None if last is None or not np.isfinite(last) else last})
+        out.payloads.append({"loss": finite(chunk.loss[j]), "n": chunk.n_response[j],
+                             "truncated": enc.truncated, "empty": enc.empty_response,
+                             "tokens": len(enc.ids), "last_nll": finite(chunk.last_nll[j])})
         if with_embeddings:
             out.embeddings.append(chunk.embedding[j])
     return out
@@ -100,6 +97,9 @@ def judge_rows(signal, ids: list[str], samples: list[Sample], model, tokenizer,
 
 
 def finite(x) -> float | None:
+    """A float, or None for None, NaN and infinities (what the JSON payloads hold)."""
+    if x is None:
+        return None
     x = float(x)
     return x if np.isfinite(x) else None
 

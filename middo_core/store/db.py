@@ -51,12 +51,11 @@ class Store:
                 delay = min(delay * 2, 0.5)
 
     @contextmanager
-    def read(self, memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
         # Read-write open even for reads: DuckDB refuses read-only opens while another
         # process holds the file, and mixing modes in one process is an error.
         con = self._open(read_only=False)
         try:
-            _limit_memory(con, memory_limit)
             yield con
         finally:
             con.close()
