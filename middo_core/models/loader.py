@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from middo_core.models.attention import use_gemm_attention
+from middo_core.models.cpu_inference import speed_up_cpu_inference
 
 SMOLLM2_ALIAS = "smollm2-135m"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -155,6 +156,7 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto") -> tuple[An
     if str(dev) == "cpu":
         keep_cpu_buffers_in_heap()
     use_gemm_attention(model)  # CPU bf16 inference: attention as bf16 matrix products
+    speed_up_cpu_inference(model)  # CPU bf16 inference: prepacked weights, lean RMSNorm
     return model, load_tokenizer(name)
 
 
