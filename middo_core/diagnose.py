@@ -55,6 +55,9 @@ class DiagnoseReport:
     truncated: int = 0
     empty_responses: int = 0
     computed: dict[str, int] = field(default_factory=dict)  # samples run through a model, per pass
+    # sequences a pass had to cover where that is not n: pmi quality covers the samples and
+    # their distinct responses after an empty user turn (computed + from cache = covered)
+    covered: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)  # tokens fed to a model, per pass
     forward_calls: dict[str, int] = field(default_factory=dict)
     knn: dict[str, Any] = field(default_factory=dict)
@@ -190,6 +193,7 @@ def _pmi_quality(ws: Workspace, samples: dict[str, Sample], judge: str, source: 
                                                  cond.loss[i]["truncated"])) for i in ids],
         [uncond.loss[bare[i].id]["loss"] for i in ids])
     out.computed["quality"] = cond.computed + uncond.computed
+    out.covered["quality"] = len(ids) + len({b.id for b in bare.values()})
     out.tokens["quality"] = cond.stats.tokens + uncond.stats.tokens
     out.forward_calls["quality"] = cond.stats.batches + uncond.stats.batches
     signal = QualitySignal(mode="pmi", max_len=cfg.max_len, prompt_format=cfg.prompt_format)

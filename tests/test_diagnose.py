@@ -176,6 +176,7 @@ def test_pmi_quality_takes_its_conditional_loss_from_the_post_pass(workspace_fac
     # the post model is the judge: its losses come from the post pass; only the 13 responses
     # after an empty user turn are run (and the base pass is all cache hits: base = post here)
     assert first.computed["post"] == 13 and first.computed["quality"] == 13
+    assert first.covered["quality"] == 26  # the 13 conditional losses came from the post pass
     assert 0 < first.tokens["quality"] < first.tokens["post"]  # not the conditional pass again
     assert first.quality["mode"] == "pmi"
     with ws.store.read() as con:
@@ -188,3 +189,4 @@ def test_pmi_quality_takes_its_conditional_loss_from_the_post_pass(workspace_fac
     with ws.store.read() as con:
         rerun = load_signals(con, 0).set_index("sample_id")["quality"]
     assert again.computed_total == 0 and rerun.equals(stored)
+    assert again.covered["quality"] == 26

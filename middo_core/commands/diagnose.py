@@ -111,8 +111,10 @@ def register(app: typer.Typer) -> None:
             console.print(f"  judge model: {rep.judge_model}")
         console.print(f"  truncated: {rep.truncated:,}   empty responses: {rep.empty_responses:,}")
         for name in rep.computed:
-            console.print(f"  {name} pass: {rep.computed[name]:,} samples computed "
-                          f"({rep.n - rep.computed[name]:,} from cache), {rep.tokens.get(name, 0):,} tokens")
+            covered = rep.covered.get(name, rep.n)
+            what = "sequences" if name in rep.covered else "samples"
+            console.print(f"  {name} pass: {rep.computed[name]:,} {what} computed "
+                          f"({covered - rep.computed[name]:,} from cache), {rep.tokens.get(name, 0):,} tokens")
         if rep.knn:
             extra = "" if rep.knn["exact"] else f", recall@k {rep.knn['recall']:.3f}"
             console.print(f"  neighbours: k={rep.knn['k']} via {rep.knn['backend']}{extra}")

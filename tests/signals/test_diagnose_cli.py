@@ -103,3 +103,16 @@ def test_faithful_flag_uses_the_paper_layout_for_this_run_only(ws):
     assert b["computed"]["quality"] == 30  # another layout, another cache entry: computed again
     assert b["tokens"]["quality"] > 2 * a["tokens"]["quality"]  # every prompt fed in full
     assert "faithful: true" not in (ws.root / "middo.yaml").read_text()  # middo.yaml unchanged
+
+
+def test_pmi_counts_what_its_two_passes_covered(workspace_factory, tiny_model):
+    ws = workspace_factory("pmi-cli", base_model=tiny_model, signals={"quality_mode": "pmi"})
+    # two samples share a response: after an empty user turn they are one sequence
+    samples = make_samples(6) + [Sample(instruction="Another question.", output=make_samples(1)[0].output)]
+    fill(ws, samples)
+    first = runner.invoke(app, ["diagnose", str(ws.root), "--signals", "quality"])
+    assert first.exit_code == 0, first.output
+    # 7 conditional losses + 6 distinct bare responses, nothing cached yet
+    assert "quality pass: 13 sequences computed (0 from cache)" in first.output
+    again = runner.invoke(app, ["diagnose", str(ws.root), "--signals", "quality"])
+    assert "quality pass: 0 sequences computed (13 from cache)" in again.output
