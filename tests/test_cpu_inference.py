@@ -128,6 +128,12 @@ def test_loss_pass_on_a_loaded_model_matches_the_stock_model(tmp_path):
         return dict(zip(out.index, out.loss, strict=True))
 
     fast = losses()
+    model.save_pretrained(tmp_path / "saved")  # the packed copies are not part of the model's state
+    from transformers import AutoModelForCausalLM
+
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "saved", dtype=torch.bfloat16)
+    assert all(torch.equal(a, b) for a, b in zip(saved.state_dict().values(),
+                                                 model.state_dict().values(), strict=True))
     ci.restore_stock_inference(model)
     stock = losses()
     assert fast.keys() == stock.keys()
