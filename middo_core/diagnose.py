@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from middo_core.config import SignalsConfig
 from middo_core.executors.base import Executor
 from middo_core.progress import ProgressFn, report
 from middo_core.sample import Sample
@@ -76,8 +77,12 @@ class DiagnoseReport:
 
 def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
              signals: tuple[str, ...] = SIGNAL_NAMES, progress: ProgressFn | None = None,
-             source: ModelSource | None = None, executor: Executor | None = None) -> DiagnoseReport:
+             source: ModelSource | None = None, executor: Executor | None = None,
+             faithful: bool | None = None) -> DiagnoseReport:
     """Compute and store the signals of D(iteration); see the module docstring.
+
+    faithful: the paper's judge prompt layout for this run (None: the workspace's
+    signals.faithful; middo.yaml is not changed).
 
     executor: where the model passes run (default: in this process; `make_executor("ray", ...)`
     spreads them over a Ray cluster). Values and the stored rows are the same either way."""
@@ -86,6 +91,8 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
     if unknown or not signals:
         raise DiagnoseError(f"unknown signals {unknown or '(none)'}: choose from {', '.join(SIGNAL_NAMES)}")
     cfg = ws.config.signals
+    if faithful is not None:
+        cfg = cfg.model_copy(update={"faithful": faithful})
     base = ws.config.base_model
     with ws.store.read() as con:
         rows = dataset(con, iteration)
@@ -116,10 +123,10 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
         if "complexity" in signals:
             columns["loss_post"] = [post_res.loss[i]["loss"] for i in ids]
     if "quality" in signals and cfg.quality_mode == "pmi":
-        columns.update(_pmi_quality(ws, samples, cfg.judge_model or post, source, out, progress,
-                                    executor, loss_pass))
+        columns.update(_pmi_quality(ws, cfg, samples, cfg.judge_model or post, source, out,
+                                    progress, executor, loss_pass))
     elif "quality" in signals:
-        columns.update(_quality(ws, samples, cfg.judge_model or post, source, out, progress,
+        columns.update(_quality(ws, cfg, samples, cfg.judge_model or post, source, out, progress,
                                 executor))
     if "complexity" in signals:
         pre_res = loss_pass.run(ws, base, samples, source, progress=progress, stage=STAGE_PRE,
@@ -169,9 +176,9 @@ def _stage(progress: ProgressFn | None, stage: str) -> ProgressFn | None:
     return lambda ev: progress(type(ev)(stage, ev.done, ev.total, ev.message))
 
 
-def _pmi_quality(ws: Workspace, samples: dict[str, Sample], judge: str, source: ModelSource,
-                 out: DiagnoseReport, progress: ProgressFn | None, executor: Executor,
-                 loss_pass: ComplexitySignal) -> dict[str, list]:
+def _pmi_quality(ws: Workspace, cfg: SignalsConfig, samples: dict[str, Sample], judge: str,
+                 source: ModelSource, out: DiagnoseReport, progress: ProgressFn | None,
+                 executor: Executor, loss_pass: ComplexitySignal) -> dict[str, list]:
     """quality_mode pmi: two loss passes of the judge, both in the loss cache. The conditional one
     is the complexity signal's loss under the judge (already cached when the judge is the post
     model); the other scores each response after an empty user turn (its own sample id)."""
@@ -180,7 +187,6 @@ def _pmi_quality(ws: Workspace, samples: dict[str, Sample], judge: str, source: 
     from middo_core.signals.quality import QualitySignal
     from middo_core.store.signals import QUALITY_COLUMNS
 
-    cfg = ws.config.signals
     out.judge_model = judge
     ids = list(samples)
     bare = {sid: unconditioned(s) for sid, s in samples.items()}
@@ -203,8 +209,9 @@ def _pmi_quality(ws: Workspace, samples: dict[str, Sample], judge: str, source: 
             for c in QUALITY_COLUMNS}
 
 
-def _quality(ws: Workspace, samples: dict[str, Sample], judge: str, source: ModelSource,
-             out: DiagnoseReport, progress: ProgressFn | None, executor: Executor) -> dict[str, list]:
+def _quality(ws: Workspace, cfg: SignalsConfig, samples: dict[str, Sample], judge: str,
+             source: ModelSource, out: DiagnoseReport, progress: ProgressFn | None,
+             executor: Executor) -> dict[str, list]:
     """The six ratings and quality per sample: cached by (judge fingerprint, templates, params)."""
     try:
         from middo_core.signals.quality import QualitySignal
@@ -214,7 +221,6 @@ def _quality(ws: Workspace, samples: dict[str, Sample], judge: str, source: Mode
     from middo_core.signals.base import cache_key
     from middo_core.store.signals import QUALITY_COLUMNS, get_cached
 
-    cfg = ws.config.signals
     signal = QualitySignal(mode=cfg.quality_mode, faithful=cfg.faithful, max_len=cfg.max_len,
                            prompt_format=cfg.prompt_format, batch_size=cfg.batch_size)
     out.judge_model = judge

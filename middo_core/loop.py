@@ -258,10 +258,8 @@ def _diagnose_job(ws: Workspace, run_id: str, iteration: int | None, args: dict,
     from middo_core.diagnose import diagnose
 
     signals = tuple(args.get("signals") or ws.config.loop.axes)
-    if args.get("faithful"):  # this run only: the paper's judge layout
-        ws.config.signals.faithful = True
     out = diagnose(ws, iteration or 0, post_model=args.get("post_model"), signals=signals,
-                   progress=progress)
+                   progress=progress, faithful=args.get("faithful"))
     return out.to_dict()
 
 

@@ -134,11 +134,10 @@ def load_projection(ws: Workspace, iteration: int, method: str = "umap", text_ch
 def embeddings_available(ws: Workspace, iteration: int) -> bool:
     """Whether the diversity diagnosis stored the embeddings a map of `iteration` is drawn from."""
     try:
-        from middo_core.signals.diversity import embeddings_meta
+        from middo_core.signals.diversity import embeddings_recorded
     except ImportError:
         return False
-    ids = ws.artifacts / "embeddings" / f"iter_{iteration}_ids.json"
-    return embeddings_meta(ws, iteration) is not None and ids.exists()
+    return embeddings_recorded(ws, iteration)
 
 
 def projection_job(ws: Workspace, run_id: str, iteration: int | None, args: dict,

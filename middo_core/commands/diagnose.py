@@ -79,8 +79,6 @@ def register(app: typer.Typer) -> None:
             start_background(ws, "diagnose", it, {"post_model": model, "signals": list(chosen),
                                                     "faithful": faithful or None}, as_json)
             return
-        if faithful:  # this run only; middo.yaml is not changed
-            ws.config.signals.faithful = True
         from middo_core.executors import make_executor
 
         try:
@@ -90,7 +88,7 @@ def register(app: typer.Typer) -> None:
         try:
             with runner, progress_bar(not as_json) as bar:
                 rep = run_diagnose(ws, it, post_model=model, signals=chosen, progress=bar,
-                                   executor=runner)
+                                   executor=runner, faithful=faithful or None)
         except (Cancelled, KeyboardInterrupt):
             console.print("[yellow]cancelled:[/yellow] finished batches are cached; run the same "
                           "command again to resume")

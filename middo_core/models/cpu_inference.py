@@ -146,13 +146,20 @@ def _packed_weight(lin: Any) -> Any:
     return packed
 
 
+def _stock_needed(x, weight) -> bool:
+    """Transformers' own code for anything but bf16 inference on a CPU without gradients."""
+    import torch
+
+    return (x.dtype != torch.bfloat16 or x.device.type != "cpu" or weight.dtype != torch.bfloat16
+            or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
+
+
 def _packed_linear_forward(self, x):
     import torch
     import torch.nn.functional as F
 
     weight = self.weight
-    if (x.dtype != torch.bfloat16 or x.device.type != "cpu" or weight.dtype != torch.bfloat16
-            or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
+    if _stock_needed(x, weight):
         return F.linear(x, weight, self.bias)
     shape = x.shape
     out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, shape[-1]), _packed_weight(self), self.bias,
@@ -165,27 +172,31 @@ def _same_code(a: Any, b: Any) -> bool:
     return (ca.co_code, ca.co_consts, ca.co_names) == (cb.co_code, cb.co_consts, cb.co_names)
 
 
+def _switch(model: Any, stock_forward: Any, ours: Any, fits: Any = lambda module: True) -> int:
+    """Give `ours` as forward to every module whose class's forward is `stock_forward`'s code
+    and that `fits`; returns how many."""
+    count = 0
+    for module in model.modules():
+        forward = getattr(type(module), "forward", None)
+        if forward is not None and _same_code(forward, stock_forward) and fits(module):
+            module.forward = types.MethodType(ours, module)
+            count += 1
+    return count
+
+
 def _lean_rms_norms(model: Any) -> int:
     try:
         from transformers.models.llama.modeling_llama import LlamaRMSNorm
     except ImportError:
         return 0
-    count = 0
-    for module in model.modules():
-        forward = getattr(type(module), "forward", None)
-        if (forward is not None and hasattr(module, "variance_epsilon")
-                and _same_code(forward, LlamaRMSNorm.forward)):
-            module.forward = types.MethodType(_lean_rms_norm_forward, module)
-            count += 1
-    return count
+    return _switch(model, LlamaRMSNorm.forward, _lean_rms_norm_forward,
+                   lambda module: hasattr(module, "variance_epsilon"))
 
 
 def _lean_rms_norm_forward(self, hidden_states):
     import torch
 
-    if (hidden_states.dtype != torch.bfloat16 or hidden_states.device.type != "cpu"
-            or self.weight.dtype != torch.bfloat16
-            or (torch.is_grad_enabled() and (hidden_states.requires_grad or self.weight.requires_grad))):
+    if _stock_needed(hidden_states, self.weight):
         return type(self).forward(self, hidden_states)
     norm = torch.linalg.vector_norm(hidden_states, dim=-1, keepdim=True, dtype=torch.float32)
     scale = norm.square_().div_(hidden_states.shape[-1]).add_(self.variance_epsilon).rsqrt_()
@@ -207,24 +218,18 @@ def _fused_mlps(model: Any) -> int:
         return 0
     import torch
 
-    count = 0
-    for module in model.modules():
-        forward = getattr(type(module), "forward", None)
-        if (forward is None or not _same_code(forward, LlamaMLP.forward)
-                or not isinstance(getattr(module, "act_fn", None), SiLUActivation | torch.nn.SiLU)
-                or not all(hasattr(getattr(module, name, None), "_middo_packed")
-                           for name in ("gate_proj", "up_proj", "down_proj"))):
-            continue
-        module.forward = types.MethodType(_fused_mlp_forward, module)
-        count += 1
-    return count
+    def fits(module) -> bool:
+        return (isinstance(getattr(module, "act_fn", None), SiLUActivation | torch.nn.SiLU)
+                and all(hasattr(getattr(module, name, None), "_middo_packed")
+                        for name in ("gate_proj", "up_proj", "down_proj")))
+
+    return _switch(model, LlamaMLP.forward, _fused_mlp_forward, fits)
 
 
 def _fused_mlp_forward(self, x):
     import torch
 
-    if (x.dtype != torch.bfloat16 or x.device.type != "cpu"
-            or (torch.is_grad_enabled() and (x.requires_grad or self.gate_proj.weight.requires_grad))):
+    if _stock_needed(x, self.gate_proj.weight):
         return type(self).forward(self, x)
     shape = x.shape
     flat = x.reshape(-1, shape[-1])

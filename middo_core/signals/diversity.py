@@ -55,16 +55,27 @@ def embeddings_dir(ws: Workspace) -> Path:
     return ws.artifact_dir("embeddings")
 
 
+def _record_paths(ws: Workspace, iteration: int) -> tuple[Path, Path]:
+    """(the record iter_{i}.json, the row order iter_{i}_ids.json) of D(iteration)'s embeddings."""
+    folder = ws.artifacts / "embeddings"
+    return folder / f"iter_{iteration}.json", folder / f"iter_{iteration}_ids.json"
+
+
+def embeddings_recorded(ws: Workspace, iteration: int) -> bool:
+    """Whether a diagnosis recorded the embeddings of D(iteration) (the map is drawn from them)."""
+    return all(path.exists() for path in _record_paths(ws, iteration))
+
+
 def save_embeddings(ws: Workspace, iteration: int, ids: list[str], key: str, dim: int,
                     meta: dict) -> Path:
     """Record the embeddings of D(iteration)'s diagnosis: vector cache `key`, rows in `ids` order.
     Returns the record's path (iter_{i}.json, written last: readers check it)."""
-    folder = embeddings_dir(ws)
-    write_text_atomic(folder / f"iter_{iteration}_ids.json", json.dumps(list(ids)))
-    record = folder / f"iter_{iteration}.json"
+    embeddings_dir(ws)  # created if missing
+    record, ids_file = _record_paths(ws, iteration)
+    write_text_atomic(ids_file, json.dumps(list(ids)))
     write_text_atomic(record, json.dumps({**meta, "vectors": key, "n": len(ids), "dim": dim},
                                          indent=2))
-    (folder / f"iter_{iteration}.npy").unlink(missing_ok=True)  # an older diagnosis's copy
+    record.with_suffix(".npy").unlink(missing_ok=True)  # an older diagnosis's copy
     return record
 
 
@@ -72,11 +83,10 @@ def load_embeddings(ws: Workspace, iteration: int) -> tuple[list[str], np.ndarra
     """(ids, matrix) of the embeddings diagnosed for D(iteration); rows are L2-normalized."""
     from middo_core.store.vectors import vector_cache
 
-    folder = ws.artifacts / "embeddings"
-    ids_file, meta = folder / f"iter_{iteration}_ids.json", embeddings_meta(ws, iteration)
+    record, ids_file = _record_paths(ws, iteration)
+    meta = embeddings_meta(ws, iteration)
     if meta is None or not ids_file.exists():
-        raise FileNotFoundError(f"{folder / f'iter_{iteration}.json'}: no embeddings for "
-                                f"iteration {iteration} (run middo diagnose)")
+        raise FileNotFoundError(f"{record}: no embeddings for iteration {iteration} (run middo diagnose)")
     ids = json.loads(ids_file.read_text(encoding="utf-8"))
     if meta.get("vectors"):
         try:
@@ -84,7 +94,7 @@ def load_embeddings(ws: Workspace, iteration: int) -> tuple[list[str], np.ndarra
         except KeyError as exc:
             raise FileNotFoundError(f"{exc.args[0]}: the embeddings of iteration {iteration} are "
                                     "gone from the vector cache (run middo diagnose again)") from exc
-    npy = folder / f"iter_{iteration}.npy"  # a workspace diagnosed before the vector cache record
+    npy = record.with_suffix(".npy")  # a workspace diagnosed before the vector cache record
     if not npy.exists():
         raise FileNotFoundError(f"{npy}: no embeddings for iteration {iteration} (run middo diagnose)")
     matrix = np.load(npy, mmap_mode="r")
@@ -94,5 +104,5 @@ def load_embeddings(ws: Workspace, iteration: int) -> tuple[list[str], np.ndarra
 
 
 def embeddings_meta(ws: Workspace, iteration: int) -> dict | None:
-    path = ws.artifacts / "embeddings" / f"iter_{iteration}.json"
+    path = _record_paths(ws, iteration)[0]
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None

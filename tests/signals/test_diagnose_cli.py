@@ -103,6 +103,10 @@ def test_faithful_flag_uses_the_paper_layout_for_this_run_only(ws):
     assert b["computed"]["quality"] == 30  # another layout, another cache entry: computed again
     assert b["tokens"]["quality"] > 2 * a["tokens"]["quality"]  # every prompt fed in full
     assert "faithful: true" not in (ws.root / "middo.yaml").read_text()  # middo.yaml unchanged
+    # the library call takes it as a parameter and leaves the workspace's config alone
+    rep = diagnose(ws, 0, signals=("quality",), faithful=True)
+    assert rep.quality["faithful"] is True and rep.computed["quality"] == 0  # the faithful cache
+    assert ws.config.signals.faithful is False
 
 
 def test_pmi_counts_what_its_two_passes_covered(workspace_factory, tiny_model):
