@@ -132,9 +132,11 @@ def gemm_attention_forward(module, query, key, value, attention_mask, dropout: f
     return grouped_attention(query, key, value, scale, attention_mask), None
 
 
-def grouped_attention(query, key, value, scale: float, mask=None, block: int = QUERY_BLOCK):
+def grouped_attention(query, key, value, scale: float, mask=None, block: int = QUERY_BLOCK,
+                      out=None):
     """Attention in query blocks. mask None: causal over equal-length query and keys; else a
-    boolean (B or 1, 1, Sq, Sk) mask, True = attend. Returns (B, Sq, H, D)."""
+    boolean (B or 1, 1, Sq, Sk) mask, True = attend. Returns (B, Sq, H, D), written to `out`
+    (a contiguous tensor of that shape) when given."""
     import torch
 
     b, h, sq, d = query.shape
@@ -144,7 +146,8 @@ def grouped_attention(query, key, value, scale: float, mask=None, block: int = Q
     # scaled and laid out in one pass
     q = torch.empty((b, kv, sq, rep, d), dtype=query.dtype, device=query.device)
     torch.mul(query.view(b, kv, rep, sq, d).transpose(2, 3), scale, out=q)
-    out = torch.empty((b, sq, kv, rep, d), dtype=query.dtype, device=query.device)  # = (B, Sq, H, D)
+    out = (torch.empty((b, sq, kv, rep, d), dtype=query.dtype, device=query.device) if out is None
+           else out.view(b, sq, kv, rep, d))  # = (B, Sq, H, D)
     kt = key.transpose(-1, -2)
     bias = None if mask is None else _mask_bias(mask, query.dtype)
     for start in range(0, sq, block):

@@ -52,26 +52,36 @@ class PassStats:
     samples: int = 0
     batches: int = 0  # forward calls into the model
     tokens: int = 0  # real tokens fed to the model
-    padded_tokens: int = 0  # tokens including padding
+    padded_tokens: int = 0  # tokens including padding (packed batches have none)
     response_tokens: int = 0  # positions the LM head ran at
     seconds: float = 0.0
 
 
 def plan_batches(encoded: list[Encoded], batch_tokens: int = 4096,
-                 max_batch: int = 64, max_padding: float = MAX_PADDING) -> list[list[int]]:
+                 max_batch: int = 64, max_padding: float = MAX_PADDING,
+                 packed: bool = False) -> list[list[int]]:
     """Longest first (memory problems show at once); each batch's padded size <= batch_tokens,
     and no sequence padded by more than `max_padding` of the batch's width (padding is work
-    thrown away: on a CPU it costs more than the larger batch saves)."""
+    thrown away: on a CPU it costs more than the larger batch saves). `packed`: the batch is
+    laid end to end with no padding (`middo_core.models.sequence_packing`), so only its real tokens count
+    and lengths may differ freely."""
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].ids))
     batches: list[list[int]] = []
     current: list[int] = []
+    size = 0
     for i in order:
-        width = len(encoded[current[0]].ids) if current else len(encoded[i].ids)
-        if current and ((len(current) + 1) * width > batch_tokens or len(current) >= max_batch
-                        or len(encoded[i].ids) < (1 - max_padding) * width):
+        n = len(encoded[i].ids)
+        if packed:
+            full = current and size + n > batch_tokens
+        else:
+            width = len(encoded[current[0]].ids) if current else n
+            full = current and ((len(current) + 1) * width > batch_tokens
+                                or n < (1 - max_padding) * width)
+        if full or len(current) >= max_batch:
             batches.append(current)
-            current = []
+            current, size = [], 0
         current.append(i)
+        size += n
     if current:
         batches.append(current)
     return batches
@@ -89,33 +99,43 @@ def run_batch(model, encoded: list[Encoded], batch: list[int], want_loss: bool =
               want_embedding: bool = False) -> PassOutput:
     import torch
 
+    from middo_core.models.sequence_packing import can_pack, packed_hidden_states
+
     device = next(model.parameters()).device
-    pad = getattr(model.config, "pad_token_id", None)
-    pad = 0 if pad is None or isinstance(pad, list) else pad
     lens = [len(encoded[i].ids) for i in batch]
-    width = max(lens)
-    ids = torch.full((len(batch), width), pad, dtype=torch.long)
-    for b, i in enumerate(batch):
-        ids[b, : lens[b]] = torch.tensor(encoded[i].ids, dtype=torch.long)
-    ids = ids.to(device)
-    out = PassOutput(index=list(batch))
     with torch.inference_mode():
-        hidden = _decoder(model)(input_ids=ids, use_cache=False).last_hidden_state
+        if can_pack(model):  # end to end, no padding: row starts[b] is sequence b's first
+            batch = sorted(batch, key=lambda i: -len(encoded[i].ids))
+            lens = [len(encoded[i].ids) for i in batch]
+            flat = packed_hidden_states(model, [encoded[i].ids for i in batch])
+            ids = torch.tensor([t for i in batch for t in encoded[i].ids], dtype=torch.long)
+            starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).tolist()
+        else:  # padded to the longest (right padding: real tokens never see it)
+            pad = getattr(model.config, "pad_token_id", None)
+            pad = 0 if pad is None or isinstance(pad, list) else pad
+            width = max(lens)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            for b, i in enumerate(batch):
+                ids[b, : lens[b]] = torch.tensor(encoded[i].ids, dtype=torch.long)
+            ids = ids.to(device)
+            hidden = _decoder(model)(input_ids=ids, use_cache=False).last_hidden_state
+            flat = hidden.reshape(-1, hidden.shape[-1])
+            ids = ids.reshape(-1)
+            starts = [b * width for b in range(len(batch))]
+        out = PassOutput(index=list(batch))
         if want_embedding:
             for b, i in enumerate(batch):
                 s, e = encoded[i].span
-                out.embedding.append(hidden[b, s:e].float().mean(0).cpu().numpy())
+                out.embedding.append(flat[starts[b] + s:starts[b] + e].float().mean(0).cpu().numpy())
         scored = [b for b, i in enumerate(batch)
                   if want_loss and not encoded[i].empty_response and encoded[i].response_len > 0]
         losses: dict[int, tuple[float, int, float]] = {}
         if scored:
             # position t predicts token t+1: response tokens [P, L) are predicted from [P-1, L-1)
-            rows = torch.cat([b * width + torch.arange(encoded[batch[b]].prompt_len - 1, lens[b] - 1)
+            rows = torch.cat([starts[b] + torch.arange(encoded[batch[b]].prompt_len - 1, lens[b] - 1)
                               for b in scored]).to(device)
             counts = [lens[b] - encoded[batch[b]].prompt_len for b in scored]
-            flat = hidden.reshape(-1, hidden.shape[-1])
-            targets = ids.reshape(-1)[rows + 1]
-            nll = _response_nll(model, flat, rows, targets)
+            nll = _response_nll(model, flat, rows, ids[rows + 1])
             for b, part in zip(scored, torch.split(nll, counts), strict=True):
                 losses[b] = (float(part.mean()), part.numel(), float(part[-1]))
         for b, i in enumerate(batch):
@@ -159,8 +179,12 @@ def run_pass(model, encoded: list[Encoded], *, want_loss: bool = True, want_embe
     """
     stats = PassStats()
     started = time.perf_counter()
+    from middo_core.models.sequence_packing import can_pack
+
     on_gpu = next(model.parameters()).device.type == "cuda"
-    batches = plan_batches(encoded, batch_tokens, max_padding=1.0 if on_gpu else MAX_PADDING)
+    packed = can_pack(model)
+    batches = plan_batches(encoded, batch_tokens, max_padding=1.0 if on_gpu else MAX_PADDING,
+                           packed=packed)
     pending = PassOutput()
 
     def flush() -> None:
@@ -178,7 +202,7 @@ def run_pass(model, encoded: list[Encoded], *, want_loss: bool = True, want_embe
             stats.batches += 1
             stats.samples += len(batch)
             stats.tokens += sum(lens)
-            stats.padded_tokens += max(lens) * len(batch)
+            stats.padded_tokens += sum(lens) if packed else max(lens) * len(batch)
             stats.response_tokens += sum(encoded[i].response_len for i in batch
                                          if not encoded[i].empty_response)
             if n % chunk_batches == 0:

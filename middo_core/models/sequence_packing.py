@@ -1,0 +1,200 @@
+"""A padding-free decoder pass for Llama-architecture models in bf16 on a CPU.
+
+The loss pass pads each batch to its longest sequence, and on a CPU every padded position costs
+its share of every matrix product. Here the sequences of a batch are laid end to end as one
+(tokens x hidden) matrix: the linear layers, norms, MLPs, residual adds and the rotary embedding
+run on real tokens only, and only attention sees a padded layout, per group of similar lengths
+(sequences within `MAX_PADDING` of each other; a group of equal lengths is attended in place,
+with no copy). As the batch no longer pays for padding, it can take sequences of any length up
+to its token budget, so the products run on more rows per call and the pass makes fewer calls.
+
+The arithmetic is transformers' own, operation for operation: the same modules are called for
+the norms, the projections and the MLP, the rotary embedding rounds where `apply_rotary_pos_emb`
+rounds (its temporaries are halves of the head instead of concatenations), and attention is
+`grouped_attention`, which the model already runs with (`middo_core.models.attention`).
+
+It applies only where that is so: the body's, the layers' and the attention modules' `forward`
+are byte for byte transformers' Llama code (Llama, SmolLM, and the models that copy it), the
+model runs `grouped_attention`, and it is bf16 inference on a CPU. Anything else runs the
+model's own forward. MIDDO_CPU_PACK=0 in the environment turns it off, with the other CPU paths.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+MAX_PADDING = 0.1  # attention groups: no sequence padded by more than this share of its group
+
+
+def can_pack(model: Any) -> bool:
+    """Can `packed_hidden_states` run this model? (The checks are cached on the model.)"""
+    import torch
+
+    if os.environ.get("MIDDO_CPU_PACK", "1") == "0" or model.training:
+        return False
+    param = next(model.parameters())
+    if param.device.type != "cpu" or param.dtype != torch.bfloat16:
+        return False
+    from middo_core.models.attention import NAME
+
+    if getattr(model.config, "_attn_implementation", None) != NAME:
+        return False
+    cached = model.__dict__.get("_middo_packable")
+    if cached is None:
+        cached = model.__dict__["_middo_packable"] = _llama_code(model)
+    return cached
+
+
+def _llama_code(model: Any) -> bool:
+    try:
+        from transformers.models.llama.modeling_llama import (
+            LlamaAttention,
+            LlamaDecoderLayer,
+            LlamaModel,
+        )
+    except ImportError:
+        return False
+    from middo_core.models.cpu_inference import _same_code
+
+    body = getattr(model, getattr(model, "base_model_prefix", "model"), None)
+    if body is None or body is model or not _same_code(type(body).forward, LlamaModel.forward):
+        return False
+    layers = list(body.layers[: body.config.num_hidden_layers])
+    return bool(layers) and all(
+        _same_code(type(layer).forward, LlamaDecoderLayer.forward)
+        and _same_code(type(layer.self_attn).forward, LlamaAttention.forward)
+        and "forward" not in layer.__dict__ and "forward" not in layer.self_attn.__dict__
+        and getattr(layer.self_attn, "is_causal", True)
+        for layer in layers)
+
+
+@dataclass
+class _Group:
+    """Sequences [first, last) of the batch, attended together padded to `width`."""
+
+    first: int
+    last: int
+    width: int
+    rows: Any = None  # where the real tokens sit in the padded (sequences x width) layout
+    buffers: Any = None  # padded q|k|v rows, reused by every layer (the padding stays zero)
+
+
+def attention_groups(lens: list[int], max_padding: float = MAX_PADDING) -> list[_Group]:
+    """Consecutive runs of `lens` (longest first) in which no sequence is padded by more than
+    `max_padding` of the run's longest."""
+    groups: list[_Group] = []
+    for i, n in enumerate(lens):
+        if groups and n >= (1 - max_padding) * groups[-1].width:
+            groups[-1].last = i + 1
+        else:
+            groups.append(_Group(i, i + 1, n))
+    return groups
+
+
+def packed_hidden_states(model: Any, sequences: list[list[int]]) -> Any:
+    """The final-norm hidden states of `sequences` (longest first), laid end to end:
+    a (total tokens x hidden) bf16 tensor. Only for a model `can_pack` accepts."""
+    import torch
+
+    lens = [len(s) for s in sequences]
+    if any(a < b for a, b in zip(lens, lens[1:], strict=False)):
+        raise ValueError("packed_hidden_states takes its sequences longest first")
+    body = getattr(model, getattr(model, "base_model_prefix", "model"))
+    ids = torch.tensor([t for s in sequences for t in s], dtype=torch.long)
+    positions = torch.cat([torch.arange(n) for n in lens])
+    groups = attention_groups(lens)
+    starts = [0]
+    for n in lens:
+        starts.append(starts[-1] + n)
+    with torch.inference_mode():
+        hidden = body.embed_tokens(ids)
+        # the rotary table for positions 0..longest-1, as the model makes it, then per token
+        cos, sin = body.rotary_emb(hidden[None], position_ids=torch.arange(lens[0])[None])
+        cos, sin = cos[0][positions][:, None], sin[0][positions][:, None]  # (tokens, 1, head)
+        for group in groups:
+            if any(n != group.width for n in lens[group.first:group.last]):
+                group.rows = torch.cat([torch.arange(n) + b * group.width for b, n in
+                                        enumerate(lens[group.first:group.last])])
+        for layer in body.layers[: body.config.num_hidden_layers]:
+            hidden = _layer(layer, hidden, cos, sin, groups, starts)
+        return body.norm(hidden)
+
+
+def _layer(layer: Any, hidden: Any, cos: Any, sin: Any, groups: list[_Group],
+           starts: list[int]) -> Any:
+    """LlamaDecoderLayer.forward on packed tokens (the residual adds in place: `hidden` is this
+    pass's own tensor)."""
+    attn = layer.self_attn
+    hidden.add_(attn.o_proj(_attention(attn, layer.input_layernorm(hidden), cos, sin, groups, starts)))
+    return hidden.add_(layer.mlp(layer.post_attention_layernorm(hidden)))
+
+
+def _attention(attn: Any, h: Any, cos: Any, sin: Any, groups: list[_Group],
+               starts: list[int]) -> Any:
+    """LlamaAttention.forward's projections, rotary embedding and attention (before o_proj).
+
+    q, k and v come from one product, as (tokens x [q heads | k heads | v heads] x head size);
+    the rotary embedding turns q and k in place, together; a group that needs padding copies
+    the tokens' rows into its padded buffer in one copy."""
+    import torch
+
+    from middo_core.models.attention import grouped_attention
+
+    tokens, d = h.shape[0], attn.head_dim
+    heads, kv_heads = attn.q_proj.out_features // d, attn.k_proj.out_features // d
+    qkv = _qkv(attn, h).view(tokens, heads + 2 * kv_heads, d)
+    _rotary_(qkv[:, :heads + kv_heads], cos, sin)
+    out = torch.empty((tokens, heads * d), dtype=h.dtype)
+    for group in groups:
+        a, b = starts[group.first], starts[group.last]
+        n, width = group.last - group.first, group.width
+        if group.rows is None:  # equal lengths: attend in place
+            x = qkv[a:b]
+        else:
+            if group.buffers is None:
+                group.buffers = torch.zeros((n * width, *qkv.shape[1:]), dtype=h.dtype)
+            x = group.buffers.index_copy_(0, group.rows, qkv[a:b])
+        x = x.view(n, width, -1, d).transpose(1, 2)
+        q, k, v = x[:, :heads], x[:, heads:heads + kv_heads], x[:, heads + kv_heads:]
+        if group.rows is None:
+            grouped_attention(q, k, v, attn.scaling, out=out[a:b].view(n, width, heads, d))
+        else:
+            padded = grouped_attention(q, k, v, attn.scaling)
+            torch.index_select(padded.view(n * width, -1), 0, group.rows, out=out[a:b])
+    return out
+
+
+def _qkv(attn: Any, h: Any) -> Any:
+    """q_proj, k_proj and v_proj of `h` side by side, from one product on their concatenated
+    weights (oneDNN's layout, made once and again whenever one of the weights changes)."""
+    import torch
+
+    from middo_core.models.cpu_inference import PACK_ROWS_HINT, oneDNN_bf16_available
+
+    projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+    if not oneDNN_bf16_available():
+        return torch.cat([p(h) for p in projections], dim=-1)
+    stamp = tuple((p.weight._version, p.weight.data_ptr()) for p in projections)
+    cached = attn.__dict__.get("_middo_qkv")
+    if cached is None or cached[0] != stamp:
+        weight = torch.cat([p.weight.detach() for p in projections])
+        biases = [p.bias for p in projections]
+        bias = None if all(b is None for b in biases) else torch.cat(
+            [p.bias.detach() if p.bias is not None else torch.zeros(p.out_features, dtype=weight.dtype)
+             for p in projections])
+        cached = attn.__dict__["_middo_qkv"] = (
+            stamp, torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS_HINT), bias)
+    return torch.ops.mkldnn._linear_pointwise(h, cached[1], cached[2], "none", [], "")
+
+
+def _rotary_(x: Any, cos: Any, sin: Any) -> None:
+    """apply_rotary_pos_emb's x * cos + rotate_half(x) * sin, in place, rounding where it
+    rounds: with halves (x1, x2), the result is (x1 * cos - x2 * sin, x2 * cos + x1 * sin)
+    (rotate_half(x) * sin rounds -x2 * sin as -(x2 * sin)). cos and sin: (tokens, 1, head)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    first, second = x2 * sin[..., :half], x1 * sin[..., half:]
+    x1.mul_(cos[..., :half]).sub_(first)
+    x2.mul_(cos[..., half:]).add_(second)

@@ -1,0 +1,158 @@
+"""The padding-free decoder pass: the model's own answers for every sequence, whatever the lengths
+beside it; the model's own forward wherever the code is not Llama's or it is not bf16 CPU
+inference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from middo_core.models import cpu_inference as ci
+from middo_core.models import sequence_packing as sp
+from middo_core.models.attention import use_gemm_attention
+
+pytestmark = pytest.mark.skipif(not ci.oneDNN_bf16_available(), reason="needs oneDNN with bf16")
+
+
+@pytest.fixture(autouse=True)
+def _gemm_attention(monkeypatch):
+    monkeypatch.setenv("MIDDO_ATTENTION", "gemm")
+
+
+def _llama(seed: int = 0, **extra):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      tie_word_embeddings=True, initializer_range=0.2, **extra)
+    model = LlamaForCausalLM(cfg).to(torch.bfloat16).eval()
+    assert use_gemm_attention(model)
+    ci.speed_up_cpu_inference(model)
+    return model
+
+
+def _sequences(lengths, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 300, (n,), generator=gen).tolist() for n in lengths]
+
+
+# equal lengths (attended in place), lengths within 10% (one padded group), and far apart
+LENGTHS = [300, 300, 290, 280, 200, 64, 64, 9, 1]
+
+
+@pytest.mark.parametrize("bias", [False, True], ids=["llama", "llama with q/k/v biases"])
+def test_every_sequence_gets_the_hidden_states_it_gets_alone(bias):
+    model = _llama(attention_bias=bias)
+    assert sp.can_pack(model)
+    groups = sp.attention_groups(LENGTHS)
+    assert [(g.first, g.last) for g in groups] == [(0, 4), (4, 5), (5, 7), (7, 8), (8, 9)]
+    sequences = _sequences(LENGTHS)
+    with torch.inference_mode():
+        packed = sp.packed_hidden_states(model, sequences)
+        assert packed.shape == (sum(LENGTHS), 64)
+        row = 0
+        for seq in sequences:
+            # the stock model, one sequence at a time: SDPA attention, transformers' layers
+            ci.restore_stock_inference(model)
+            model.set_attn_implementation("sdpa")
+            alone = model.model(input_ids=torch.tensor([seq])).last_hidden_state[0].float()
+            got = packed[row:row + len(seq)].float()
+            row += len(seq)
+            # bf16 noise is 1-2% of the mean value here (sharp attention: initializer_range=0.2);
+            # a rotary embedding turned the wrong way is 100%
+            assert (got - alone).abs().max() < 0.1 * alone.abs().max(), len(seq)
+            assert (got - alone).abs().mean() < 0.04 * alone.abs().mean(), len(seq)
+            use_gemm_attention(model)
+            ci.speed_up_cpu_inference(model)
+
+
+def test_it_matches_the_padded_pass_of_the_same_fast_paths_closely():
+    model = _llama(1)
+    sequences = _sequences([120, 117, 111, 40], seed=3)
+    with torch.inference_mode():
+        packed = sp.packed_hidden_states(model, sequences)
+        ids = torch.zeros((4, 120), dtype=torch.long)
+        for b, seq in enumerate(sequences):
+            ids[b, :len(seq)] = torch.tensor(seq)
+        padded = model.model(input_ids=ids, use_cache=False).last_hidden_state
+    row = 0
+    for b, seq in enumerate(sequences):
+        same = packed[row:row + len(seq)] == padded[b, :len(seq)]
+        row += len(seq)
+        assert same.float().mean() > 0.99  # the same operations: equal up to a rare last bit
+
+
+def test_a_changed_projection_weight_is_used_at_once():
+    model = _llama(2)
+    seq = _sequences([50])
+    with torch.inference_mode():
+        before = sp.packed_hidden_states(model, seq).clone()
+        model.model.layers[0].self_attn.k_proj.weight.mul_(2)
+        after = sp.packed_hidden_states(model, seq)
+        stock = model.model(input_ids=torch.tensor(seq)).last_hidden_state[0]
+    assert not torch.equal(before, after)
+    assert (after.float() - stock.float()).abs().mean() < 0.04 * stock.float().abs().mean()
+
+
+def test_other_models_and_settings_run_their_own_forward(monkeypatch):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=300, hidden_size=64, intermediate_size=160,
+                                        num_hidden_layers=2, num_attention_heads=4,
+                                        num_key_value_heads=2)).to(torch.bfloat16).eval()
+    use_gemm_attention(qwen)
+    assert not sp.can_pack(qwen)  # its model code differs from Llama's (sliding windows)
+    model = _llama()
+    assert sp.can_pack(model)
+    ci.restore_stock_inference(model)
+    assert not sp.can_pack(model)  # the stock path is the stock model
+    ci.speed_up_cpu_inference(model)
+    assert sp.can_pack(model)
+    model.train()
+    assert not sp.can_pack(model)
+    model.eval()
+    monkeypatch.setenv("MIDDO_CPU_PACK", "0")
+    assert not sp.can_pack(model)
+    monkeypatch.setenv("MIDDO_CPU_PACK", "1")
+    model.set_attn_implementation("sdpa")
+    assert not sp.can_pack(model)
+    assert not sp.can_pack(_llama().float())
+
+
+def test_sequences_must_come_longest_first():
+    with pytest.raises(ValueError, match="longest first"):
+        sp.packed_hidden_states(_llama(), _sequences([5, 9]))
+
+
+def test_the_loss_pass_plans_unpadded_batches_and_agrees_with_the_stock_pass(tmp_path):
+    from middo_core.models.loader import build_tiny_model, load_model
+    from middo_core.sample import Sample
+    from middo_core.signals.encode import encode_all
+    from middo_core.signals.forward import PassOutput, plan_batches, run_pass
+
+    model, tok = load_model(str(build_tiny_model(tmp_path / "tiny")), "cpu")
+    assert sp.can_pack(model)
+    samples = [Sample(instruction=f"Say {i} words " + "and more " * (i % 7), input="",
+                      output=" ".join(["word"] * (3 + 5 * i))) for i in range(12)]
+    encoded = encode_all(samples, tok, "chat", 256)
+    lengths = sorted((len(e.ids) for e in encoded), reverse=True)
+    assert lengths[0] > 2 * lengths[-1]
+    batches = plan_batches(encoded, batch_tokens=4096, packed=True)
+    assert len(batches) == 1  # lengths far apart share a batch: nothing is padded
+    assert len(plan_batches(encoded, batch_tokens=4096)) > 1
+
+    def run():
+        out = PassOutput()
+        stats = run_pass(model, encoded, want_embedding=True, on_chunk=out.extend)
+        order = sorted(range(len(out.index)), key=out.index.__getitem__)
+        return stats, [out.loss[i] for i in order], [out.embedding[i] for i in order]
+
+    stats, loss, emb = run()
+    assert stats.batches == 1 and stats.padded_tokens == stats.tokens == sum(lengths)
+    ci.restore_stock_inference(model)
+    model.set_attn_implementation("sdpa")
+    stock_stats, stock_loss, stock_emb = run()
+    assert stock_stats.padded_tokens > stock_stats.tokens
+    assert max(abs(a - b) for a, b in zip(loss, stock_loss, strict=True)) < 0.02
+    assert max(float(abs(a - b).max()) for a, b in zip(emb, stock_emb, strict=True)) < 0.1
