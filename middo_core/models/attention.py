@@ -163,8 +163,7 @@ def grouped_attention(query, key, value, scale: float, mask=None, block: int = Q
             # masks go in as additive bias (0 or the lowest value), broadcast over the rep
             # heads: adding is ~15x faster than masked_fill with a boolean mask on a CPU
             if bias is None:
-                diagonal = scores[..., start:end].view(last - first, kv, n, rep, n)
-                diagonal.add_(_causal_bias(n, query.dtype, query.device).view(1, 1, n, 1, n))
+                scores[..., start:end].add_(_causal_bias(n, rep, query.dtype, query.device))
             else:
                 part = bias[first:last] if bias.shape[0] > 1 else bias
                 scores.view(last - first, kv, n, rep, width).add_(part[:, :, start:end, None])
@@ -174,12 +173,15 @@ def grouped_attention(query, key, value, scale: float, mask=None, block: int = Q
     return out.view(b, sq, h, d)
 
 
-@functools.lru_cache(maxsize=16)
-def _causal_bias(n: int, dtype, device):
-    """(n, n): 0 on and below the diagonal, the dtype's lowest value above it."""
+@functools.lru_cache(maxsize=32)
+def _causal_bias(n: int, rep: int, dtype, device):
+    """(n x rep, n): row (i, r) is 0 for keys up to i, the dtype's lowest value after it: the
+    causal bias of n positions with each position's rep query heads in consecutive rows (a plain
+    2-D bias adds ~30% faster than one broadcast over the heads)."""
     import torch
 
-    return torch.full((n, n), torch.finfo(dtype).min, dtype=dtype, device=device).triu_(1)
+    bias = torch.full((n, n), torch.finfo(dtype).min, dtype=dtype, device=device).triu_(1)
+    return bias[:, None].expand(n, rep, n).reshape(n * rep, n)
 
 
 _bias_of: tuple[Any, int, Any] | None = None  # (weak reference to a mask, its version, its bias)
