@@ -4,6 +4,9 @@ Why it is fast: sequences are sorted by length and padded per batch (little padd
 decoder runs with no attention mask (right padding + causal attention means real tokens never
 see padding, so the fused causal kernel is used); the LM head, a vocabulary-sized matrix
 product, runs only at the positions that predict response tokens, not at every position.
+On a CPU, a Llama-architecture bf16 model takes a batch laid end to end with no padding at all
+(`middo_core.models.sequence_packing`): batches then fill up to their token budget whatever the
+lengths, and only attention sees padding, per group of similar lengths.
 Why the embedding is free: in a causal model the hidden states of the prompt positions do not
 depend on what follows, so mean-pooling them in the loss pass equals a separate prompt-only pass.
 """
