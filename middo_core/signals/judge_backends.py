@@ -27,6 +27,7 @@ class JudgeResult:
     ratings: list[list[float]] = field(default_factory=list)  # one row of six per sample
     unparseable: int = 0  # generated replies without a number (scored 0, as in the paper)
     tokens_fed: int = 0
+    positions_fed: int = 0  # tokens_fed plus padding (transformers backend; 0 elsewhere)
     forward_calls: int = 0
     score_mass: list[float] = field(default_factory=list)  # P(score token) before renormalizing
 
@@ -83,12 +84,19 @@ class TransformersJudge:
         else:
             # The head (chat header + intro) is the same for every sample: fed once, its KV cache
             # copied into each batch, so each sample feeds only its own tokens and six questions.
+            # Batches take samples of similar length: every row of a batch is padded to its
+            # longest, and padding is work thrown away (on Alpaca records, 48% of the positions
+            # fed in input order were padding, 13% in length order). Ratings go back by index.
             head = Rows(model, counter=counter)
             head.extend([builder.head], pad)
             cut = len(builder.head)
+            all_trees = [builder.tree(s) for s in samples]
+            order = sorted(range(len(samples)),
+                           key=lambda i: len(all_trees[i].trunk) + len(all_trees[i].branch))
+            ratings: list[list[float]] = [[] for _ in samples]
             for start in range(0, len(samples), signal.batch_size):
-                chunk = samples[start : start + signal.batch_size]
-                trees = [builder.tree(s) for s in chunk]
+                chunk = order[start : start + signal.batch_size]
+                trees = [all_trees[i] for i in chunk]
                 rows = head.select([0] * len(chunk))
                 rows.extend([t.trunk[cut:] for t in trees], pad)
                 fanout = [i for i in range(len(chunk)) for _ in range(3)]
@@ -100,10 +108,12 @@ class TransformersJudge:
                 rows.extend([t.branch for t in trees], pad)
                 resp = rows.select(fanout)
                 score(resp, resp.extend([q for t in trees for q in t.questions[3:]], pad))
-                for i in range(len(chunk)):
-                    result.ratings.append(instr_scores[3 * i : 3 * i + 3] + flat[3 * i : 3 * i + 3])
+                for j, i in enumerate(chunk):
+                    ratings[i] = instr_scores[3 * j : 3 * j + 3] + flat[3 * j : 3 * j + 3]
                 report(progress, STAGE, start + len(chunk), len(samples))
+            result.ratings = ratings
         result.tokens_fed, result.forward_calls = counter.tokens_fed, counter.forward_calls
+        result.positions_fed = counter.positions_fed
         return result
 
 

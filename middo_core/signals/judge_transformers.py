@@ -18,6 +18,7 @@ from middo_core.signals.judge_prompts import ScoreTokens, parse_rating
 @dataclass
 class Counter:
     tokens_fed: int = 0  # real (unpadded) tokens run through the model
+    positions_fed: int = 0  # the same with the padding of each batch's shorter rows
     forward_calls: int = 0
 
 
@@ -59,6 +60,7 @@ class Rows:
         self.mask = attention
         self.lens = self.lens + new_lens
         self.counter.tokens_fed += int(new_lens.sum())
+        self.counter.positions_fed += ids.numel()
         self.counter.forward_calls += 1
         return logits
 

@@ -78,6 +78,28 @@ def test_results_are_indexed_by_sample_id_whatever_the_order(judge):
     pd.testing.assert_frame_equal(forward, backward.loc[forward.index], atol=1e-4, check_exact=False)
 
 
+def test_batches_take_samples_of_similar_length_and_ratings_do_not_depend_on_it(judge):
+    from middo_core.signals.judge_backends import TransformersJudge
+
+    model, tok = judge
+    short = [Sample(instruction=f"Say {w}.", output=f"{w}.") for w in ("yes", "no")]
+    long = [Sample(instruction=f"Describe {w} in detail.", output=" ".join([w] * 60))
+            for w in ("rain", "snow")]
+    signal = QualitySignal(batch_size=2)
+    interleaved = TransformersJudge().rate(signal, [long[0], short[0], long[1], short[1]], model,
+                                           tok, None)
+    grouped = TransformersJudge().rate(signal, [*short, *long], model, tok, None)
+    assert interleaved.tokens_fed == grouped.tokens_fed
+    # the two long samples share a batch, so the short ones are not padded to their length
+    # (in input order, each batch would pad a short sample by ~60 response tokens)
+    assert interleaved.positions_fed == grouped.positions_fed
+    assert interleaved.positions_fed < interleaved.tokens_fed + 4 * 6 * 4
+    by_id = dict(zip([s.id for s in (long[0], short[0], long[1], short[1])], interleaved.ratings,
+                     strict=True))
+    for sample, ratings in zip([*short, *long], grouped.ratings, strict=True):
+        assert by_id[sample.id] == pytest.approx(ratings, abs=1e-4)
+
+
 def test_shared_layout_feeds_fewer_tokens_than_the_faithful_one(judge):
     model, tok = judge
     shared, faithful = QualitySignal(), QualitySignal(faithful=True)
