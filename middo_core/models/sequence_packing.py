@@ -27,6 +27,8 @@ from typing import Any
 
 MAX_PADDING = 0.1  # attention groups: no sequence padded by more than this share of its group
 ALIGN = 16  # and the group's width padded to a multiple of this many positions
+QUERY_BLOCK = 96  # query positions per attention tile (4% less attention time than 128 here:
+# less of each causal diagonal block is computed and thrown away)
 
 
 def can_pack(model: Any) -> bool:
@@ -164,9 +166,10 @@ def _attention(attn: Any, h: Any, cos: Any, sin: Any, groups: list[_Group],
         x = x.view(n, width, -1, d).transpose(1, 2)
         q, k, v = x[:, :heads], x[:, heads:heads + kv_heads], x[:, heads + kv_heads:]
         if group.rows is None:
-            grouped_attention(q, k, v, attn.scaling, out=out[a:b].view(n, width, heads, d))
+            grouped_attention(q, k, v, attn.scaling, block=QUERY_BLOCK,
+                              out=out[a:b].view(n, width, heads, d))
         else:
-            padded = grouped_attention(q, k, v, attn.scaling)
+            padded = grouped_attention(q, k, v, attn.scaling, block=QUERY_BLOCK)
             torch.index_select(padded.view(n * width, -1), 0, group.rows, out=out[a:b])
     return out
 
