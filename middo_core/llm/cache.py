@@ -17,19 +17,34 @@ from middo_core.llm.base import ChatRequest, ChatResult
 
 TMP_PREFIX = ".tmp-"
 STALE_TMP_S = 3600.0  # a temp file this old was left by a killed writer, not one still writing
+SWEEP_EVERY_S = 600.0  # opening the cache sweeps it at most this often (all processes together)
+SWEPT_MARK = ".swept"  # its modification time is the last sweep's
 
 
 class LLMCache:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._made: set[Path] = set()
-        self.swept = self.sweep()
+        self.swept = self.sweep() if self._sweep_due() else 0
+
+    def _sweep_due(self) -> bool:
+        """A sweep lists every answer file: with a million answers that is seconds, and a
+        cluster opens the cache once per task. So the cache is swept when it was not in the
+        last SWEEP_EVERY_S seconds (the mark is shared through the file system)."""
+        import time
+
+        try:
+            return time.time() - (self.root / SWEPT_MARK).stat().st_mtime > SWEEP_EVERY_S
+        except OSError:
+            return True
 
     def sweep(self, older_than_s: float = STALE_TMP_S) -> int:
         """Remove temp files that killed writers left behind; returns how many."""
         if not self.root.is_dir():
             return 0
-        return remove_stale(self.root.glob(f"*/{TMP_PREFIX}*"), older_than_s)
+        removed = remove_stale(self.root.glob(f"*/{TMP_PREFIX}*"), older_than_s)
+        (self.root / SWEPT_MARK).touch()
+        return removed
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"

@@ -133,11 +133,16 @@ def test_temp_files_of_killed_writers_are_swept_and_never_counted(loopback, api_
 
     client = LLMClient(backend(), LLMCache(tmp_path / "cache"))
     asyncio.run(client.complete(request()))
-    folder = next((tmp_path / "cache").iterdir())
+    assert LLMCache(tmp_path / "cache").swept == 0  # a sweep: nothing left behind yet
+    folder = next(p for p in (tmp_path / "cache").iterdir() if p.is_dir())
     stale, fresh = folder / ".tmp-killed.json", folder / ".tmp-writing.json"
     stale.write_text('{"half": ', encoding="utf-8")  # what a SIGKILL mid-write leaves
     fresh.write_text('{"half": ', encoding="utf-8")  # another process still writing
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
-    cache = LLMCache(tmp_path / "cache")  # the next run
+    again = LLMCache(tmp_path / "cache")  # opened again at once (another task): no new listing
+    assert again.swept == 0 and stale.exists()
+    mark = tmp_path / "cache" / ".swept"
+    os.utime(mark, (time.time() - 700, time.time() - 700))
+    cache = LLMCache(tmp_path / "cache")  # the next run, ten minutes later
     assert cache.swept == 1 and not stale.exists() and fresh.exists()
     assert len(cache) == 1
