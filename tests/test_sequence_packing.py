@@ -19,7 +19,7 @@ def _gemm_attention(monkeypatch):
     monkeypatch.setenv("MIDDO_ATTENTION", "gemm")
 
 
-def _llama(seed: int = 0, **extra):
+def _llama(seed: int = 0, prepacked: bool = True, **extra):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -28,7 +28,8 @@ def _llama(seed: int = 0, **extra):
                       tie_word_embeddings=True, initializer_range=0.2, **extra)
     model = LlamaForCausalLM(cfg).to(torch.bfloat16).eval()
     assert use_gemm_attention(model)
-    ci.speed_up_cpu_inference(model)
+    if prepacked:
+        ci.speed_up_cpu_inference(model)
     return model
 
 
@@ -67,8 +68,10 @@ def test_every_sequence_gets_the_hidden_states_it_gets_alone(bias):
             ci.speed_up_cpu_inference(model)
 
 
-def test_it_matches_the_padded_pass_of_the_same_fast_paths_closely():
-    model = _llama(1)
+@pytest.mark.parametrize("prepacked", [True, False], ids=["prepacked", "stock linear layers"])
+def test_it_matches_the_padded_pass_of_the_same_fast_paths_closely(prepacked):
+    model = _llama(1, prepacked=prepacked)
+    assert sp.can_pack(model)
     sequences = _sequences([120, 117, 111, 40], seed=3)
     with torch.inference_mode():
         packed = sp.packed_hidden_states(model, sequences)
@@ -76,6 +79,8 @@ def test_it_matches_the_padded_pass_of_the_same_fast_paths_closely():
         for b, seq in enumerate(sequences):
             ids[b, :len(seq)] = torch.tensor(seq)
         padded = model.model(input_ids=ids, use_cache=False).last_hidden_state
+    # one product on a fused copy of the q, k, v weights only where the layers are prepacked
+    assert ("_middo_qkv" in model.model.layers[0].self_attn.__dict__) == prepacked
     row = 0
     for b, seq in enumerate(sequences):
         same = packed[row:row + len(seq)] == padded[b, :len(seq)]

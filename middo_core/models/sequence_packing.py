@@ -4,13 +4,15 @@ The loss pass pads each batch to its longest sequence, and on a CPU every padded
 its share of every matrix product. Here the sequences of a batch are laid end to end as one
 (tokens x hidden) matrix: the linear layers, norms, MLPs, residual adds and the rotary embedding
 run on real tokens only, and only attention sees a padded layout, per group of similar lengths
-(sequences within `MAX_PADDING` of each other; a group of equal lengths is attended in place,
-with no copy). As the batch no longer pays for padding, it can take sequences of any length up
+(sequences within `MAX_PADDING` of each other, padded to a multiple of `ALIGN` positions; a
+group whose lengths all equal that width is attended in place, with no copy). As the batch no longer pays for padding, it can take sequences of any length up
 to its token budget, so the products run on more rows per call and the pass makes fewer calls.
 
 The arithmetic is transformers' own, operation for operation: the same modules are called for
-the norms, the projections and the MLP, the rotary embedding rounds where `apply_rotary_pos_emb`
-rounds (its temporaries are halves of the head instead of concatenations), and attention is
+the norms and the MLP, q, k and v are the projections' products side by side (one product on
+their concatenated weights where the linear layers are prepacked: a third copy of those
+weights, ~33 MB for SmolLM2-135M), the rotary embedding rounds where `apply_rotary_pos_emb`
+rounds (in place, with a signed sine instead of a concatenation), and attention is
 `grouped_attention`, which the model already runs with (`middo_core.models.attention`).
 
 It applies only where that is so: the body's, the layers' and the attention modules' `forward`
@@ -182,7 +184,8 @@ def _qkv(attn: Any, h: Any) -> Any:
     from middo_core.models.cpu_inference import PACK_ROWS_HINT, oneDNN_bf16_available
 
     projections = (attn.q_proj, attn.k_proj, attn.v_proj)
-    if not oneDNN_bf16_available():
+    if not (oneDNN_bf16_available() and all(hasattr(p, "_middo_packed") for p in projections)):
+        # not packed (no oneDNN, or no memory to spare for copies): no fused copy either
         return torch.cat([p(h) for p in projections], dim=-1)
     stamp = tuple((p.weight._version, p.weight.data_ptr()) for p in projections)
     cached = attn.__dict__.get("_middo_qkv")
