@@ -64,8 +64,8 @@ def restore_stock_inference(model: Any) -> None:
         forward = module.__dict__.get("forward")
         if getattr(forward, "__func__", None) in ours:
             del module.forward
-        module.__dict__.pop("_middo_packed", None)
-        module.__dict__.pop("_middo_qkv", None)  # middo_core.models.sequence_packing's q|k|v weights
+        for slot in ("_middo_packed", "_middo_qkv"):  # sequence_packing keeps q|k|v in the second
+            module.__dict__.pop(slot, None)
     model.__dict__["_middo_packable"] = False  # and no padding-free pass
 
 
@@ -113,18 +113,25 @@ def _pack_linears(model: Any) -> int:
     if not linears or not _packing_is_exact(linears[0]):
         return 0
     for lin in linears:
-        _pack(lin)
+        packed_weight(lin)
         lin.forward = types.MethodType(_packed_linear_forward, lin)
     return len(linears)
 
 
-def _pack(lin: Any) -> Any:
+def packed_weight(owner: Any, *linears: Any, slot: str = "_middo_packed") -> Any:
+    """oneDNN's layout of the weights of `linears` stacked (default: `owner`, a linear layer),
+    kept on `owner` under `slot` and made again when one of those weights has changed in place
+    or been replaced since (training, a reload)."""
     import torch
 
-    weight = lin.weight.detach()
-    packed = torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS_HINT)
-    lin._middo_packed = (packed, weight._version, weight.data_ptr())
-    return packed
+    linears = linears or (owner,)
+    stamp = tuple((lin.weight._version, lin.weight.data_ptr()) for lin in linears)
+    cached = owner.__dict__.get(slot)
+    if cached is None or cached[0] != stamp:
+        weight = torch.cat([lin.weight.detach() for lin in linears])
+        cached = owner.__dict__[slot] = (
+            stamp, torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS_HINT))
+    return cached[1]
 
 
 def _packing_is_exact(lin: Any) -> bool:
@@ -143,14 +150,6 @@ def _packing_is_exact(lin: Any) -> bool:
         return False
 
 
-def _packed_weight(lin: Any) -> Any:
-    weight = lin.weight
-    packed, version, ptr = lin._middo_packed
-    if weight._version != version or weight.data_ptr() != ptr:
-        packed = _pack(lin)  # trained or reloaded since it was packed
-    return packed
-
-
 def _stock_needed(x, weight) -> bool:
     """Transformers' own code for anything but bf16 inference on a CPU without gradients."""
     import torch
@@ -167,7 +166,7 @@ def _packed_linear_forward(self, x):
     if _stock_needed(x, weight):
         return F.linear(x, weight, self.bias)
     shape = x.shape
-    out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, shape[-1]), _packed_weight(self), self.bias,
+    out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, shape[-1]), packed_weight(self), self.bias,
                                              "none", [], "")
     return out.view(*shape[:-1], out.shape[-1])
 
@@ -246,6 +245,6 @@ def _fused_mlp_forward(self, x):
         return type(self).forward(self, x)
     shape = x.shape
     flat = x.reshape(-1, shape[-1])
-    gate = torch.ops.mkldnn._linear_pointwise(flat, _packed_weight(self.gate_proj), self.gate_proj.bias,
+    gate = torch.ops.mkldnn._linear_pointwise(flat, packed_weight(self.gate_proj), self.gate_proj.bias,
                                               "swish", [], "")
     return self.down_proj(gate.mul_(self.up_proj(flat)).view(*shape[:-1], gate.shape[-1]))

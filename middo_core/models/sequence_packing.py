@@ -177,27 +177,20 @@ def _attention(attn: Any, h: Any, cos: Any, sin: Any, groups: list[_Group],
 
 
 def _qkv(attn: Any, h: Any) -> Any:
-    """q_proj, k_proj and v_proj of `h` side by side, from one product on their concatenated
-    weights (oneDNN's layout, made once and again whenever one of the weights changes)."""
+    """q_proj, k_proj and v_proj of `h` side by side, from one product on their stacked weights
+    where the layers are prepacked (else from the three layers)."""
     import torch
 
-    from middo_core.models.cpu_inference import PACK_ROWS_HINT, oneDNN_bf16_available
+    from middo_core.models.cpu_inference import packed_weight
 
     projections = (attn.q_proj, attn.k_proj, attn.v_proj)
-    if not (oneDNN_bf16_available() and all(hasattr(p, "_middo_packed") for p in projections)):
+    if not all(hasattr(p, "_middo_packed") for p in projections):
         # not packed (no oneDNN, or no memory to spare for copies): no fused copy either
         return torch.cat([p(h) for p in projections], dim=-1)
-    stamp = tuple((p.weight._version, p.weight.data_ptr()) for p in projections)
-    cached = attn.__dict__.get("_middo_qkv")
-    if cached is None or cached[0] != stamp:
-        weight = torch.cat([p.weight.detach() for p in projections])
-        biases = [p.bias for p in projections]
-        bias = None if all(b is None for b in biases) else torch.cat(
-            [p.bias.detach() if p.bias is not None else torch.zeros(p.out_features, dtype=weight.dtype)
-             for p in projections])
-        cached = attn.__dict__["_middo_qkv"] = (
-            stamp, torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS_HINT), bias)
-    return torch.ops.mkldnn._linear_pointwise(h, cached[1], cached[2], "none", [], "")
+    weight = packed_weight(attn, *projections, slot="_middo_qkv")
+    bias = None if all(p.bias is None for p in projections) else torch.cat(
+        [p.bias if p.bias is not None else h.new_zeros(p.out_features) for p in projections])
+    return torch.ops.mkldnn._linear_pointwise(h, weight, bias, "none", [], "")
 
 
 def _rotary_(x: Any, cos: Any, signed_sin: Any) -> None:

@@ -99,17 +99,20 @@ def _decoder(model):
 
 
 def run_batch(model, encoded: list[Encoded], batch: list[int], want_loss: bool = True,
-              want_embedding: bool = False) -> PassOutput:
+              want_embedding: bool = False, packed: bool | None = None) -> PassOutput:
+    """packed: lay the batch end to end (`middo_core.models.sequence_packing`; None: where the
+    model allows it)."""
     import torch
 
     from middo_core.models.sequence_packing import can_pack, packed_hidden_states
 
     device = next(model.parameters()).device
+    packed = can_pack(model) if packed is None else packed
+    if packed:
+        batch = sorted(batch, key=lambda i: -len(encoded[i].ids))
     lens = [len(encoded[i].ids) for i in batch]
     with torch.inference_mode():
-        if can_pack(model):  # end to end, no padding: row starts[b] is sequence b's first
-            batch = sorted(batch, key=lambda i: -len(encoded[i].ids))
-            lens = [len(encoded[i].ids) for i in batch]
+        if packed:  # end to end, no padding: row starts[b] is sequence b's first
             flat = packed_hidden_states(model, [encoded[i].ids for i in batch])
             ids = torch.tensor([t for i in batch for t in encoded[i].ids], dtype=torch.long)
             starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).tolist()
@@ -200,7 +203,7 @@ def run_pass(model, encoded: list[Encoded], *, want_loss: bool = True, want_embe
     report(progress, stage, 0, total)
     try:
         for n, batch in enumerate(batches, start=1):
-            pending.extend(run_batch(model, encoded, batch, want_loss, want_embedding))
+            pending.extend(run_batch(model, encoded, batch, want_loss, want_embedding, packed))
             lens = [len(encoded[i].ids) for i in batch]
             stats.batches += 1
             stats.samples += len(batch)
