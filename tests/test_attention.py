@@ -25,7 +25,9 @@ def _qkv(b=3, h=9, kv=3, sq=300, sk=300, d=64, seed=0):
     return make(b, h, sq, d), make(b, kv, sk, d), make(b, kv, sk, d)
 
 
-def test_causal_blocks_match_float64_as_closely_as_sdpa():
+@pytest.mark.parametrize("native", ["1", "0"], ids=["native softmax", "pytorch softmax"])
+def test_causal_blocks_match_float64_as_closely_as_sdpa(native, monkeypatch):
+    monkeypatch.setenv("MIDDO_NATIVE", native)
     q, k, v = _qkv()  # 300 positions: three query blocks, the last one partial
     causal = torch.ones(300, 300, dtype=torch.bool).tril()[None, None]
     ref = _reference(q, k, v, causal)

@@ -42,8 +42,10 @@ def _sequences(lengths, seed=0):
 LENGTHS = [300, 300, 290, 280, 200, 64, 64, 9, 1]
 
 
+@pytest.mark.parametrize("native", ["1", "0"], ids=["native kernels", "pytorch ops"])
 @pytest.mark.parametrize("bias", [False, True], ids=["llama", "llama with q/k/v biases"])
-def test_every_sequence_gets_the_hidden_states_it_gets_alone(bias):
+def test_every_sequence_gets_the_hidden_states_it_gets_alone(bias, native, monkeypatch):
+    monkeypatch.setenv("MIDDO_NATIVE", native)
     model = _llama(attention_bias=bias)
     assert sp.can_pack(model)
     groups = sp.attention_groups(LENGTHS)

@@ -31,6 +31,8 @@ import functools
 import weakref
 from typing import Any
 
+from middo_core.models import native
+
 NAME = "middo_gemm"
 QUERY_BLOCK = 128  # query positions per tile: (rows x keys) bf16 scores stay in cache
 TILE_BYTES = 16 << 20  # at most this much of bf16 scores at once (split over the batch)
@@ -150,6 +152,7 @@ def grouped_attention(query, key, value, scale: float, mask=None, block: int = Q
            else out.view(b, sq, kv, rep, d))  # = (B, Sq, H, D)
     kt = key.transpose(-1, -2)
     bias = None if mask is None else _mask_bias(mask, query.dtype)
+    fused = native.kernels() if query.device.type == "cpu" else None
     for start in range(0, sq, block):
         end = min(sq, start + block)
         n = end - start
@@ -160,14 +163,17 @@ def grouped_attention(query, key, value, scale: float, mask=None, block: int = Q
             last = min(b, first + step)
             rows = q[first:last, :, start:end].reshape(last - first, kv, n * rep, d)
             scores = torch.matmul(rows, kt[first:last, :, :, :width])
-            # masks go in as additive bias (0 or the lowest value), broadcast over the rep
-            # heads: adding is ~15x faster than masked_fill with a boolean mask on a CPU
-            if bias is None:
-                scores[..., start:end].add_(_causal_bias(n, rep, query.dtype, query.device))
+            if bias is None and fused is not None:  # mask and softmax in one sweep
+                probs = fused.causal_softmax_(scores, start, rep)
             else:
-                part = bias[first:last] if bias.shape[0] > 1 else bias
-                scores.view(last - first, kv, n, rep, width).add_(part[:, :, start:end, None])
-            probs = torch.softmax(scores, dim=-1)
+                # masks go in as additive bias (0 or the lowest value), broadcast over the rep
+                # heads: adding is ~15x faster than masked_fill with a boolean mask on a CPU
+                if bias is None:
+                    scores[..., start:end].add_(_causal_bias(n, rep, query.dtype, query.device))
+                else:
+                    part = bias[first:last] if bias.shape[0] > 1 else bias
+                    scores.view(last - first, kv, n, rep, width).add_(part[:, :, start:end, None])
+                probs = torch.softmax(scores, dim=-1)
             out[first:last, start:end] = torch.matmul(
                 probs, value[first:last, :, :width]).view(last - first, kv, n, rep, d).transpose(1, 2)
     return out.view(b, sq, h, d)

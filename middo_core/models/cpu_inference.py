@@ -32,6 +32,8 @@ import os
 import types
 from typing import Any
 
+from middo_core.models import native
+
 PACK_ROWS_HINT = 1024  # oneDNN picks the packed layout for about this many rows per call
 MEMORY_SHARE = 0.25  # pack only if the packed copies take at most this share of free memory
 NORM_ROWS = 512  # RMSNorm works on this many rows at a time
@@ -203,6 +205,10 @@ def _lean_rms_norm_forward(self, hidden_states):
     if _stock_needed(hidden_states, self.weight):
         return type(self).forward(self, hidden_states)
     flat = hidden_states.reshape(-1, hidden_states.shape[-1])
+    fused = native.kernels()
+    if fused is not None and self.weight.is_contiguous():
+        return fused.rms_norm(flat.contiguous(), self.weight, self.variance_epsilon).view(
+            hidden_states.shape)
     rows = flat.shape[0]
     # in pieces of NORM_ROWS rows, so that the float32 copies the reduction and the mixed-dtype
     # product make internally stay in cache (2.2x faster at 4096 rows than in one piece)

@@ -27,6 +27,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from middo_core.models import native
+
 MAX_PADDING = 0.1  # attention groups: no sequence padded by more than this share of its group
 ALIGN = 16  # and the group's width padded to a multiple of this many positions
 QUERY_BLOCK = 96  # query positions per attention tile (4% less attention time than 128 here:
@@ -117,9 +119,7 @@ def packed_hidden_states(model: Any, sequences: list[list[int]]) -> Any:
         hidden = body.embed_tokens(ids)
         # the rotary table for positions 0..longest-1, as the model makes it, then per token
         cos, sin = body.rotary_emb(hidden[None], position_ids=torch.arange(lens[0])[None])
-        cos, sin = cos[0][positions][:, None], sin[0][positions][:, None]  # (tokens, 1, head)
-        half = sin.shape[-1] // 2
-        sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)  # as _rotary_ takes it
+        rotary = _rotary(cos[0][positions], sin[0][positions])  # per token
         for group in groups:
             # the softmax and the mask run 2-4x faster on score rows of whole 64-byte lines
             group.width = -(-group.width // ALIGN) * ALIGN
@@ -127,20 +127,20 @@ def packed_hidden_states(model: Any, sequences: list[list[int]]) -> Any:
                 group.rows = torch.cat([torch.arange(n) + b * group.width for b, n in
                                         enumerate(lens[group.first:group.last])])
         for layer in body.layers[: body.config.num_hidden_layers]:
-            hidden = _layer(layer, hidden, cos, sin, groups, starts)
+            hidden = _layer(layer, hidden, rotary, groups, starts)
         return body.norm(hidden)
 
 
-def _layer(layer: Any, hidden: Any, cos: Any, sin: Any, groups: list[_Group],
+def _layer(layer: Any, hidden: Any, rotary: Any, groups: list[_Group],
            starts: list[int]) -> Any:
     """LlamaDecoderLayer.forward on packed tokens (the residual adds in place: `hidden` is this
     pass's own tensor)."""
     attn = layer.self_attn
-    hidden.add_(attn.o_proj(_attention(attn, layer.input_layernorm(hidden), cos, sin, groups, starts)))
+    hidden.add_(attn.o_proj(_attention(attn, layer.input_layernorm(hidden), rotary, groups, starts)))
     return hidden.add_(layer.mlp(layer.post_attention_layernorm(hidden)))
 
 
-def _attention(attn: Any, h: Any, cos: Any, sin: Any, groups: list[_Group],
+def _attention(attn: Any, h: Any, rotary: Any, groups: list[_Group],
                starts: list[int]) -> Any:
     """LlamaAttention.forward's projections, rotary embedding and attention (before o_proj).
 
@@ -154,7 +154,7 @@ def _attention(attn: Any, h: Any, cos: Any, sin: Any, groups: list[_Group],
     tokens, d = h.shape[0], attn.head_dim
     heads, kv_heads = attn.q_proj.out_features // d, attn.k_proj.out_features // d
     qkv = _qkv(attn, h).view(tokens, heads + 2 * kv_heads, d)
-    _rotary_(qkv[:, :heads + kv_heads], cos, sin)
+    rotary(qkv[:, :heads + kv_heads])
     out = torch.empty((tokens, heads * d), dtype=h.dtype)
     for group in groups:
         a, b = starts[group.first], starts[group.last]
@@ -193,15 +193,26 @@ def _qkv(attn: Any, h: Any) -> Any:
     return torch.ops.mkldnn._linear_pointwise(h, weight, bias, "none", [], "")
 
 
-def _rotary_(x: Any, cos: Any, signed_sin: Any) -> None:
-    """apply_rotary_pos_emb's x * cos + rotate_half(x) * sin, in place, rounding where it
-    rounds. With halves (x1, x2), rotate_half(x) * sin is (x2 * -sin1, x1 * sin2), which is
-    (x2, x1) * signed_sin for signed_sin = (-sin1, sin2) (negation is exact). cos and
-    signed_sin: (tokens, 1, head)."""
+def _rotary(cos: Any, sin: Any) -> Any:
+    """A function that applies apply_rotary_pos_emb's x * cos + rotate_half(x) * sin in place
+    to x (tokens, heads, head size), rounding where it rounds; cos, sin: (tokens, head size).
+
+    With the native kernels, one sweep. Else with halves (x1, x2), rotate_half(x) * sin is
+    (x2 * -sin1, x1 * sin2), which is (x2, x1) * signed_sin for signed_sin = (-sin1, sin2)
+    (negation is exact)."""
     import torch
 
-    half = x.shape[-1] // 2
-    turned = torch.empty(x.shape, dtype=x.dtype)
-    torch.mul(x[..., half:], signed_sin[..., :half], out=turned[..., :half])
-    torch.mul(x[..., :half], signed_sin[..., half:], out=turned[..., half:])
-    x.mul_(cos).add_(turned)
+    fused = native.kernels()
+    if fused is not None:
+        cos, sin = cos.contiguous(), sin.contiguous()
+        return lambda x: fused.rotary_(x, cos, sin)
+    half = cos.shape[-1] // 2
+    cos, signed_sin = cos[:, None], torch.cat((-sin[:, None, :half], sin[:, None, half:]), dim=-1)
+
+    def rotate_(x: Any) -> None:
+        turned = torch.empty(x.shape, dtype=x.dtype)
+        torch.mul(x[..., half:], signed_sin[..., :half], out=turned[..., :half])
+        torch.mul(x[..., :half], signed_sin[..., half:], out=turned[..., half:])
+        x.mul_(cos).add_(turned)
+
+    return rotate_

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from middo_core.models import native
 from middo_core.progress import ProgressFn, report
 from middo_core.signals.encode import Encoded
 
@@ -167,8 +168,12 @@ def _response_nll(model, flat, rows, targets):
     on_gpu = flat.device.type == "cuda"
     step, piece = (HEAD_ROWS, HEAD_ROWS) if on_gpu else (CPU_HEAD_ROWS, CPU_SOFTMAX_ROWS)
     nll = torch.empty(rows.numel(), dtype=torch.float32, device=flat.device)
+    fused = None if on_gpu else native.kernels()
     for c in range(0, rows.numel(), step):
         logits = head(flat[rows[c:c + step]])
+        if fused is not None and logits.dtype == torch.bfloat16 and logits.is_contiguous():
+            nll[c:c + step] = fused.row_nll(logits, targets[c:c + step])
+            continue
         for p in range(0, logits.shape[0], piece):
             nll[c + p:c + p + piece] = F.cross_entropy(
                 logits[p:p + piece].float(), targets[c + p:c + p + piece], reduction="none")

@@ -1,0 +1,167 @@
+"""The compiled bf16 kernels: PyTorch's values (rounding where PyTorch rounds), built once per
+machine and source, and PyTorch's own code wherever they cannot be built."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from middo_core.models import native
+
+needs_compiler = pytest.mark.skipif(shutil.which(os.environ.get("CC") or "cc") is None,
+                                    reason="no C compiler here")
+
+
+@pytest.fixture(scope="module")
+def k():
+    """The kernels as built, without the check at load (a wrong kernel must fail here, not
+    be skipped)."""
+    path = native.build()
+    return native.Kernels(ctypes.CDLL(str(path)), path)
+
+
+def _rand(*shape, scale=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=g) * scale).to(torch.bfloat16)
+
+
+@pytest.fixture
+def fresh_build(tmp_path, monkeypatch):
+    """A cold kernel cache in tmp_path; the process's own kernels are loaded again after."""
+    monkeypatch.setenv("MIDDO_KERNEL_CACHE", str(tmp_path / "kernels"))
+    native._load.cache_clear()
+    yield tmp_path / "kernels"
+    monkeypatch.undo()
+    native._load.cache_clear()
+
+
+@needs_compiler
+def test_causal_softmax_is_the_masked_softmax_and_masked_keys_are_exactly_zero(k):
+    rep, n, start, width = 3, 96, 192, 288  # the third query block of a 288-position group
+    scores = _rand(2, 3, n * rep, width, scale=4.0)
+    bias = torch.full((n, width), float("-inf")).triu_(start + 1)  # position start+i: keys <= it
+    want = torch.softmax(scores.float() + bias.repeat_interleave(rep, 0), dim=-1)
+    got = k.causal_softmax_(scores, start, rep)
+    assert got.data_ptr() == scores.data_ptr()  # in place
+    assert (got.float() - want).abs().max() < 4e-3  # bf16's rounding of values below 1
+    assert (got.float() == want.to(torch.bfloat16).float()).float().mean() > 0.99
+    mask = bias.repeat_interleave(rep, 0).isinf().expand_as(got)
+    assert (got[mask] == 0).all() and (got[~mask] > 0).any()
+    with pytest.raises(ValueError, match="wider"):
+        k.causal_softmax_(_rand(1, 1, 6, 4), 3, 3)
+
+
+@needs_compiler
+def test_cross_entropy_matches_float32_cross_entropy_on_a_real_vocabulary(k):
+    logits, targets = _rand(40, 49152, scale=4.0), torch.randint(0, 49152, (40,))
+    want = F.cross_entropy(logits.float(), targets, reduction="none")
+    got = k.row_nll(logits, targets)
+    assert got.dtype == torch.float32
+    assert (got - want).abs().max() < 2e-5 * want.abs().max()
+
+
+@needs_compiler
+def test_rms_norm_rounds_where_transformers_llama_rms_norm_rounds(k):
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    norm = LlamaRMSNorm(576, eps=1e-5).to(torch.bfloat16)
+    with torch.no_grad():
+        norm.weight.copy_(_rand(576, seed=1) + 1)
+    x = _rand(1000, 576, scale=3.0)
+    with torch.inference_mode():
+        want, got = norm(x), k.rms_norm(x, norm.weight, 1e-5)
+    same = (got == want).float().mean()
+    assert same > 0.999  # the sum of squares is added up in another order: a rare last bit
+    assert ((got.float() - want.float()).abs() <= want.float().abs() / 64).all()
+
+
+@needs_compiler
+def test_rotary_is_transformers_apply_rotary_pos_emb_bit_for_bit_on_strided_heads(k):
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    tokens, heads, d = 50, 15, 64
+    qkv = _rand(tokens, heads, d)
+    cos, sin = _rand(tokens, d, seed=2), _rand(tokens, d, seed=3)
+    queries, keys = qkv[:, :9].clone(), qkv[:, 9:12].clone()
+    want_q, want_k = apply_rotary_pos_emb(queries.transpose(0, 1)[None],
+                                          keys.transpose(0, 1)[None], cos[None], sin[None])
+    untouched = qkv[:, 12:].clone()
+    k.rotary_(qkv[:, :12], cos, sin)  # q and k heads of a fused q|k|v row
+    assert torch.equal(qkv[:, :9], want_q[0].transpose(0, 1))
+    assert torch.equal(qkv[:, 9:12], want_k[0].transpose(0, 1))
+    assert torch.equal(qkv[:, 12:], untouched)
+
+
+@needs_compiler
+def test_wrong_inputs_are_refused_not_misread(k):
+    with pytest.raises(ValueError, match="bf16"):
+        k.row_nll(torch.zeros(2, 8), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="strided"):
+        k.rms_norm(_rand(8, 4).t(), _rand(8), 1e-5)
+    with pytest.raises(ValueError, match="targets"):
+        k.row_nll(_rand(3, 8), torch.zeros(2, dtype=torch.long))
+
+
+@needs_compiler
+def test_they_pass_their_check_at_load_and_are_used(k):
+    assert native.self_check(k) == ""
+    assert native.kernels() is not None
+
+
+@needs_compiler
+def test_built_once_then_found_in_the_cache(fresh_build):
+    assert native.kernels() is not None
+    built = list(fresh_build.glob("middo_kernels_*.so"))
+    assert len(built) == 1 and not list(fresh_build.glob(".build-*"))
+    stamp = built[0].stat().st_mtime_ns
+    native._load.cache_clear()
+    assert native.kernels().path == built[0]
+    assert built[0].stat().st_mtime_ns == stamp  # not compiled again
+
+
+def test_without_a_compiler_the_pytorch_code_runs(fresh_build, monkeypatch):
+    monkeypatch.setenv("CC", "no-such-compiler-here")
+    assert native.kernels() is None
+    assert not fresh_build.exists() or not list(fresh_build.iterdir())
+    # and a model still runs its loss pass, on PyTorch's ops
+    from middo_core.models.attention import grouped_attention
+
+    q, k, v = _rand(1, 6, 40, 64), _rand(1, 2, 40, 64, seed=1), _rand(1, 2, 40, 64, seed=2)
+    out = grouped_attention(q, k, v, 0.125)
+    assert torch.isfinite(out.float()).all()
+
+
+def test_a_failing_compiler_leaves_nothing_half_written(fresh_build, monkeypatch, tmp_path):
+    broken = tmp_path / "cc"
+    # writes a partial file where it was told to, then fails, as a crashed build does
+    broken.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo broken 1.0; exit 0; fi\n"
+                      "while [ $# -gt 1 ]; do if [ \"$1\" = -o ]; then echo partial > \"$2\"; fi; "
+                      "shift; done\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("CC", str(broken))
+    assert native.kernels() is None
+    assert list(fresh_build.iterdir()) == []  # no library, no temporary file
+
+
+def test_the_environment_turns_them_off(monkeypatch):
+    monkeypatch.setenv("MIDDO_NATIVE", "0")
+    assert native.kernels() is None
+    monkeypatch.setenv("MIDDO_NATIVE", "1")
+    monkeypatch.setenv("MIDDO_CPU_PACK", "0")
+    assert native.kernels() is None
+
+
+@needs_compiler
+def test_loading_them_leaves_the_process_floating_point_mode_alone():
+    # a library built with -ffast-math would switch the whole process to flush denormals to zero
+    code = ("import torch; from middo_core.models import native; assert native.kernels(); "
+            "tiny = torch.tensor([1e-40]); print((tiny * 1.0).item() != 0.0)")
+    out = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "True"
