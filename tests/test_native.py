@@ -58,6 +58,27 @@ def test_causal_softmax_is_the_masked_softmax_and_masked_keys_are_exactly_zero(k
 
 
 @needs_compiler
+@pytest.mark.parametrize("per_batch", [True, False], ids=["a bias per sequence", "one bias"])
+def test_masked_softmax_adds_the_bias_as_pytorch_does_then_takes_the_softmax(k, per_batch):
+    b, kv, n, rep, width = 3, 2, 40, 3, 70
+    scores = _rand(b, kv, n, rep, width, scale=4.0)
+    lowest = torch.finfo(torch.bfloat16).min
+    full = torch.zeros(b, 1, 50, width, dtype=torch.bfloat16)  # transformers' (B, 1, Sq, Sk)
+    full[0, 0, :, 60:] = lowest  # padded keys
+    full[:, 0, 17] = lowest  # a padding query that sees nothing: stays finite, as in PyTorch
+    bias = (full if per_batch else full[:1])[:, 0, 10:10 + n]  # a query block: strided rows
+    want = torch.softmax(scores + bias[:, None, :, None], dim=-1)  # bf16 add, then softmax
+    got = k.masked_softmax_(scores, bias)
+    assert torch.isfinite(got.float()).all()
+    assert (got.float() - want.float()).abs().max() < 4e-3
+    assert (got == want).float().mean() > 0.99
+    seeing = torch.arange(n) != 7  # the rows that see some key attend to no padded one
+    assert (got[0, :, seeing, :, 60:] == 0).all()
+    with pytest.raises(ValueError, match="does not fit"):
+        k.masked_softmax_(scores, bias[:, :5])
+
+
+@needs_compiler
 def test_cross_entropy_matches_float32_cross_entropy_on_a_real_vocabulary(k):
     logits, targets = _rand(40, 49152, scale=4.0), torch.randint(0, 49152, (40,))
     want = F.cross_entropy(logits.float(), targets, reduction="none")

@@ -163,8 +163,13 @@ def grouped_attention(query, key, value, scale: float, mask=None, block: int = Q
             last = min(b, first + step)
             rows = q[first:last, :, start:end].reshape(last - first, kv, n * rep, d)
             scores = torch.matmul(rows, kt[first:last, :, :, :width])
-            if bias is None and fused is not None:  # mask and softmax in one sweep
-                probs = fused.causal_softmax_(scores, start, rep)
+            if fused is not None:  # mask and softmax in one sweep
+                if bias is None:
+                    probs = fused.causal_softmax_(scores, start, rep)
+                else:
+                    part = bias[first:last] if bias.shape[0] > 1 else bias
+                    probs = fused.masked_softmax_(scores.view(last - first, kv, n, rep, width),
+                                                  part[:, 0, start:end]).view(scores.shape)
             else:
                 # masks go in as additive bias (0 or the lowest value), broadcast over the rep
                 # heads: adding is ~15x faster than masked_fill with a boolean mask on a CPU

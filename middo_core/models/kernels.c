@@ -7,6 +7,7 @@ it (-march=native): nothing here assumes an instruction set, the compiler vector
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef uint16_t bf16;
@@ -30,8 +31,9 @@ static inline float round_bf16(float f) { return from_bf16(to_bf16(f)); }
 
 /* 2^t for t <= 0: 2^floor(t) from the exponent bits, 2^fraction from a degree-5 minimax
    polynomial (relative error ~2e-7, below float32's own rounding of the softmax's sums);
-   t is clamped at -126, where the result (~1e-38) no longer matters against the row maximum's 1 */
+   0 below -126, where float32 has only subnormals left */
 static inline float exp2_nonpositive(float t) {
+    float zero = t < -126.0f ? 0.0f : 1.0f;
     t = t < -126.0f ? -126.0f : t;
     float whole = floorf(t);
     float f = t - whole;
@@ -44,7 +46,7 @@ static inline float exp2_nonpositive(float t) {
     int32_t bits = ((int32_t)whole + 127) << 23;
     float scale;
     memcpy(&scale, &bits, 4);
-    return p * scale;
+    return p * scale * zero;
 }
 
 static const float LOG2E = 1.4426950408889634f;
@@ -57,7 +59,7 @@ void causal_softmax_bf16(bf16 *scores, int64_t mats, int64_t rows, int64_t width
                          int64_t start, int64_t rep) {
 #pragma omp parallel
     {
-        float buf[width];
+        float *buf = malloc((size_t)width * sizeof(float)); /* per thread, off the stack */
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < mats * rows; i++) {
             bf16 *row = scores + i * width;
@@ -66,13 +68,13 @@ void causal_softmax_bf16(bf16 *scores, int64_t mats, int64_t rows, int64_t width
             float top = -INFINITY;
 #pragma omp simd reduction(max : top)
             for (int64_t j = 0; j < len; j++) {
-                buf[j] = from_bf16(row[j]) * LOG2E;
+                buf[j] = from_bf16(row[j]);
                 top = buf[j] > top ? buf[j] : top;
             }
             float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
             for (int64_t j = 0; j < len; j++) {
-                buf[j] = exp2_nonpositive(buf[j] - top);
+                buf[j] = exp2_nonpositive((buf[j] - top) * LOG2E);
                 sum += buf[j];
             }
             float inv = 1.0f / sum;
@@ -80,6 +82,42 @@ void causal_softmax_bf16(bf16 *scores, int64_t mats, int64_t rows, int64_t width
             for (int64_t j = 0; j < len; j++) row[j] = to_bf16(buf[j] * inv);
             memset(row + len, 0, (size_t)(width - len) * sizeof(bf16));
         }
+        free(buf);
+    }
+}
+
+/* Softmax of each score row in place after adding its additive mask bias (0 where a key is
+   attended, the lowest bf16 value where not), the sum rounded to bf16 as PyTorch's add_ rounds
+   it: `batches` x `kv` matrices of `positions` x `rep` rows of `width` scores; the bias row of
+   batch b, position i is bias + b * bias_batch + i * bias_row (bias_batch 0: one for all). */
+void masked_softmax_bf16(bf16 *scores, int64_t batches, int64_t kv, int64_t positions, int64_t rep,
+                         int64_t width, const bf16 *bias, int64_t bias_batch, int64_t bias_row) {
+    int64_t rows = batches * kv * positions * rep;
+#pragma omp parallel
+    {
+        float *buf = malloc((size_t)width * sizeof(float)); /* per thread, off the stack */
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < rows; i++) {
+            bf16 *row = scores + i * width;
+            int64_t b = i / (kv * positions * rep), p = (i / rep) % positions;
+            const bf16 *add = bias + b * bias_batch + p * bias_row;
+            float top = -INFINITY;
+#pragma omp simd reduction(max : top)
+            for (int64_t j = 0; j < width; j++) {
+                buf[j] = round_bf16(from_bf16(row[j]) + from_bf16(add[j]));
+                top = buf[j] > top ? buf[j] : top;
+            }
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t j = 0; j < width; j++) {  /* scaled after the subtraction: no overflow */
+                buf[j] = exp2_nonpositive((buf[j] - top) * LOG2E);
+                sum += buf[j];
+            }
+            float inv = 1.0f / sum;
+#pragma omp simd
+            for (int64_t j = 0; j < width; j++) row[j] = to_bf16(buf[j] * inv);
+        }
+        free(buf);
     }
 }
 
@@ -96,9 +134,9 @@ void row_nll_bf16(const bf16 *logits, int64_t rows, int64_t vocab, const int64_t
             float x = from_bf16(row[j]);
             top = x > top ? x : top;
         }
-        float sum = 0.0f, shift = top * LOG2E;
+        float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < vocab; j++) sum += exp2_nonpositive(from_bf16(row[j]) * LOG2E - shift);
+        for (int64_t j = 0; j < vocab; j++) sum += exp2_nonpositive((from_bf16(row[j]) - top) * LOG2E);
         out[i] = top + logf(sum) - from_bf16(row[targets[i]]);
     }
 }

@@ -35,6 +35,7 @@ FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-m
 _I64, _PTR, _F32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
 SIGNATURES = {
     "causal_softmax_bf16": [_PTR, _I64, _I64, _I64, _I64, _I64],
+    "masked_softmax_bf16": [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _I64],
     "row_nll_bf16": [_PTR, _I64, _I64, _PTR, _PTR],
     "rms_norm_bf16": [_PTR, _I64, _I64, _PTR, _F32, _PTR],
     "rotary_bf16": [_PTR, _I64, _I64, _I64, _I64, _PTR, _PTR],
@@ -60,6 +61,21 @@ class Kernels:
             raise ValueError(f"causal block {start}+{rows // rep} is wider than its {width} keys")
         self.lib.causal_softmax_bf16(scores.data_ptr(), scores.numel() // (rows * width), rows,
                                      width, start, rep)
+        return scores
+
+    def masked_softmax_(self, scores: Any, bias: Any) -> Any:
+        """Softmax of (batches, kv, positions, rep, width) bf16 scores in place after adding
+        `bias` (batches or 1, positions, width), the additive mask of each position's keys
+        (strided rows allowed), broadcast over the kv and rep heads."""
+        _check(scores)
+        b, kv, positions, rep, width = scores.shape
+        if (bias.dtype != scores.dtype or bias.device.type != "cpu" or bias.dim() != 3
+                or bias.shape[0] not in (1, b) or bias.shape[1:] != (positions, width)
+                or bias.stride(2) != 1):
+            raise ValueError(f"bias {tuple(bias.shape)} does not fit scores {tuple(scores.shape)}")
+        self.lib.masked_softmax_bf16(scores.data_ptr(), b, kv, positions, rep, width,
+                                     bias.data_ptr(), bias.stride(0) if bias.shape[0] > 1 else 0,
+                                     bias.stride(1))
         return scores
 
     def row_nll(self, logits: Any, targets: Any) -> Any:
@@ -205,6 +221,12 @@ def self_check(found: Kernels) -> str:
         got = found.causal_softmax_(scores.clone(), 29, 3).float()
         if (got - want).abs().max() > 8e-3:
             problems.append("causal softmax")
+        bias = torch.zeros(2, 4, 37, dtype=torch.bfloat16)
+        bias[0, :, 30:] = bias[1, 2] = torch.finfo(torch.bfloat16).min
+        want = torch.softmax((scores.view(2, 3, 4, 3, 37) + bias[:, None, :, None]).float(), -1)
+        got = found.masked_softmax_(scores.clone().view(2, 3, 4, 3, 37), bias).float()
+        if (got - want).abs().max() > 8e-3:
+            problems.append("masked softmax")
         logits, targets = rand(5, 1000, scale=3.0), torch.randint(0, 1000, (5,), generator=g)
         want = F.cross_entropy(logits.float(), targets, reduction="none")
         if (found.row_nll(logits, targets) - want).abs().max() > 1e-4:
