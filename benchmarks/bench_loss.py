@@ -103,9 +103,12 @@ def model_gemm_seconds(model, rows: int, tokens: int, response_tokens: int, devi
 
 
 def speed_up_summary(model) -> str:
+    from middo_core.models import native
     from middo_core.models.cpu_inference import applied_to
 
-    return ", ".join(f"{name}: {n} layers" for name, n in applied_to(model).items())
+    kernels = "built" if native.kernels() is not None else "not available (PyTorch ops)"
+    return ", ".join([*(f"{name}: {n} layers" for name, n in applied_to(model).items()),
+                      f"native kernels: {kernels}"])
 
 
 def sync(device: str) -> None:

@@ -138,3 +138,17 @@ def test_loss_pass_on_a_loaded_model_matches_the_stock_model(tmp_path):
     stock = losses()
     assert fast.keys() == stock.keys()
     assert max(abs(fast[i] - stock[i]) for i in fast) < 0.02
+
+
+def test_the_memory_check_counts_the_fused_qkv_copy_too(monkeypatch):
+    model = _llama()
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    plain = sum(m.weight.numel() * 2 for m in linears)
+    qkv = sum(getattr(layer.self_attn, n).weight.numel() * 2 for layer in model.model.layers
+              for n in ("q_proj", "k_proj", "v_proj"))
+    assert ci.packed_bytes(model, linears) == plain + qkv
+    # free memory for the plain copies but not for the fused one as well: nothing is packed
+    monkeypatch.setattr(ci, "_available_bytes", lambda: int((plain + qkv / 2) / ci.MEMORY_SHARE))
+    assert "packed linear weights" not in ci.speed_up_cpu_inference(model)
+    monkeypatch.setattr(ci, "_available_bytes", lambda: int((plain + qkv) / ci.MEMORY_SHARE) + 1)
+    assert "packed linear weights" in ci.speed_up_cpu_inference(model)

@@ -7,6 +7,7 @@ import ctypes
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 import torch
@@ -137,7 +138,14 @@ def test_they_pass_their_check_at_load_and_are_used(k):
 
 @needs_compiler
 def test_built_once_then_found_in_the_cache(fresh_build):
+    fresh_build.mkdir(parents=True)
+    dead, live = fresh_build / ".build-killed.so", fresh_build / ".build-running.so"
+    dead.write_text("half a library")
+    live.write_text("a build in progress")
+    os.utime(dead, (time.time() - 7200, time.time() - 7200))
     assert native.kernels() is not None
+    assert not dead.exists() and live.exists()  # a killed build's file is swept, a live one kept
+    live.unlink()
     built = list(fresh_build.glob("middo_kernels_*.so"))
     assert len(built) == 1 and not list(fresh_build.glob(".build-*"))
     stamp = built[0].stat().st_mtime_ns

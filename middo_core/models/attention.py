@@ -22,7 +22,9 @@ Against a float32 run of SmolLM2-135M on Alpaca the mean absolute error of a sam
 0.0075 (SDPA: 0.0053) and the judge's ratings are as close as SDPA's (0.074 vs 0.073 on 0-10).
 Whether a CPU gains is measured once per process (`faster_than_sdpa_here`, ~50 ms); where bf16
 products are slow (no AVX-512 BF16 or AMX) SDPA stays. MIDDO_ATTENTION=sdpa in the environment
-keeps SDPA everywhere, MIDDO_ATTENTION=gemm skips the measurement.
+keeps SDPA everywhere, MIDDO_ATTENTION=gemm skips the measurement. The mask and the softmax
+run as one native sweep where the kernels are built (`middo_core.models.native`), else as
+PyTorch's bias add and softmax.
 """
 
 from __future__ import annotations

@@ -187,6 +187,7 @@ def build() -> Path:
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
+    _sweep(folder)
     # built under a temporary name and renamed: concurrent builders never load a partial file
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".build-", suffix=".so")
     os.close(fd)
@@ -200,6 +201,19 @@ def build() -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def _sweep(folder: Path, older_than_s: float = 3600.0) -> None:
+    """Remove the temporary files of builds killed midway (a build takes about a second, so
+    one an hour old is dead; a live one is never touched)."""
+    import time
+
+    for stale in folder.glob(".build-*"):
+        try:
+            if time.time() - stale.stat().st_mtime > older_than_s:
+                stale.unlink()
+        except OSError:
+            pass  # another process swept it first
 
 
 def self_check(found: Kernels) -> str:

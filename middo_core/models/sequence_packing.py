@@ -12,7 +12,8 @@ The arithmetic is transformers' own, operation for operation: the same modules a
 the norms and the MLP, q, k and v are the projections' products side by side (one product on
 their concatenated weights where the linear layers are prepacked: a third copy of those
 weights, ~33 MB for SmolLM2-135M), the rotary embedding rounds where `apply_rotary_pos_emb`
-rounds (in place, with a signed sine instead of a concatenation), and attention is
+rounds (in place: a native kernel, or PyTorch ops with a signed sine instead of a
+concatenation), and attention is
 `grouped_attention`, which the model already runs with (`middo_core.models.attention`).
 
 It applies only where that is so: the body's, the layers' and the attention modules' `forward`

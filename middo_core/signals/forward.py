@@ -160,7 +160,8 @@ def _response_nll(model, flat, rows, targets):
     and the float32 log-softmax on 32 of them at a time, so that its (32 x vocabulary) float32
     copy stays in cache: 2.2x faster than on the whole chunk, same values. (With a 49k
     vocabulary a 256-position float32 copy is 50 MB, past the 32 MB last-level cache, and was
-    9x slower than in 32-position pieces.)"""
+    9x slower than in 32-position pieces.) Where the native kernels are built, the loss comes
+    from the bf16 logits in one sweep per row, with no float32 copy at all (3.1x faster)."""
     import torch
     import torch.nn.functional as F
 
