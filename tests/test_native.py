@@ -128,6 +128,8 @@ def test_wrong_inputs_are_refused_not_misread(k):
         k.rms_norm(_rand(8, 4).t(), _rand(8), 1e-5)
     with pytest.raises(ValueError, match="targets"):
         k.row_nll(_rand(3, 8), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        k.row_nll(_rand(2, 8), torch.tensor([3, 8]))  # never read past the row
 
 
 @needs_compiler

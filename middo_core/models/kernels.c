@@ -1,4 +1,5 @@
-/* Fused bf16 kernels for the CPU loss pass (loaded by middo_core/models/native.py).
+/* Fused bf16 kernels for CPU inference, the loss pass and the judge (loaded by
+   middo_core/models/native.py).
 
 Each kernel does in one sweep over memory what PyTorch does in several, and rounds to bf16
 exactly where the PyTorch code it replaces rounds. Rows are shared among the threads of the
@@ -30,7 +31,7 @@ static inline bf16 to_bf16(float f) {
 static inline float round_bf16(float f) { return from_bf16(to_bf16(f)); }
 
 /* 2^t for t <= 0: 2^floor(t) from the exponent bits, 2^fraction from a degree-5 minimax
-   polynomial (relative error ~2e-7, below float32's own rounding of the softmax's sums);
+   polynomial (relative error 9e-8, below float32's own rounding of the softmax's sums);
    0 below -126, where float32 has only subnormals left */
 static inline float exp2_nonpositive(float t) {
     float zero = t < -126.0f ? 0.0f : 1.0f;

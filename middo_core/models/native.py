@@ -1,4 +1,4 @@
-"""Fused bf16 kernels for the CPU loss pass, compiled on first use (`kernels.c`).
+"""Fused bf16 kernels for CPU inference (the loss pass, the judge), compiled on first use.
 
 PyTorch runs the causal softmax, the head's cross-entropy, RMSNorm and the rotary embedding as
 several passes over memory each, with float32 copies in between; `kernels.c` does each in one
@@ -86,6 +86,8 @@ class Kernels:
         targets = targets.to(torch.int64).contiguous()
         if targets.numel() != logits.shape[0]:
             raise ValueError(f"{targets.numel()} targets for {logits.shape[0]} rows")
+        if targets.numel() and (targets.min() < 0 or targets.max() >= logits.shape[1]):
+            raise ValueError(f"targets outside the vocabulary of {logits.shape[1]}")
         out = torch.empty(logits.shape[0], dtype=torch.float32)
         self.lib.row_nll_bf16(logits.data_ptr(), logits.shape[0], logits.shape[1],
                               targets.data_ptr(), out.data_ptr())
