@@ -127,6 +127,25 @@ def test_other_models_and_settings_run_their_own_forward(monkeypatch):
     assert not sp.can_pack(_llama().float())
 
 
+def test_models_behind_transformers_shared_decorators_are_told_apart():
+    # transformers wraps many forwards in one kwarg-deprecation decorator whose own code is the
+    # same whatever it wraps: OLMo2 (norms after attention and MLP, q/k norms) and Qwen3 (q/k
+    # norms) must not pass for Llama, or the packed pass would drop their norms
+    from transformers import Olmo2Config, Olmo2ForCausalLM
+    from transformers.models.llama.modeling_llama import LlamaAttention
+    from transformers.models.qwen3.modeling_qwen3 import Qwen3Attention
+
+    assert not ci._same_code(Qwen3Attention.forward, LlamaAttention.forward)
+    torch.manual_seed(0)
+    olmo = Olmo2ForCausalLM(Olmo2Config(
+        vocab_size=300, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2)).to(torch.bfloat16).eval()
+    assert use_gemm_attention(olmo)
+    ci.speed_up_cpu_inference(olmo)
+    assert not sp.can_pack(olmo)
+    assert ci.applied_to(olmo)["lean RMSNorm"] == 0  # its norm's code is not Llama's either
+
+
 def test_sequences_must_come_longest_first():
     with pytest.raises(ValueError, match="longest first"):
         sp.packed_hidden_states(_llama(), _sequences([5, 9]))

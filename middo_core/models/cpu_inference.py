@@ -189,8 +189,16 @@ def _packed_linear_forward(self, x):
 
 
 def _same_code(a: Any, b: Any) -> bool:
-    ca, cb = a.__code__, b.__code__
-    return (ca.co_code, ca.co_consts, ca.co_names) == (cb.co_code, cb.co_consts, cb.co_names)
+    """Do functions `a` and `b` run the same code? Decorated functions are compared down to the
+    functions they wrap: transformers wraps many `forward`s in one shared decorator (kwarg
+    deprecations), whose own code is the same whatever it wraps."""
+    import inspect
+
+    def same(fa: Any, fb: Any) -> bool:
+        ca, cb = fa.__code__, fb.__code__
+        return (ca.co_code, ca.co_consts, ca.co_names) == (cb.co_code, cb.co_consts, cb.co_names)
+
+    return same(a, b) and same(inspect.unwrap(a), inspect.unwrap(b))
 
 
 def _switch(model: Any, stock_forward: Any, ours: Any, fits: Any = lambda module: True) -> int:
