@@ -56,6 +56,8 @@ def test_causal_softmax_is_the_masked_softmax_and_masked_keys_are_exactly_zero(k
     assert (got[mask] == 0).all() and (got[~mask] > 0).any()
     with pytest.raises(ValueError, match="wider"):
         k.causal_softmax_(_rand(1, 1, 6, 4), 3, 3)
+    with pytest.raises(ValueError, match="whole positions"):
+        k.causal_softmax_(_rand(1, 1, 7, 40), 0, 3)
 
 
 @needs_compiler

@@ -57,6 +57,8 @@ class Kernels:
         0..start+i only (the rest set to 0)."""
         _check(scores)
         rows, width = scores.shape[-2], scores.shape[-1]
+        if rows % rep:
+            raise ValueError(f"{rows} score rows are not whole positions of {rep} heads")
         if start + rows // rep > width:
             raise ValueError(f"causal block {start}+{rows // rep} is wider than its {width} keys")
         self.lib.causal_softmax_bf16(scores.data_ptr(), scores.numel() // (rows * width), rows,
@@ -250,7 +252,9 @@ def self_check(found: Kernels) -> str:
         x, w = rand(7, 64, scale=2.0), rand(64)
         xf = x.float()
         want = w * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-5)).to(torch.bfloat16)
-        if (found.rms_norm(x, w, 1e-5).float() - want.float()).abs().max() > 0.02:
+        # one bf16 step may differ (the sum of squares is added up in another order)
+        got = found.rms_norm(x, w, 1e-5).float()
+        if not ((got - want.float()).abs() <= want.float().abs() / 64 + 1e-3).all():
             problems.append("RMSNorm")
         x, cos, sin = rand(6, 2, 8), rand(6, 8), rand(6, 8)
         rotated = torch.cat((-x[..., 4:], x[..., :4]), dim=-1)
