@@ -158,9 +158,11 @@ def test_built_once_then_found_in_the_cache(fresh_build):
     assert built[0].stat().st_mtime_ns == stamp  # not compiled again
 
 
-def test_without_a_compiler_the_pytorch_code_runs(fresh_build, monkeypatch):
+def test_without_a_compiler_the_pytorch_code_runs(fresh_build, monkeypatch, caplog):
     monkeypatch.setenv("CC", "no-such-compiler-here")
     assert native.kernels() is None
+    # the user is told why the pass is slower and what to do
+    assert "no-such-compiler-here" in caplog.text and "build-essential" in caplog.text
     assert not fresh_build.exists() or not list(fresh_build.iterdir())
     # and a model still runs its loss pass, on PyTorch's ops
     from middo_core.models.attention import grouped_attention

@@ -58,6 +58,8 @@ def speed_up_cpu_inference(model: Any) -> list[str]:
         applied.append("lean RMSNorm")
     if _fused_mlps(model):
         applied.append("SiLU in the gate product")
+    if native.kernels() is not None:  # built now, at load, rather than in the first pass
+        applied.append("native kernels")
     return applied
 
 
