@@ -7,6 +7,7 @@ import ctypes
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -197,6 +198,6 @@ def test_loading_them_leaves_the_process_floating_point_mode_alone():
     # a library built with -ffast-math would switch the whole process to flush denormals to zero
     code = ("import torch; from middo_core.models import native; assert native.kernels(); "
             "tiny = torch.tensor([1e-40]); print((tiny * 1.0).item() != 0.0)")
-    out = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.strip() == "True"
