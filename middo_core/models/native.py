@@ -27,9 +27,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from middo_core.files import remove_stale
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels.c")
+BUILD_PREFIX = ".build-"  # a build in progress, renamed to its library's name when done
+STALE_BUILD_S = 3600.0
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
          "-shared", "-fPIC"]
 _I64, _PTR, _F32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
@@ -193,9 +197,10 @@ def build() -> Path:
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    _sweep(folder)
+    # files of builds killed midway (a build takes about a second: one an hour old is dead)
+    remove_stale(folder.glob(f"{BUILD_PREFIX}*"), STALE_BUILD_S)
     # built under a temporary name and renamed: concurrent builders never load a partial file
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".build-", suffix=".so")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=BUILD_PREFIX, suffix=".so")
     os.close(fd)
     try:
         done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp, "-lm"],
@@ -207,19 +212,6 @@ def build() -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
-
-
-def _sweep(folder: Path, older_than_s: float = 3600.0) -> None:
-    """Remove the temporary files of builds killed midway (a build takes about a second, so
-    one an hour old is dead; a live one is never touched)."""
-    import time
-
-    for stale in folder.glob(".build-*"):
-        try:
-            if time.time() - stale.stat().st_mtime > older_than_s:
-                stale.unlink()
-        except OSError:
-            pass  # another process swept it first
 
 
 def self_check(found: Kernels) -> str:
