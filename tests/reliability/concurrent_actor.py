@@ -19,10 +19,16 @@ import traceback
 from pathlib import Path
 
 
+def ready(out: dict) -> None:
+    """Tell the test this process has imported what it uses and is about to start its work."""
+    Path(out["ready"]).touch()
+
+
 def review(ws, out: dict, stop: Path) -> None:
     from middo_core.review import accept, reject, review_queue
 
     rng = random.Random(0)
+    ready(out)
     while not stop.exists():
         pending = review_queue(ws, 0, status="pending")
         out["reads"] += 1
@@ -47,6 +53,7 @@ def studio(ws, out: dict, stop: Path) -> None:
     last_proposals = 0
     batch = 0
     folder = Path(out["folder"])
+    ready(out)
     while not stop.exists():
         with ws.store.read() as con:  # one connection: one consistent snapshot
             total = count_samples(con, 0)
@@ -80,7 +87,8 @@ def main() -> int:
     from middo_core.workspace import open_workspace
 
     out = {"role": role, "reads": 0, "decisions": [], "imported": 0, "inconsistent": [],
-           "read_times": [], "errors": [], "folder": str(out_path.parent)}
+           "read_times": [], "errors": [], "folder": str(out_path.parent),
+           "ready": str(out_path.with_suffix(".ready"))}
     code = 0
     try:
         ws = open_workspace(root)

@@ -49,11 +49,15 @@ def test_job_curator_and_studio_share_the_store(tmp_path, monkeypatch):
     with LoopbackOpenAI(delay_s=0.1) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)  # the job worker inherits these
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test-shared")
-        run_id = start_job(ws, "refine", 0, {"axes": ["complexity"]})
         actors = {role: subprocess.Popen(
             [sys.executable, str(ACTOR), role, str(ws.root), str(tmp_path / f"{role}.json"), str(stop)],
             env=middo_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for role in ("review", "studio")}
+        # the job starts once both have imported what they use: on a cold or busy machine their
+        # start-up alone can outlast the job, and then nothing would run at the same time
+        wait_for(lambda: all((tmp_path / f"{role}.ready").exists() or p.poll() is not None
+                             for role, p in actors.items()), timeout=120, what="the actors")
+        run_id = start_job(ws, "refine", 0, {"axes": ["complexity"]})
         final = wait_for(lambda: (s := job_status(ws, run_id))["status"] in ("done", "failed") and s,
                          timeout=300, what="the refinement job")
         job_done_at = time.time()
