@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from middo_core.store.iterations import list_iterations
+from middo_core.store.iterations import get_metrics, list_iterations
 from middo_core.store.runs import list_runs
 from middo_core.store.samples import dataset_sizes
 from middo_core.workspace import Workspace
@@ -16,6 +16,7 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
         iterations = list_iterations(con)
         runs = list_runs(con).to_dict("records")
         n_samples = con.execute("SELECT count(*) FROM samples").fetchall()[0][0]
+        metrics = get_metrics(con)
     return {
         "name": ws.config.name,
         "root": str(ws.root),
@@ -24,4 +25,20 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
         "dataset_sizes": {str(k): v for k, v in sizes.items()},
         "iterations": iterations,
         "runs": runs,
+        "metrics": _metrics(metrics),
+    }
+
+
+def _metrics(frame) -> dict[str, Any]:
+    """The newest evaluated iteration's scores ("benchmark / metric" -> value), and every score."""
+    if frame.empty:
+        return {"latest_iteration": None, "latest": {}, "all": []}
+    latest = int(frame["iteration"].max())
+    rows = frame[frame["iteration"] == latest]
+    return {
+        "latest_iteration": latest,
+        "latest": {f"{r.benchmark} / {r.metric}": float(r.value) for r in rows.itertuples()},
+        "all": [{"iteration": int(r.iteration), "benchmark": r.benchmark, "metric": r.metric,
+                 "value": float(r.value), "n": None if r.n != r.n or r.n is None else int(r.n)}
+                for r in frame.itertuples()],
     }

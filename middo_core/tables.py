@@ -45,6 +45,30 @@ def metrics_table(ws: Workspace) -> pd.DataFrame:
     return metrics.pivot_table(index="benchmark", columns="iteration", values="value", aggfunc="first")
 
 
+DASH = "–"  # a missing value, in the CLI and in the Studio alike
+
+
+def text_table(frame: pd.DataFrame, index: bool = False) -> str:
+    """The frame as plain text for a terminal: a dash for a missing value (never NaN or None),
+    counts with thousands separators, scores with four significant digits."""
+    if frame.empty:
+        return ""
+
+    def cell(value: object) -> str:
+        if value is None or (isinstance(value, float) and value != value):
+            return DASH
+        if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+            return f"{value:,.0f}"
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    shown = frame.astype(object).map(cell)
+    return shown.to_string(index=index)
+
+
 LOWER_IS_BETTER = ("loss", "perplexity")  # metric names whose smallest value is the best
 NOT_A_SCORE = ("tokens", "n")  # counts reported beside the scores
 

@@ -1,4 +1,9 @@
-"""Shared CLI plumbing: opening workspaces, progress bars, clean errors."""
+"""Shared CLI plumbing: opening workspaces, progress bars, clean errors.
+
+A command's result goes to stdout (`results`); its progress, warnings and errors go to stderr
+(`console`). Neither wraps a line: a path or an error copied out of the terminal stays whole, and
+the terminal wraps what is too long for it.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +23,19 @@ from middo_core.progress import Progress as ProgressEvent
 from middo_core.progress import ProgressFn
 from middo_core.workspace import Workspace, open_workspace
 
-console = Console(stderr=True)
+results = Console(soft_wrap=True, highlight=False)
+console = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    """Print `error: message` as one plain line on stderr and exit with `code`."""
+    typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr, as one line (markup in `message` is printed as text)."""
+    console.print(f"[yellow]warning:[/yellow] {escape(message)}")
 
 
 def workspace(path: Path) -> Workspace:
@@ -64,5 +76,5 @@ def start_background(ws: Workspace, kind: str, iteration: int, args: dict[str, A
     if as_json:
         emit_json({"run_id": run_id})
         return
-    console.print(f"Started {kind} job [bold]{run_id}[/bold] for iteration {iteration}. "
+    results.print(f"Started {kind} job [bold]{run_id}[/bold] for iteration {iteration}. "
                   f"Follow it with `middo runs {ws.root}`; stop it with `middo cancel {ws.root} {run_id}`.")

@@ -11,6 +11,7 @@ from middo_core.commands.common import (
     emit_json,
     fail,
     progress_bar,
+    results,
     start_background,
     workspace,
 )
@@ -83,15 +84,15 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit_json(rep.model_dump(mode="json"))
             return
-        console.print(rep.summary(), highlight=False, markup=False, soft_wrap=True)
+        results.print(rep.summary(), highlight=False, markup=False, soft_wrap=True)
         if rep.n_errors:
             console.print(f"Skipped {rep.n_invalid:,} invalid record(s):")
             _print_errors(rep.errors, rep.n_errors)
         if rep.n_duplicates:
             rows = ", ".join(f"{d.row} (= row {d.first_row})" for d in rep.duplicates[:10])
             more = ", ..." if rep.n_duplicates > 10 else ""
-            console.print(f"Exact duplicates imported once: rows {rows}{more}", highlight=False, soft_wrap=True)
-        console.print(f"Report: {rep.report_path}", highlight=False, soft_wrap=True)
+            results.print(f"Exact duplicates imported once: rows {rows}{more}", highlight=False, soft_wrap=True)
+        results.print(f"Report: {rep.report_path}", highlight=False, soft_wrap=True)
 
     @app.command()
     def export(
@@ -119,9 +120,9 @@ def register(app: typer.Typer) -> None:
                                        only_refined=only_refined, progress=track, split=split)
             except (ExportError, OSError) as exc:
                 fail(str(exc))
-        console.print(f"Wrote {counted[0]:,} samples to {path}", highlight=False, soft_wrap=True)
+        results.print(f"Wrote {counted[0]:,} samples to {path}", highlight=False, soft_wrap=True)
         if format == "llamafactory":
-            console.print(f"LLaMA-Factory entry added to {path.parent / 'dataset_info.json'}",
+            results.print(f"LLaMA-Factory entry added to {path.parent / 'dataset_info.json'}",
                           highlight=False, soft_wrap=True)
 
     @app.command()
@@ -139,6 +140,6 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         sizes = workspace_status(ws)["dataset_sizes"].get("0", {})
         planted = len(load_planted_labels(ws))
-        console.print(f"Created demo workspace {ws.root}: {sizes.get('train', 0):,} training samples "
+        results.print(f"Created demo workspace {ws.root}: {sizes.get('train', 0):,} training samples "
                       f"({planted} with planted defects, labels in artifacts/{LABELS_FILE}), "
                       f"{sizes.get('heldout', 0):,} held out", highlight=False, soft_wrap=True)

@@ -11,6 +11,7 @@ from middo_core.commands.common import (
     emit_json,
     fail,
     progress_bar,
+    results,
     start_background,
     workspace,
 )
@@ -103,21 +104,21 @@ def register(app: typer.Typer) -> None:
             return
         post = rep.post_model + ("  [yellow](post model = base model: not trained yet)[/yellow]"
                                  if rep.post_model_is_base else "")
-        console.print(f"[bold]D({it})[/bold]: {rep.n:,} samples diagnosed in {rep.seconds:.1f} s")
-        console.print(f"  base model: {rep.base_model}\n  post model: {post}")
+        results.print(f"[bold]D({it})[/bold]: {rep.n:,} samples diagnosed in {rep.seconds:.1f} s")
+        results.print(f"  base model: {rep.base_model}\n  post model: {post}")
         if rep.judge_model:
-            console.print(f"  judge model: {rep.judge_model}")
-        console.print(f"  truncated: {rep.truncated:,}   empty responses: {rep.empty_responses:,}")
+            results.print(f"  judge model: {rep.judge_model}")
+        results.print(f"  truncated: {rep.truncated:,}   empty responses: {rep.empty_responses:,}")
         for name in rep.computed:
             covered = rep.covered.get(name, rep.n)
             what = "sequences" if name in rep.covered else "samples"
-            console.print(f"  {name} pass: {rep.computed[name]:,} {what} computed "
+            results.print(f"  {name} pass: {rep.computed[name]:,} {what} computed "
                           f"({covered - rep.computed[name]:,} from cache), {rep.tokens.get(name, 0):,} tokens")
         if rep.knn:
             extra = "" if rep.knn["exact"] else f", recall@k {rep.knn['recall']:.3f}"
-            console.print(f"  neighbours: k={rep.knn['k']} via {rep.knn['backend']}{extra}")
+            results.print(f"  neighbours: k={rep.knn['k']} via {rep.knn['backend']}{extra}")
         for col, s in summary.items():
-            console.print(f"  {col:<10} mean {s['mean']:.3f}  std {s['std']:.3f}  "
+            results.print(f"  {col:<10} mean {s['mean']:.3f}  std {s['std']:.3f}  "
                           f"min {s['min']:.3f}  max {s['max']:.3f}")
 
     @app.command()
@@ -158,13 +159,13 @@ def register(app: typer.Typer) -> None:
             emit_json({"iteration": it, **counts})
             return
         n = max(counts["n"], 1)
-        console.print(f"[bold]D({it})[/bold]: {counts['n']:,} samples, m = " + ", ".join(
+        results.print(f"[bold]D({it})[/bold]: {counts['n']:,} samples, m = " + ", ".join(
             f"{a} {m:+.2f}" for a, m in counts["m"].items()))
         for axis, c in counts["flagged"].items():
-            console.print(f"  {axis:<11} {c:>7,} flagged ({c / n:.1%})")
+            results.print(f"  {axis:<11} {c:>7,} flagged ({c / n:.1%})")
         for pair, c in counts["overlaps"].items():
-            console.print(f"  overlap {pair:<22} {c:>7,}")
-        console.print(f"  union       {counts['union']:>7,} ({counts['union_fraction']:.1%})")
+            results.print(f"  overlap {pair:<22} {c:>7,}")
+        results.print(f"  union       {counts['union']:>7,} ({counts['union_fraction']:.1%})")
         for warning in counts["warnings"]:
             console.print(f"  [yellow]warning:[/yellow] {warning}")
 
@@ -196,5 +197,5 @@ def register(app: typer.Typer) -> None:
             fail(f"{out}: unknown format {suffix or '(none)'} (use .parquet, .csv or .jsonl)")
         tmp.replace(out)
         diagnosed = bool(frame[["loss_pre", "diversity", "quality"]].notna().any(axis=None))
-        console.print(f"Wrote {len(frame):,} rows of D({it}) to {out}"
+        results.print(f"Wrote {len(frame):,} rows of D({it}) to {out}"
                       + ("" if diagnosed else " (no signals yet: run middo diagnose)"))

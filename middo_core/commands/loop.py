@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from middo_core.commands.common import console, emit_json, fail, progress_bar, workspace
+from middo_core.commands.common import emit_json, fail, progress_bar, results, workspace
 from middo_core.loop import LoopError, run_loop
 from middo_core.progress import Cancelled
-from middo_core.tables import iteration_table, metrics_table
+from middo_core.tables import iteration_table, metrics_table, text_table
 from middo_core.variants import ABLATIONS, VariantError, create_variant
 
 
@@ -41,13 +41,13 @@ def register(app: typer.Typer) -> None:
             emit_json(rep.__dict__)
             return
         if rep.stopped_at == "review":
-            console.print(
+            results.print(
                 f"Stopped for review of D({rep.stopped_iteration})'s proposals: "
                 f"`middo review {directory}` (or the Studio), then `middo loop {directory} --resume`."
             )
         else:
-            console.print(f"Loop done: {rep.iterations_done} iterations.")
-        console.print(iteration_table(ws).to_string(index=False))
+            results.print(f"Loop done: {rep.iterations_done} iterations.")
+        results.print(text_table(iteration_table(ws)), markup=False)
 
     @app.command()
     def ablate(
@@ -63,11 +63,11 @@ def register(app: typer.Typer) -> None:
             child = create_variant(ws, without=without, random_control=random_control)
         except VariantError as exc:
             fail(str(exc))
-        console.print(f"Variant workspace: {child.root}")
+        results.print(f"Variant workspace: {child.root}")
         if run:
             with progress_bar() as progress:
                 rep = run_loop(child, progress=progress)
-            console.print(f"{child.config.name}: {rep.iterations_done} iterations")
+            results.print(f"{child.config.name}: {rep.iterations_done} iterations")
 
     @app.command()
     def tables(
@@ -81,5 +81,5 @@ def register(app: typer.Typer) -> None:
             emit_json({"iterations": counts.to_dict("records"),
                        "metrics": scores.reset_index().to_dict("records") if not scores.empty else []})
             return
-        console.print(counts.to_string(index=False))
-        console.print(scores.to_string() if not scores.empty else "No evaluation yet.")
+        results.print(text_table(counts), markup=False)
+        results.print(text_table(scores, index=True) if not scores.empty else "No evaluation yet.")

@@ -12,6 +12,7 @@ from middo_core.commands.common import (
     emit_json,
     fail,
     progress_bar,
+    results,
     start_background,
     workspace,
 )
@@ -104,10 +105,10 @@ def register(app: typer.Typer) -> None:
 
 def _print(rep) -> None:
     head = f"iteration {rep.iteration}: {rep.backend} / {rep.model} ({rep.template_variant} templates)"
-    console.print(head, highlight=False)
+    results.print(head, highlight=False)
     if rep.dry_run:
         est = rep.estimate or {}
-        console.print(
+        results.print(
             f"  would create {est.get('proposals', 0)} proposals: {est.get('calls', 0)} calls "
             f"({est.get('cached_calls', 0)} answers already cached), ~{est.get('prompt_tokens', 0):,} "
             f"prompt tokens, at most {est.get('completion_tokens_max', 0):,} output tokens, "
@@ -116,22 +117,22 @@ def _print(rep) -> None:
             console.print(f"  [yellow]over the budget of ${est['budget_usd']:.4f}: the run will stop there[/yellow]")
     else:
         for axis in sorted(set(rep.created) | set(rep.failed)):
-            console.print(f"  {axis}: {rep.created.get(axis, 0)} proposals, {rep.failed.get(axis, 0)} failed",
+            results.print(f"  {axis}: {rep.created.get(axis, 0)} proposals, {rep.failed.get(axis, 0)} failed",
                           highlight=False)
         for reason, n in rep.failure_reasons.items():
-            console.print(f"    {n} x {reason}", highlight=False)
+            results.print(f"    {n} x {reason}", highlight=False)
         u = rep.usage
-        console.print(f"  {u.get('calls', 0)} calls, {u.get('cache_hits', 0)} cache hits, "
+        results.print(f"  {u.get('calls', 0)} calls, {u.get('cache_hits', 0)} cache hits, "
                       f"{rep.retries} retries, {u.get('prompt_tokens', 0):,} + "
                       f"{u.get('completion_tokens', 0):,} tokens, ${u.get('cost_usd', 0.0):.4f}, "
                       f"{rep.elapsed_s:.1f} s", highlight=False)
     if rep.skipped_done or rep.skipped_failed:
-        console.print(f"  skipped {rep.skipped_done} already stored, {rep.skipped_failed} failed before"
+        results.print(f"  skipped {rep.skipped_done} already stored, {rep.skipped_failed} failed before"
                       + (" (--retry-failed asks again)" if rep.skipped_failed else ""), highlight=False)
     if rep.not_created_budget:
         console.print(f"  [yellow]{rep.not_created_budget} not created: budget reached "
                       f"(raise refine.budget_usd and run again)[/yellow]")
     if rep.left_by_limit:
-        console.print(f"  {rep.left_by_limit} left by --limit: run again for the rest", highlight=False)
+        results.print(f"  {rep.left_by_limit} left by --limit: run again for the rest", highlight=False)
     if rep.missing_sources:
         console.print(f"  [yellow]{len(rep.missing_sources)} flagged ids are not in the store[/yellow]")

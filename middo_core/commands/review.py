@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from middo_core.build import BuildError, build_next
-from middo_core.commands.common import console, emit_json, fail, workspace
+from middo_core.commands.common import emit_json, fail, results, workspace
 from middo_core.review import (
     ReviewError,
     accept,
@@ -61,10 +61,10 @@ def register(app: typer.Typer) -> None:
             if bulk:
                 n = bulk_decide(ws, it, bulk, axis=axis, status=status, min_quality=min_quality,
                                 max_quality=max_quality, actor=actor, note=note)
-                console.print(f"{bulk}: {n:,} proposals")
+                results.print(f"{bulk}: {n:,} proposals")
             if policy:
                 n = apply_policy(ws, it, policy)
-                console.print(f"policy {policy}: accepted {n:,} proposals")
+                results.print(f"policy {policy}: accepted {n:,} proposals")
         except ReviewError as exc:
             fail(str(exc))
         counts = review_counts(ws, it)
@@ -75,18 +75,18 @@ def register(app: typer.Typer) -> None:
                        .to_dict("records")})
             return
         if not counts:
-            console.print(f"No proposals for D({it}) yet. Run `middo refine {directory}` first.")
+            results.print(f"No proposals for D({it}) yet. Run `middo refine {directory}` first.")
             return
         for ax, by_status in counts.items():
             parts = ", ".join(f"{n:,} {s}" for s, n in by_status.items())
-            console.print(f"  {ax}: {parts}")
+            results.print(f"  {ax}: {parts}")
         pending = review_queue(ws, it, axis=axis, status="pending")
         for row in pending.head(10).itertuples():
-            console.print(f"[bold]{row.id}[/bold] ({row.axis})", highlight=False)
-            console.print(f"  before: {row.source_instruction[:120]!r}", highlight=False, markup=False)
-            console.print(f"  after:  {(row.instruction or '')[:120]!r}", highlight=False, markup=False)
+            results.print(f"[bold]{row.id}[/bold] ({row.axis})", highlight=False)
+            results.print(f"  before: {row.source_instruction[:120]!r}", highlight=False, markup=False)
+            results.print(f"  after:  {(row.instruction or '')[:120]!r}", highlight=False, markup=False)
         if len(pending) > 10:
-            console.print(f"  ... and {len(pending) - 10:,} more pending")
+            results.print(f"  ... and {len(pending) - 10:,} more pending")
 
     @app.command()
     def build(
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit_json(rep.to_dict())
             return
-        console.print(
+        results.print(
             f"D({rep.iteration}): {rep.size_before:,} - {rep.removed:,} replaced + "
             f"{sum(rep.added.values()):,} new = {rep.size_after:,} samples"
             + (f" ({rep.duplicates:,} duplicates dropped)" if rep.duplicates else "")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from middo_core.commands.common import console, fail
+from middo_core.commands.common import console, fail, results
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
             cmd = studio_command(directory, port, host)
         except FileNotFoundError as exc:
             fail(str(exc))
-        console.print(f"Middo Studio on http://{host}:{port}  (Ctrl+C stops it)", highlight=False)
+        results.print(f"Middo Studio on http://{host}:{port}  (Ctrl+C stops it)", highlight=False)
         # Run from the repository root so .streamlit/config.toml applies. The server replaces this
         # process, so stopping `middo studio` (Ctrl+C, SIGTERM from a supervisor) stops the server.
         os.environ["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"

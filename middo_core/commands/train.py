@@ -10,7 +10,14 @@ from typing import Any
 
 import typer
 
-from middo_core.commands.common import console, emit_json, fail, start_background, workspace
+from middo_core.commands.common import (
+    console,
+    emit_json,
+    fail,
+    results,
+    start_background,
+    workspace,
+)
 from middo_core.progress import Cancelled, Progress, ProgressFn
 from middo_core.workspace import Workspace
 
@@ -107,12 +114,12 @@ def register(app: typer.Typer) -> None:
             emit_json(result.to_dict())
             return
         resumed = f", resumed at step {result.resumed_from_step}" if result.resumed_from_step else ""
-        console.print(f"[bold]M({it})[/bold] trained on {result.samples:,} samples: {result.steps} steps"
+        results.print(f"[bold]M({it})[/bold] trained on {result.samples:,} samples: {result.steps} steps"
                       f"{resumed}, final loss {result.losses[-1][1] if result.losses else float('nan'):.3f}, "
                       f"{time.monotonic() - started:.0f} s")
-        console.print(f"  checkpoint: {result.checkpoint}")
+        results.print(f"  checkpoint: {result.checkpoint}")
         if result.truncated or result.dropped_empty:
-            console.print(f"  {result.truncated:,} samples cut to {result.plan['max_len']} tokens, "
+            results.print(f"  {result.truncated:,} samples cut to {result.plan['max_len']} tokens, "
                           f"{result.dropped_empty:,} dropped (no response token left)")
 
     @app.command()
@@ -149,13 +156,13 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit_json(out)
             return
-        console.print(f"[bold]M({it})[/bold] = {out['model']}")
+        results.print(f"[bold]M({it})[/bold] = {out['model']}")
         for name, res in out["results"].items():
             if res["skipped"]:
-                console.print(f"  {name}: [yellow]skipped[/yellow] ({res['skipped']})")
+                results.print(f"  {name}: [yellow]skipped[/yellow] ({res['skipped']})")
                 continue
             values = ", ".join(f"{k} {v:.4g}" for k, v in res["metrics"].items())
-            console.print(f"  {name} (n={res['n']}, {res['wall_s']:.0f} s): {values}")
+            results.print(f"  {name} (n={res['n']}, {res['wall_s']:.0f} s): {values}")
 
     @app.command()
     def runs(
@@ -171,17 +178,18 @@ def register(app: typer.Typer) -> None:
             emit_json(rows)
             return
         if not rows:
-            console.print("No runs yet.")
+            results.print("No runs yet.")
             return
-        from rich.table import Table
+        import pandas as pd
 
-        table = Table("id", "kind", "iteration", "status", "progress", "started", "finished")
-        for r in rows:
-            table.add_row(r["id"], r["kind"], "" if r["iteration"] is None else str(r["iteration"]),
-                          r["status"] + (f": {r['error']}" if r.get("error") and r["status"] == "failed" else ""),
-                          _progress_text(r.get("progress")), _time(r.get("created_at")),
-                          _time(r.get("finished_at")))
-        console.print(table)
+        from middo_core.tables import text_table
+
+        table = pd.DataFrame([{
+            "id": r["id"], "kind": r["kind"], "iteration": r["iteration"],
+            "status": r["status"] + (f": {r['error']}" if r.get("error") and r["status"] == "failed" else ""),
+            "progress": _progress_text(r.get("progress")), "started": _time(r.get("created_at")),
+            "finished": _time(r.get("finished_at"))} for r in rows])
+        results.print(text_table(table), markup=False)
 
     @app.command()
     def cancel(
@@ -197,7 +205,7 @@ def register(app: typer.Typer) -> None:
             status = cancel_job(ws, run_id, grace_s=grace)
         except JobError as exc:
             fail(str(exc))
-        console.print(f"run {run_id}: {status['status']}")
+        results.print(f"run {run_id}: {status['status']}")
 
 
 def _progress_text(progress: dict | None) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from middo_core.commands.common import console, emit_json, fail, workspace
+from middo_core.commands.common import emit_json, fail, results, workspace
 from middo_core.config import WorkspaceConfig
 from middo_core.status import workspace_status
 from middo_core.workspace import WorkspaceError, init_workspace
@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
             ws = init_workspace(directory, WorkspaceConfig(name=directory.name, base_model=base_model))
         except WorkspaceError as exc:
             fail(str(exc))
-        console.print(f"Created workspace {ws.root} (base model {base_model})")
+        results.print(f"Created workspace {ws.root} (base model {base_model})")
 
     @app.command()
     def status(
@@ -35,12 +35,16 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit_json(state)
             return
-        console.print(f"[bold]{state['name']}[/bold]  base model: {state['base_model']}")
+        results.print(f"[bold]{state['name']}[/bold]  base model: {state['base_model']}")
         for it, sizes in state["dataset_sizes"].items():
             # the held-out set belongs to D(0) and is reused by every later evaluation
             held = f", {sizes['heldout']:,} held out" if sizes.get("heldout") else ""
-            console.print(f"  D({it}): {sizes.get('train', 0):,} train{held}")
+            results.print(f"  D({it}): {sizes.get('train', 0):,} train{held}")
         for rec in state["iterations"]:
-            console.print(f"  iteration {rec['number']}: {rec['status']}")
+            results.print(f"  iteration {rec['number']}: {rec['status']}")
+        scores = state["metrics"]
+        if scores["latest"]:
+            results.print(f"  M({scores['latest_iteration']}) scores: " + ", ".join(
+                f"{name} {value:.4g}" for name, value in scores["latest"].items()), markup=False)
         for run in state["runs"][:5]:
-            console.print(f"  run {run['id']}: {run['status']}")
+            results.print(f"  run {run['id']}: {run['status']}")

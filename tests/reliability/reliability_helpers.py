@@ -19,7 +19,7 @@ PROPOSAL_STATUSES = {"pending", "accepted", "edited", "rejected", "failed"}
 
 def middo_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     env.update(extra)
     return env
 
