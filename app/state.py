@@ -56,10 +56,14 @@ def current() -> Context | None:
 
 
 def require() -> Context:
-    """The context, or an empty state that says what to do, and the page stops."""
+    """The context, or an empty state that says what to do, and the page stops. Above every
+    page's content: the background runs' banner (which starts iteration 0 on a fresh demo)."""
     ctx = current()
     if ctx is None:
         st.info("No workspace open. Open or create one in the sidebar "
                 "(a workspace is a folder holding middo.yaml and middo.duckdb).")
         st.stop()
+    from app.components.activity import render_activity  # it imports this module
+
+    render_activity(ctx)
     return ctx

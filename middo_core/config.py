@@ -81,6 +81,9 @@ class LoopConfig(_Section):
         default_factory=lambda: ["complexity", "diversity", "quality"])
     control: Literal["none", "random"] = "none"  # random: flag as many samples at random
     reference: str | None = None  # for a random control: the workspace whose counts it copies
+    # the Studio starts iteration 0 by itself when it first opens this workspace with nothing done
+    # yet (the built-in demo sets it, so a newcomer sees the loop move without looking for a button)
+    autostart: bool = False
 
 
 class WorkspaceConfig(_Section):

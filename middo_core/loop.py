@@ -22,7 +22,7 @@ finished training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -246,6 +246,65 @@ def run_loop(ws: Workspace, iterations: int | None = None, progress: ProgressFn 
     return out
 
 
+# --- iteration 0 on a fresh workspace (what the Studio starts by itself on the demo) -------------
+
+FIRST_STEPS = ("train", "diagnose", "evaluate")  # the diagnosis before the scores: it is what a
+# newcomer looks at first, and its map comes with it
+
+
+def first_iteration(ws: Workspace, progress: ProgressFn | None = None) -> list[str]:
+    """Train M(0), diagnose D(0) (the map with it), evaluate M(0): each step skipped when done.
+
+    Progress events carry their step: "step 2 of 3, diagnose D(0) · <the step's own stage>"."""
+    steps = {"train": (train_step, "trained"), "diagnose": (diagnose_step, "diagnosed"),
+             "evaluate": (evaluate_step, "evaluated")}
+    run = []
+    for k, name in enumerate(FIRST_STEPS, start=1):
+        fn, done = steps[name]
+        if step_states(ws, 0)[done]:
+            continue
+        label = f"step {k} of {len(FIRST_STEPS)}, {name} {'M' if name != 'diagnose' else 'D'}(0)"
+
+        def within(event, label=label):
+            if progress is not None:
+                progress(replace(event, stage=f"{label} · {event.stage}"))
+
+        report(within, "starting", 0, 1)
+        fn(ws, 0, within)
+        run.append(name)
+    return run
+
+
+def autostart_due(ws: Workspace) -> bool:
+    """True for a workspace that asks for it (loop.autostart) and has nothing done or running:
+    D(0) imported, M(0) not trained, no background run ever started."""
+    from middo_core.store.runs import list_runs
+
+    if not ws.config.loop.autostart:
+        return False
+    states = step_states(ws, 0)
+    with ws.store.read() as con:
+        ran = not list_runs(con).empty
+    return states["built"] and not states["trained"] and not ran
+
+
+def autostart(ws: Workspace) -> str | None:
+    """Start iteration 0 in the background when `autostart_due`; its run id, or None.
+
+    A lock file makes two Studio sessions opening the workspace at once start one run."""
+    import fcntl
+
+    from middo_core.jobs import start_job
+
+    lock = ws.artifacts / ".autostart.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if not autostart_due(ws):
+            return None
+        return start_job(ws, "first_iteration", 0, {})
+
+
 # --- background job kinds (the Studio's "run the loop" and "diagnose" buttons) -------------------
 
 def _loop_job(ws: Workspace, run_id: str, iteration: int | None, args: dict, progress: ProgressFn) -> dict:
@@ -263,10 +322,16 @@ def _diagnose_job(ws: Workspace, run_id: str, iteration: int | None, args: dict,
     return out.to_dict()
 
 
+def _first_iteration_job(ws: Workspace, run_id: str, iteration: int | None, args: dict,
+                         progress: ProgressFn) -> dict:
+    return {"steps_run": first_iteration(ws, progress)}
+
+
 def _register_jobs() -> None:
     from middo_core.jobs.kinds import register_job_kind
 
     register_job_kind("loop", _loop_job)
+    register_job_kind("first_iteration", _first_iteration_job)
     register_job_kind("diagnose", _diagnose_job)
 
 

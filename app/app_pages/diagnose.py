@@ -30,7 +30,10 @@ except Exception as exc:
     st.stop()
 
 if data is None:
-    if not running:
+    if running:
+        st.info(f"The distributions of D({it}) appear here as soon as the background run has "
+                "stored its diagnosis (its progress is in the banner above).")
+    else:
         st.info(f"No diagnosis yet for iteration {it}. Run it: the model scores every sample of "
                 f"D({it}) for complexity, diversity and quality (this runs in the background).")
         chosen = st.multiselect("Signals", AXES, default=list(axes), key="diagnose_signals")

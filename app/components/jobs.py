@@ -1,7 +1,8 @@
-"""Background jobs in the page: start, live progress with ETA and log lines, cancel.
+"""Background jobs in the page: start buttons, and the progress of one run with ETA and log lines.
 
-The work runs in its own process (middo_core.jobs); the page only polls, from a fragment that
-reruns every second, so the rest of the page stays usable while a job runs.
+The work runs in its own process (middo_core.jobs). While it runs, the activity banner at the top
+of every page (app/components/activity.py) follows it; a page only learns whether a run that
+concerns it is active, and shows how the last one ended.
 """
 
 from __future__ import annotations
@@ -51,14 +52,22 @@ def start_job_button(ctx: state.Context, kind: str, label: str, args: dict | Non
             st.rerun()
 
 
+# Kinds whose run does the work of others: a page waiting for a diagnosis waits for these too.
+COVERS = {"first_iteration": ("train", "evaluate", "diagnose", "projection"),
+          "loop": ("train", "evaluate", "diagnose", "refine", "build")}
+
+
 def active_run(ctx: state.Context, kinds: tuple[str, ...]) -> dict | None:
+    """The newest run of `kinds` for this iteration, or of a kind that does their work."""
+    wider = tuple(kinds) + tuple(k for k, covered in COVERS.items() if set(covered) & set(kinds))
     with ctx.ws.store.read() as con:
-        run = latest_run(con, ctx.iteration, kinds)
+        run = latest_run(con, ctx.iteration, wider)
     return run
 
 
 def render_job_panel(ctx: state.Context, kinds: tuple[str, ...], key: str) -> bool:
-    """Show the newest job of `kinds` for this iteration; True while one is running."""
+    """True while a run of `kinds` (or one doing their work) is active for this iteration: the
+    activity banner shows it. Otherwise says how the last one ended, if it failed or was cancelled."""
     run = active_run(ctx, kinds)
     if run is None:
         return False
@@ -70,38 +79,12 @@ def render_job_panel(ctx: state.Context, kinds: tuple[str, ...], key: str) -> bo
         elif run["status"] == "cancelled":
             st.caption(f"The last {run['kind']} job was cancelled.")
         return False
-    _poll(ctx, run["id"], key)
+    if not jobs_module():
+        render_missing("Following background jobs")
     return True
 
 
-def _poll(ctx: state.Context, run_id: str, key: str) -> None:
-    @st.fragment(run_every=POLL_S)
-    def panel() -> None:
-        jobs = jobs_module()
-        if jobs is None:
-            render_missing("Following background jobs")
-            return
-        try:
-            status = jobs.job_status(ctx.ws, run_id)
-        except Exception as exc:
-            render_error(exc, "Could not read the job's progress")
-            return
-        if status.get("status") not in ACTIVE:
-            st.rerun(scope="app")  # finished: redraw the page with its results
-        render_job_status(status, run_id)
-        if st.button("Cancel", key=f"{key}_cancel", icon=":material/cancel:"):
-            try:
-                jobs.cancel_job(ctx.ws, run_id)
-            except Exception as exc:
-                render_error(exc, "Could not cancel the job")
-            else:
-                st.toast("Cancelling…")
-
-    with st.container(border=True):
-        panel()
-
-
-def render_job_status(status: dict, run_id: str) -> None:
+def render_job_status(status: dict, run_id: str, log_expanded: bool = True) -> None:
     prog = status.get("progress") or {}
     done, total = prog.get("done") or 0, prog.get("total") or 0
     frac = min(done / total, 1.0) if total else 0.0
@@ -118,8 +101,11 @@ def render_job_status(status: dict, run_id: str) -> None:
     lines = status.get("log") or status.get("log_tail") or status.get("last_lines") or []
     if isinstance(lines, str):
         lines = lines.splitlines()
-    if lines:
+    if lines and log_expanded:
         st.code("\n".join(lines[-8:]), language=None)
+    elif lines:
+        with st.expander("Last log lines"):
+            st.code("\n".join(lines[-8:]), language=None)
 
 
 def _duration(seconds: float) -> str:

@@ -85,7 +85,9 @@ def create_demo_workspace(root: str | Path, size: int = DEFAULT_SIZE, seed: int 
         raise ValueError(f"demo size must be between {MIN_SIZE} and {MAX_SIZE}, got {size}")
     demo = build_demo(size, seed)
     root = Path(root)
-    ws = init_workspace(root, WorkspaceConfig(name=root.name))
+    config = WorkspaceConfig(name=root.name)
+    config.loop.autostart = True  # the Studio starts iteration 0 when it first opens the demo
+    ws = init_workspace(root, config)
     train = [s for s, _ in demo["train"]]
     heldout = [s for s, _ in demo["heldout"]]
     with ws.store.write() as con:

@@ -29,6 +29,7 @@ KIND_MODULES: dict[str, str] = {
     "diagnose": "middo_core.loop",
     "refine": "middo_core.refine",
     "loop": "middo_core.loop",
+    "first_iteration": "middo_core.loop",
     "import": "middo_core.data.job",
     "projection": "middo_core.projections",
 }

@@ -73,6 +73,7 @@ class ProgressWriter:
         self.cancel_flag = cancel_flag
         self._last_write = 0.0
         self._last_stage: str | None = None
+        self._stage: tuple[str, float, int] | None = None  # the current stage, when and where it began
 
     @classmethod
     def for_run(cls, ws: Workspace, run_id: str) -> ProgressWriter:
@@ -83,12 +84,24 @@ class ProgressWriter:
         if self.cancel_flag is not None and self.cancel_flag.exists():
             raise Cancelled("cancelled by request")
         now = time.time()
+        if self._stage is None or self._stage[0] != event.stage:
+            self._stage = (event.stage, now, event.done)
         final = event.total and event.done >= event.total
         if event.stage == self._last_stage and not final and now - self._last_write < MIN_WRITE_INTERVAL_S:
             return
         payload = asdict(event) if is_dataclass(event) else dict(vars(event))
         for key in ("step", "loss", "eta_s"):
             payload.setdefault(key, None)
+        if payload["eta_s"] is None:
+            payload["eta_s"] = self._eta(event, now)
         payload["updated_at"] = now
         write_json_atomic(self.path, payload)
         self._last_write, self._last_stage = now, event.stage
+
+    def _eta(self, event: Progress, now: float) -> float | None:
+        """Seconds left in this stage at the rate it has gone so far (None before a first step)."""
+        _, started, first_done = self._stage
+        moved, elapsed = event.done - first_done, now - started
+        if not event.total or moved <= 0 or elapsed <= 0:
+            return None
+        return max(event.total - event.done, 0) * elapsed / moved
