@@ -75,6 +75,7 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
 
     ws = create_demo_workspace(tmp_path / "demo", size=60)
     ws.config.base_model = tiny_model
+    ws.config.loop.autostart = False  # this test walks the manual path: diagnose by a click
     ws.save_config()
     nasty = tmp_path / "nasty.jsonl"
     nasty.write_text(json.dumps({"instruction": NASTY, "output": "Reply " + NASTY}) + "\n")
