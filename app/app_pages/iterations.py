@@ -25,35 +25,32 @@ if not running and loop is not None:
     states = loop.step_states(ctx.ws, it)
     decisions = review_counts(ctx.ws, it)
     pending = sum(by.get("pending", 0) for by in decisions.values())
-    c1, c2, c3 = st.columns(3)
     next_size = resources.status(ctx.root, ctx.version)["dataset_sizes"].get(str(it + 1), {}).get("train")
-    with c1:
-        if next_size:
-            st.success(f"D({it + 1}) is built: {next_size:,} samples. Pick iteration {it + 1} in the "
-                       "sidebar to go on.")
-        elif states.get("reviewed") or (decisions and not pending):
-            if st.button(f"Build D({it + 1})", type="primary", key="build_next",
-                         help="Replace accepted hard and low-quality samples, add accepted new ones"):
-                try:
-                    report = loop.build_step(ctx.ws, it)
-                except Exception as exc:
-                    render_error(exc, f"Could not build D({it + 1})")
-                else:
-                    st.toast(f"Built D({it + 1}): {report.size_after:,} samples")
-                    st.rerun()
-        else:
-            st.caption(f"D({it + 1}) can be built once every proposal of D({it}) is reviewed"
-                       + (f" ({pending:,} pending)." if pending else "."))
-    with c2:
+    buildable = not next_size and (states.get("reviewed") or (decisions and not pending))
+    if next_size:
+        st.success(f"D({it + 1}) is built: {next_size:,} samples. Pick iteration {it + 1} in the "
+                   "sidebar to go on.")
+    elif not buildable:
+        st.caption(f"D({it + 1}) can be built once every proposal of D({it}) is reviewed"
+                   + (f" ({pending:,} pending)." if pending else "."))
+    with st.container(horizontal=True, vertical_alignment="center", key="iteration_actions"):
+        if buildable and st.button(f"Build D({it + 1})", type="primary", key="build_next",
+                                   help="Replace accepted hard and low-quality samples, add accepted new ones"):
+            try:
+                report = loop.build_step(ctx.ws, it)
+            except Exception as exc:
+                render_error(exc, f"Could not build D({it + 1})")
+            else:
+                st.toast(f"Built D({it + 1}): {report.size_after:,} samples")
+                st.rerun()
         start_job_button(ctx, "train", f"Train M({it}) on D({it})", key="start_train",
                          disabled=not states.get("built") or states.get("trained"))
-    with c3:
         start_job_button(ctx, "evaluate", f"Evaluate M({it})", key="start_evaluate",
                          disabled=not states.get("trained") or states.get("evaluated"))
-    start_job_button(ctx, "loop", f"Run the loop through iteration {it + 1} in the background",
-                     {"iterations": it + 1}, key="start_loop",
-                     help="Every step not yet done: train, evaluate, diagnose, select, refine, "
-                          "review (stops for a manual review), build")
+        start_job_button(ctx, "loop", f"Run the loop through iteration {it + 1} in the background",
+                         {"iterations": it + 1}, key="start_loop",
+                         help="Every step not yet done: train, evaluate, diagnose, select, refine, "
+                              "review (stops for a manual review), build")
 
 # --- the paper's tables ---------------------------------------------------------------------------
 left, right = st.columns(2)

@@ -49,13 +49,17 @@ COUNT = "{:,.0f}"
 
 
 def dashes(frame, formats: dict[str, str] | None = None):
-    """The frame for st.dataframe with missing cells shown as a dash (Streamlit writes 'None'),
-    numbers formatted per column (e.g. {"size": COUNT, "loss_pre": "{:.2f}"})."""
+    """The frame for st.dataframe with missing cells shown as a dash and numbers formatted per
+    column (e.g. {"size": COUNT, "loss_pre": "{:.2f}"}).
+
+    The formatted columns become text: Streamlit draws a missing value as a grey "None" whatever
+    a Styler's na_rep says, so the dash has to be the cell's value."""
     formats = {c: f for c, f in (formats or {}).items() if c in frame.columns}
-    numeric = {c: frame[c].astype(float) for c in formats if frame[c].dtype == object}
-    if numeric:  # None in an object column: make it a float column, NaN for the missing
-        frame = frame.assign(**numeric)
-    return frame.style.format(na_rep=DASH).format(formats, na_rep=DASH)
+
+    def cell(fmt: str):
+        return lambda x: DASH if x is None or x != x else fmt.format(float(x))
+
+    return frame.assign(**{c: frame[c].map(cell(f)).astype(str) for c, f in formats.items()})
 
 
 def fmt_optional(x, digits: int = 1) -> str:
@@ -64,9 +68,16 @@ def fmt_optional(x, digits: int = 1) -> str:
 
 
 def render_best(table):
-    """A score table with each row's best value shaded (direction known by middo_core.tables)."""
-    from middo_core.tables import best_cells
+    """A score table with each row's best value shaded (direction known by middo_core.tables);
+    a dash where an iteration has no score (as text: see `dashes`)."""
+    from middo_core.tables import NOT_A_SCORE, best_cells
 
     mask = best_cells(table)
-    return table.style.format("{:.3f}", na_rep=DASH).apply(
-        lambda _: mask.replace({True: "background-color: #c9efcf", False: ""}), axis=None)
+
+    def row(values):
+        count = str(values.name).rsplit(" / ", 1)[-1] in NOT_A_SCORE  # e.g. tokens: a count
+        return values.map(lambda x: DASH if x is None or x != x else f"{x:,.0f}" if count else f"{x:,.3f}")
+
+    shown = table.apply(row, axis=1)
+    return shown.style.apply(lambda _: mask.replace({True: "background-color: #c9efcf", False: ""}),
+                             axis=None)
