@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ import streamlit as st
 
 from app.components import map_view
 from app.components.map_view import MAX_DRAWN, MapFigure
-from middo_core import summaries
+from middo_core import summaries, version_diff
 from middo_core.signals.thresholds import SignalTable
+from middo_core.version_diff import DiffSummary, VersionChange
 from middo_core.workspace import STORE_FILE, Workspace, open_workspace
 
 
@@ -169,3 +171,33 @@ def sample_count(root: str, iteration: int, text: str, origin: str | None, versi
 
     with workspace(root, version).store.read() as con:
         return count_samples(con, iteration, text, origin)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def dataset_versions(root: str, version: int) -> dict[int, int]:
+    """Dataset versions with their training sizes, oldest first."""
+    return version_diff.versions(workspace(root, version))
+
+
+@st.cache_data(show_spinner="Comparing versions…", max_entries=16)
+def version_diff_summary(root: str, a: int, b: int, version: int) -> DiffSummary:
+    """Sizes of D(a) and D(b) and their changes counted per kind and axis."""
+    return version_diff.diff_summary(workspace(root, version), a, b)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def version_diff_page(root: str, a: int, b: int, kind: str | None, axis: str | None,
+                      limit: int, offset: int, version: int) -> list[VersionChange]:
+    """One page of changes from D(a) to D(b) with their texts."""
+    return version_diff.diff_page(workspace(root, version), a, b, kind=kind, axis=axis, limit=limit, offset=offset)
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def version_diff_export(root: str, a: int, b: int, kind: str | None, axis: str | None,
+                        suffix: str, version: int) -> bytes:
+    """The matching changes as a .jsonl or .csv file's bytes (made when the download is clicked)."""
+    ws = workspace(root, version)
+    with tempfile.TemporaryDirectory(dir=ws.artifact_dir("tmp")) as folder:
+        path = Path(folder) / f"changes{suffix}"
+        version_diff.export_diff(ws, a, b, path, kind=kind, axis=axis)
+        return path.read_bytes()

@@ -1,4 +1,5 @@
-"""Data: import with a validation report, browse and search samples, statistics, export."""
+"""Data: import with a validation report, browse and search samples, statistics, compare two
+versions, export."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from app import resources, state
 from app.components.common import dashes, fmt_int, render_error
 from app.components.jobs import jobs_module, kind_available, render_job_panel
 from app.components.progress import ProgressBar
+from app.components.version_diff import render_compare_versions
 from middo_core.data import (
     EXPORT_FORMATS,
     FORMATS,
@@ -88,7 +90,9 @@ def finished_import(run_id: str) -> None:
         st.session_state["import_report"] = (report, status["status"] == "failed")
 
 
-tab_browse, tab_import, tab_stats, tab_export = st.tabs(["Browse", "Import", "Statistics", "Export"])
+# the selected tab is tracked so that Compare versions runs its queries only while it is open
+tab_browse, tab_import, tab_stats, tab_compare, tab_export = st.tabs(
+    ["Browse", "Import", "Statistics", "Compare versions", "Export"], key="data_tab", on_change="rerun")
 
 with tab_import:
     st.caption(f"Records are added to dataset version D({ctx.iteration}) as seed samples. "
@@ -153,6 +157,10 @@ with tab_stats:
         st.bar_chart(stats["origins"].set_index("origin"), horizontal=True, height=220)
         st.markdown(f"**Text length in characters, D({ctx.iteration})**")
         st.dataframe(stats["lengths"].round(0), hide_index=True)
+
+if tab_compare.open:
+    with tab_compare:
+        render_compare_versions(ctx)
 
 with tab_export:
     c1, c2 = st.columns(2)

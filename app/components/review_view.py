@@ -47,7 +47,8 @@ def _block(label: str, body_html: str) -> str:
     return f'<div class="middo-label">{label}</div><div class="middo-diff">{body_html}</div>'
 
 
-def render_diff(original: dict, proposal: dict, diff: bool = True) -> None:
+def render_diff(original: dict, proposal: dict, diff: bool = True,
+                titles: tuple[str, str] = ("Original", "Proposal")) -> None:
     """Two columns, field by field; the diff HTML escapes every word before marking it."""
     left, right = st.columns(2)
     lhtml, rhtml = [DIFF_CSS], [DIFF_CSS]
@@ -62,10 +63,10 @@ def render_diff(original: dict, proposal: dict, diff: bool = True) -> None:
         lhtml.append(_block(field, a))
         rhtml.append(_block(field, b))
     with left:
-        st.markdown("**Original**")
+        st.markdown(f"**{titles[0]}**")
         st.html("".join(lhtml))
     with right:
-        st.markdown("**Proposal**")
+        st.markdown(f"**{titles[1]}**")
         st.html("".join(rhtml))
 
 
