@@ -103,11 +103,19 @@ def test_a_chain_of_rewrites_compares_the_ends_and_either_way(built):
     [simpler] = [c for c in diff_page(ws, 0, 1, kind="rewritten") if c.old_id == s[0].id]
     middle = Sample(instruction=simpler.new.instruction, output=simpler.new.output)
     accept(ws, propose(ws, 1, "quality", middle, "What do you get when you double zero?"))
+    [improved] = [c for c in diff_page(ws, 0, 1, kind="rewritten") if c.old_id == s[1].id]
+    near = Sample(instruction=improved.new.instruction, output=improved.new.output)
+    accept(ws, propose(ws, 1, "diversity", near, "What is 1 plus 2, exactly?"))
     build_next(ws, 1)
-    rewritten = {c.old_id: c for c in diff_page(ws, 0, 2, kind="rewritten")}
+    changes = diff_page(ws, 0, 2, limit=100)
+    rewritten = {c.old_id: c for c in changes if c.kind == "rewritten"}
     assert rewritten[s[0].id].new.instruction == "What do you get when you double zero?"
     assert rewritten[s[0].id].axis == "quality"  # the newest step's proposal
-    assert middle.id not in {c.new_id for c in diff_page(ws, 0, 2, limit=100)}
+    assert middle.id not in {c.new_id for c in changes}
+    # a new sample written near a rewrite that stays is added, not a second rewrite of its source
+    assert rewritten[s[1].id].new_id == near.id
+    [new] = [c for c in changes if c.new_id != near.id and c.new and c.new.instruction == "What is 1 plus 2, exactly?"]
+    assert (new.kind, new.axis) == ("added", "diversity")
     back = diff_summary(ws, 1, 0)  # newer to older: the same changes seen backwards
     assert {k: back.total(k) for k in ("rewritten", "added", "removed")} == \
         {"rewritten": 3, "added": 1, "removed": 2}

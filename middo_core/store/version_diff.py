@@ -25,14 +25,17 @@ older AS (SELECT sample_id AS id FROM dataset_members WHERE iteration = $lo AND 
 newer AS (SELECT sample_id AS id FROM dataset_members WHERE iteration = $hi AND split = 'train'),
 gone AS (SELECT id FROM older ANTI JOIN newer USING (id)),
 fresh AS (SELECT id FROM newer ANTI JOIN older USING (id)),
--- each new sample walks up its parents until it meets a sample of the older version
-chain(new_id, ancestor, depth) AS (
-    SELECT s.id, s.parent_id, 1 FROM fresh JOIN samples s USING (id) WHERE s.parent_id IS NOT NULL
+members AS (SELECT id FROM older UNION ALL SELECT id FROM fresh),  -- either version, no repeats
+-- each new sample walks up its parents to the nearest member of either version (`settled`): a
+-- sample that left is rewritten by it; one still there (a sparse source, a rewrite) is not
+chain(new_id, ancestor, depth, settled) AS (
+    SELECT s.id, s.parent_id, 1, m.id IS NOT NULL
+    FROM fresh JOIN samples s USING (id) LEFT JOIN members m ON m.id = s.parent_id
+    WHERE s.parent_id IS NOT NULL
     UNION ALL
-    SELECT c.new_id, s.parent_id, c.depth + 1
-    FROM chain c JOIN samples s ON s.id = c.ancestor
-    WHERE s.parent_id IS NOT NULL AND c.depth < {MAX_CHAIN}
-      AND c.ancestor NOT IN (SELECT id FROM older)
+    SELECT c.new_id, s.parent_id, c.depth + 1, m.id IS NOT NULL
+    FROM chain c JOIN samples s ON s.id = c.ancestor LEFT JOIN members m ON m.id = s.parent_id
+    WHERE NOT c.settled AND s.parent_id IS NOT NULL AND c.depth < {MAX_CHAIN}
 ),
 rewrites AS (SELECT c.ancestor AS old_id, c.new_id FROM chain c SEMI JOIN gone g ON g.id = c.ancestor),
 made AS (  -- the axis of the change that wrote a new sample: its proposal's, 'edited' for a curator's text
