@@ -1,10 +1,11 @@
 """What changed between two dataset versions D(a) and D(b): samples removed, added and rewritten.
 
 A sample of D(b) is *rewritten* when its parent chain leads to a sample of D(a) that D(b) no
-longer holds: the pair (old, new) is one change, never a removal plus an addition. Other new
-samples are *added* (an augmentation, written near a sparse sample that stays, has axis
-diversity); other samples that left are *removed*. Each change carries the axis of the proposal
-behind it, or `edited` when the curator's text replaced the LLM's.
+longer holds (the nearest ancestor in either version decides): the pair (old, new) is one change,
+never a removal plus an addition. Other new samples are *added* (an augmentation, written near a
+sparse sample that stays, has axis diversity); other samples that left are *removed*. Each change
+carries the axis of the proposal behind it, or `edited` when the curator's text replaced the
+LLM's. Comparing a newer version with an older one shows the same changes backwards.
 
 The work happens in DuckDB (store/version_diff.py); this module checks the versions asked for,
 shapes the results and writes exports.
@@ -27,9 +28,9 @@ Kind = Literal["rewritten", "added", "removed"]
 EXPORT_SUFFIXES = {".jsonl": "json", ".csv": "csv"}
 OTHER = "other"  # the axis column of changes no proposal made (an import, say)
 
-__all__ = ["AXES", "EXPORT_COLUMNS", "KINDS", "ChangeCount", "DiffSummary", "SampleText",
-           "VersionChange", "VersionDiffError", "diff_page", "diff_summary", "export_diff",
-           "versions"]
+__all__ = ["AXES", "EXPORT_COLUMNS", "EXPORT_SUFFIXES", "KINDS", "OTHER", "ChangeCount", "DiffSummary",
+           "SampleText", "VersionChange", "VersionDiffError", "diff_page", "diff_summary",
+           "export_diff", "export_format", "versions"]
 
 
 class VersionDiffError(ValueError):
