@@ -11,13 +11,13 @@ from middo_core.llm.base import (
     LLMError,
 )
 from middo_core.llm.cache import LLMCache
-from middo_core.llm.client import LLMClient, Prices, Usage
+from middo_core.llm.client import LLMClient, Prices, Usage, run_sync
 from middo_core.llm.local_backend import LocalBackend
 from middo_core.llm.openai_backend import OpenAIBackend
 
 __all__ = ["BACKENDS", "BudgetExhausted", "ChatRequest", "ChatResult", "LLMBackend", "LLMCache",
            "LLMClient", "LLMConfigError", "LLMError", "LocalBackend", "OpenAIBackend", "Prices",
-           "Usage", "make_backend"]
+           "Usage", "make_backend", "run_sync"]
 
 
 def make_backend(config, name: str | None = None, model: str | None = None) -> LLMBackend:

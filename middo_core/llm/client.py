@@ -6,12 +6,16 @@ import asyncio
 import heapq
 import itertools
 import logging
+import threading
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
 
 from middo_core.llm.base import BudgetExhausted, ChatRequest, ChatResult, LLMBackend
 from middo_core.llm.cache import LLMCache
 
 log = logging.getLogger("middo.llm")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -122,3 +126,28 @@ class LLMClient:
 
     def cost_of(self, result: ChatResult) -> float:
         return 0.0 if result.cached else self.prices.cost(result.prompt_tokens, result.completion_tokens)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` to its end from synchronous code (refinement, the endpoint judge): in this
+    thread, or in a thread of its own where this one already runs an event loop (notebooks,
+    some apps, a worker inside async code), since asyncio.run cannot nest."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(coro))
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
+            error.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]

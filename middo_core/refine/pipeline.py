@@ -29,6 +29,7 @@ from middo_core.llm import (
     LLMError,
     Prices,
     make_backend,
+    run_sync,
 )
 from middo_core.progress import ProgressFn, report
 from middo_core.refine.estimate import estimate_run
@@ -254,7 +255,7 @@ def refine(ws: Workspace, iteration: int, flagged: dict[str, list[str]],
     client = LLMClient(llm, cache, prices, cfg.budget_usd, concurrency=slots)
     retries_before = llm.stats.retries
     try:
-        leftover = _run_sync(_run_jobs(ws, jobs, runner, client, rep, opts, progress))
+        leftover = run_sync(_run_jobs(ws, jobs, runner, client, rep, opts, progress))
     finally:
         rep.usage = client.usage.to_json()
         rep.retries = llm.stats.retries - retries_before
@@ -335,29 +336,6 @@ def _record_iteration(ws: Workspace, iteration: int, rep: RefineReport,
             if earlier:
                 fields["status"] = "refined"
         upsert_iteration(con, iteration, **fields)
-
-
-def _run_sync(coro: Any) -> Any:
-    """asyncio.run, also from a thread that already runs an event loop (notebooks, some apps)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    result: list[Any] = []
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(asyncio.run(coro))
-        except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
-            error.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
 
 
 async def _call(client: LLMClient, request: ChatRequest) -> ChatResult | str | None:
