@@ -1,5 +1,5 @@
-"""LLM access for refinement: one contract (ChatRequest -> ChatResult), backends by name,
-an on-disk answer cache, usage, cost and a budget cap."""
+"""LLM access for refinement and the endpoint judge: one contract (ChatRequest -> ChatResult,
+top log-probs included), backends by name, an on-disk answer cache, usage, cost and a budget cap."""
 
 from middo_core.llm.base import (
     BACKENDS,
@@ -9,6 +9,7 @@ from middo_core.llm.base import (
     LLMBackend,
     LLMConfigError,
     LLMError,
+    TopLogprobs,
 )
 from middo_core.llm.cache import LLMCache
 from middo_core.llm.client import LLMClient, Prices, Usage, run_sync
@@ -17,7 +18,7 @@ from middo_core.llm.openai_backend import OpenAIBackend
 
 __all__ = ["BACKENDS", "BudgetExhausted", "ChatRequest", "ChatResult", "LLMBackend", "LLMCache",
            "LLMClient", "LLMConfigError", "LLMError", "LocalBackend", "OpenAIBackend", "Prices",
-           "Usage", "make_backend", "run_sync"]
+           "TopLogprobs", "Usage", "make_backend", "run_sync"]
 
 
 def make_backend(config, name: str | None = None, model: str | None = None) -> LLMBackend:

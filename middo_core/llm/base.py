@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -28,10 +30,16 @@ class BudgetExhausted(RuntimeError):
     """The run's cost cap is reached: no new paid call is issued."""
 
 
+TopLogprobs = list[dict[str, float]]
+"""Per generated token of the answer's text, its most likely tokens: {token text: log-prob}."""
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     """One chat completion. `prefill` starts the assistant's answer (local backend only);
-    `attempt` > 0 asks for a fresh sample instead of the cached one (retrying a failed proposal)."""
+    `attempt` > 0 asks for a fresh sample instead of the cached one (retrying a failed proposal);
+    `top_logprobs` asks for the N most likely tokens at each generated position (a judge reads
+    the first one's). `top_k` and `seed` are sent where the backend takes them."""
 
     model: str
     messages: tuple[tuple[str, str], ...]  # (role, content)
@@ -40,10 +48,20 @@ class ChatRequest:
     max_tokens: int = 512
     prefill: str = ""
     attempt: int = 0
-    stage: str = "rewrite"  # rewrite | response: scheduling hint, not part of the key
+    stage: str = "rewrite"  # rewrite | response | judge: scheduling hint, not part of the key
+    top_k: int | None = None
+    seed: int | None = None
+    top_logprobs: int | None = None
 
     def sampling(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}
+        """The parameters that shape the answer; the optional ones only when set, so that the
+        keys of requests that never set them stay what they were."""
+        params: dict[str, Any] = {"temperature": self.temperature, "top_p": self.top_p,
+                                  "max_tokens": self.max_tokens}
+        for name in ("top_k", "seed", "top_logprobs"):
+            if getattr(self, name) is not None:
+                params[name] = getattr(self, name)
+        return params
 
     def message_dicts(self) -> list[dict[str, str]]:
         return [{"role": r, "content": c} for r, c in self.messages]
@@ -66,21 +84,45 @@ class ChatRequest:
 
 @dataclass
 class ChatResult:
+    """An answer; `top_logprobs` is filled when the request asked for it and the backend gave it."""
+
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"
     cached: bool = False
+    top_logprobs: TopLogprobs | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "finish_reason": self.finish_reason}
+        data: dict[str, Any] = {"text": self.text, "prompt_tokens": self.prompt_tokens,
+                                "completion_tokens": self.completion_tokens,
+                                "finish_reason": self.finish_reason}
+        if self.top_logprobs is not None:
+            data["top_logprobs"] = self.top_logprobs
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any], cached: bool = False) -> ChatResult:
+        top = data.get("top_logprobs")
         return cls(text=data["text"], prompt_tokens=int(data.get("prompt_tokens", 0)),
                    completion_tokens=int(data.get("completion_tokens", 0)),
-                   finish_reason=data.get("finish_reason", "stop"), cached=cached)
+                   finish_reason=data.get("finish_reason", "stop"), cached=cached,
+                   top_logprobs=None if top is None else [
+                       {str(t): float(lp) for t, lp in position.items()} for position in top])
+
+
+def top_tokens(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """{token: log-prob} from (token, log-prob) pairs. Two token ids can spell the same text
+    (" 7" twice in some vocabularies): their probabilities add up, as that text's."""
+    top: dict[str, float] = {}
+    for token, logprob in pairs:
+        top[token] = logprob if token not in top else _logaddexp(top[token], logprob)
+    return top
+
+
+def _logaddexp(a: float, b: float) -> float:
+    high, low = max(a, b), min(a, b)
+    return high if low == -math.inf else high + math.log1p(math.exp(low - high))
 
 
 @dataclass

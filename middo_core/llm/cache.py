@@ -1,8 +1,10 @@
 """Content-addressed cache of LLM answers: one JSON file per request, written atomically.
 
-Key = sha256 of model, messages and sampling parameters (ChatRequest.cache_key). A rerun, or a
-run resumed after a crash, reads the answers it already paid for instead of asking again. Only
-successful answers are cached; the file holds the request and the answer, never credentials.
+Key = sha256 of model, messages and sampling parameters (ChatRequest.cache_key), top log-probs
+included: an answer stored without them never stands in for a request that asks for them. A
+rerun, or a run resumed after a crash, reads the answers it already paid for instead of asking
+again. Only successful answers are cached; the file holds the request and the answer, never
+credentials.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ from middo_core.llm.base import (
     LLMBackend,
     LLMConfigError,
     LLMError,
+    TopLogprobs,
+    top_tokens,
 )
 
 
@@ -111,12 +113,16 @@ class LocalBackend(LLMBackend):
         gen_args: dict[str, Any] = {"max_new_tokens": first.max_tokens, "do_sample": sample,
                                     "pad_token_id": tok.pad_token_id}
         if sample:
-            gen_args.update(temperature=first.temperature, top_p=first.top_p, top_k=0)
-        torch.manual_seed(self.seed)
+            gen_args.update(temperature=first.temperature, top_p=first.top_p, top_k=first.top_k or 0)
+        want_top = first.top_logprobs is not None  # one batch shares its sampling parameters
+        if want_top:  # the model's own logits, before temperature and top-p reshape them
+            gen_args.update(return_dict_in_generate=True, output_logits=True)
+        torch.manual_seed(self.seed if first.seed is None else first.seed)
         self.stats.requests += len(requests)
         with torch.inference_mode():
             out = model.generate(**enc, **gen_args)
-        new_tokens = out[:, enc["input_ids"].shape[1]:]
+        sequences = out.sequences if want_top else out
+        new_tokens = sequences[:, enc["input_ids"].shape[1]:]
         eos = {tok.eos_token_id, tok.pad_token_id} - {None}
         results = []
         for i, request in enumerate(requests):
@@ -129,8 +135,20 @@ class LocalBackend(LLMBackend):
                 prompt_tokens=int(enc["attention_mask"][i].sum()),
                 completion_tokens=len(kept),
                 finish_reason="length" if stop is None else "stop",
+                top_logprobs=self._top(out.logits, i, len(kept), first.top_logprobs) if want_top else None,
             ))
         return results
+
+    def _top(self, logits: Any, row: int, positions: int, n: int | None) -> TopLogprobs:
+        """The n most likely tokens (decoded text: log-prob) at each of a row's first positions."""
+        import torch
+
+        top = []
+        for step in logits[:positions]:
+            values, ids = torch.log_softmax(step[row].float(), dim=-1).topk(min(n or 0, step.shape[-1]))
+            texts = [self._tok.decode([t]) for t in ids.tolist()]
+            top.append(top_tokens(zip(texts, values.tolist(), strict=True)))
+        return top
 
     async def aclose(self) -> None:
         if self._worker is not None and not self._worker.done():

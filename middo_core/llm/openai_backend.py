@@ -27,6 +27,8 @@ from middo_core.llm.base import (
     LLMBackend,
     LLMConfigError,
     LLMError,
+    TopLogprobs,
+    top_tokens,
 )
 
 log = logging.getLogger("middo.llm")
@@ -86,11 +88,8 @@ class OpenAIBackend(LLMBackend):
             while True:
                 self.stats.requests += 1
                 try:
-                    response = await client.chat.completions.create(
-                        model=request.model, messages=request.message_dicts(),
-                        temperature=request.temperature, top_p=request.top_p,
-                        max_tokens=request.max_tokens)
-                    return _result(response)
+                    response = await client.chat.completions.create(**self._arguments(request))
+                    return _result(response, request)
                 except Exception as exc:  # noqa: BLE001 - sorted into retry / fail below
                     kind, delay, fatal = self._classify(exc)
                     if fatal:
@@ -108,6 +107,18 @@ class OpenAIBackend(LLMBackend):
                                 self.max_retries, wait)
                     attempt += 1
                     await asyncio.sleep(wait)
+
+    def _arguments(self, request: ChatRequest) -> dict[str, Any]:
+        args: dict[str, Any] = {"model": request.model, "messages": request.message_dicts(),
+                                "temperature": request.temperature, "top_p": request.top_p,
+                                "max_tokens": request.max_tokens}
+        if request.seed is not None:
+            args["seed"] = request.seed
+        if request.top_logprobs is not None:
+            args.update(logprobs=True, top_logprobs=request.top_logprobs)
+        if request.top_k is not None and "api.openai.com" not in self.endpoint():
+            args["extra_body"] = {"top_k": request.top_k}  # vLLM, llama.cpp take it; OpenAI rejects it
+        return args
 
     def _backoff(self, attempt: int) -> float:
         # exponential, with jitter so many waiting requests do not return at the same instant
@@ -141,7 +152,7 @@ class OpenAIBackend(LLMBackend):
                    max_retries=config.max_retries)
 
 
-def _result(response: Any) -> ChatResult:
+def _result(response: Any, request: ChatRequest) -> ChatResult:
     if not getattr(response, "choices", None):
         raise ValueError("no choices in the answer")
     choice = response.choices[0]
@@ -154,7 +165,18 @@ def _result(response: Any) -> ChatResult:
         prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         finish_reason=choice.finish_reason or "stop",
+        top_logprobs=_top_logprobs(choice) if request.top_logprobs is not None else None,
     )
+
+
+def _top_logprobs(choice: Any) -> TopLogprobs | None:
+    """choice.logprobs.content[i].top_logprobs as {token: log-prob} per token; None where the
+    server gave none (some OpenAI-compatible servers ignore the request)."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    return [top_tokens((t.token, float(t.logprob)) for t in (position.top_logprobs or []))
+            for position in content]
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -2,12 +2,15 @@
 
 Used by the tests and benchmarks/bench_refine.py. It answers rewrite prompts with a short
 four-step answer ending in the marker the prompt asks for, and other prompts with a response.
+A request with `logprobs: true` gets `choices[0].logprobs.content` as api.openai.com shapes it:
+per answer token, its log-prob and the `top_logprobs` most likely tokens.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -61,16 +64,22 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "malformed":
             return self._send_raw(200, b'{"id": "x", "choices": [ this is not json')
         text = fault[1] if isinstance(fault, tuple) else owner.answer(body)
+        asks_logprobs = bool(body.get("logprobs")) and owner.logprobs
+        if asks_logprobs and owner.next_token is not None and not isinstance(fault, tuple):
+            text = max(owner.next_token(body), key=lambda pair: pair[1])[0]  # greedy, one token
         prompt_chars = sum(len(m["content"]) for m in body["messages"])
         finish = "stop"
         limit = body.get("max_tokens")
         if limit is not None and len(text) // 4 > limit:  # like a real server: cut at the limit
             text, finish = text[: 4 * limit], "length"
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None,
+                                  "message": {"role": "assistant", "content": text}}
+        if asks_logprobs:
+            choice["logprobs"] = {"content": owner.logprobs_of(text, body), "refusal": None}
         payload = {
             "id": "chatcmpl-loopback", "object": "chat.completion", "created": int(time.time()),
             "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": finish,
-                         "message": {"role": "assistant", "content": text}}],
+            "choices": [choice],
             "usage": {"prompt_tokens": prompt_chars // 4, "completion_tokens": len(text) // 4,
                       "total_tokens": prompt_chars // 4 + len(text) // 4},
         }
@@ -114,6 +123,10 @@ class LoopbackOpenAI:
         self.request_times: list[tuple[float, str]] = []  # (arrival, body sha256)
         self.answer_times: list[tuple[float, str]] = []  # (answer sent, body sha256)
         self.auth_headers: set[str] = set()
+        # The distribution of an answer's first token, [(token, probability)]: a request for
+        # log-probs is answered with its most likely token (a judge asks for one, at temperature 0).
+        self.next_token: Callable[[dict], list[tuple[str, float]]] | None = None
+        self.logprobs = True  # False: ignore a request for log-probs, as some servers do
         self._lock = threading.Lock()
         self._server: LoopbackOpenAI.Server | None = None
 
@@ -127,6 +140,24 @@ class LoopbackOpenAI:
     def answered(self, body: dict) -> None:
         with self._lock:
             self.answer_times.append((time.time(), _body_key(body)))
+
+    def logprobs_of(self, text: str, body: dict) -> list[dict[str, Any]]:
+        """`logprobs.content`: one entry per 4-character token of `text`; the first token's
+        alternatives come from `next_token` when set, the others' are made up (the token at
+        probability 0.9, fillers sharing the rest)."""
+        n = int(body.get("top_logprobs") or 0)
+        content = []
+        for i in range(0, len(text), 4):
+            piece = text[i : i + 4]
+            if i == 0 and self.next_token is not None:
+                dist = sorted(self.next_token(body), key=lambda pair: -pair[1])
+            else:
+                dist = [(piece, 0.9)] + [(f" alt{k}", 0.1 / max(1, n - 1)) for k in range(1, n)]
+            chosen = dict(dist).get(piece, 1e-9)
+            content.append({"token": piece, "logprob": math.log(chosen), "bytes": list(piece.encode()),
+                            "top_logprobs": [{"token": t, "logprob": math.log(p), "bytes": list(t.encode())}
+                                             for t, p in dist[:n]]})
+        return content
 
     @property
     def count(self) -> int:

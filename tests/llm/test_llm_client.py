@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 
 import pytest
@@ -146,3 +147,34 @@ def test_temp_files_of_killed_writers_are_swept_and_never_counted(loopback, api_
     cache = LLMCache(tmp_path / "cache")  # the next run, ten minutes later
     assert cache.swept == 1 and not stale.exists() and fresh.exists()
     assert len(cache) == 1
+
+
+def test_top_logprobs_come_back_and_a_cached_answer_without_them_never_stands_in(
+        loopback, api_key, tmp_path):
+    loopback.next_token = lambda body: [("7", 0.5), (" 8", 0.25), ("Hello", 0.25)]
+    client = LLMClient(backend(), LLMCache(tmp_path / "cache"))
+    plain = asyncio.run(client.complete(request(max_tokens=1, temperature=0.0)))
+    assert plain.top_logprobs is None and "logprobs" not in loopback.requests[-1]
+    asked = request(max_tokens=1, temperature=0.0, top_logprobs=2)
+    first = asyncio.run(client.complete(asked))
+    assert loopback.count == 2 and not first.cached  # the plain answer was not taken for it
+    assert loopback.requests[-1]["logprobs"] is True and loopback.requests[-1]["top_logprobs"] == 2
+    assert first.text == "7"
+    assert first.top_logprobs == [pytest.approx({"7": math.log(0.5), " 8": math.log(0.25)})]
+    again = asyncio.run(LLMClient(backend(), LLMCache(tmp_path / "cache")).complete(asked))
+    assert loopback.count == 2 and again.cached and again.top_logprobs == first.top_logprobs
+
+
+def test_tokens_spelled_alike_add_up_and_top_k_and_seed_reach_the_server(loopback, api_key):
+    # two token ids can decode to the same text; a judge reads that text's probability
+    loopback.next_token = lambda body: [("7", 0.3), ("7", 0.2), (" 8", 0.25)]
+    result = asyncio.run(backend().complete(request(max_tokens=1, top_logprobs=3, top_k=50, seed=3)))
+    assert result.top_logprobs == [pytest.approx({"7": math.log(0.5), " 8": math.log(0.25)})]
+    body = loopback.requests[-1]
+    assert body["top_k"] == 50 and body["seed"] == 3
+
+
+def test_a_request_without_the_new_fields_keeps_its_cache_key():
+    # answers cached before top log-probs, top_k and seed joined the contract still answer
+    assert request().cache_key() == "f8e10f6fe732db6bb5f2528f2cf22bda186df61955b0a5f8dc07584835c0e0fe"
+    assert request().sampling() == {"temperature": 1.0, "top_p": 1.0, "max_tokens": 512}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from middo_core.llm import ChatRequest, LLMCache, LLMClient, LocalBackend
 
 
@@ -37,3 +39,32 @@ def test_prefill_starts_the_answer_and_cache_skips_generation(tiny_model, tmp_pa
     again = LocalBackend(model=tiny_model)
     b = asyncio.run(LLMClient(again, cache).complete(req("Make it simpler.", prefill="FINAL PROMPT:")))
     assert b.cached and b.text == a.text and again.stats.requests == 0 and again._model is None
+
+
+def test_top_logprobs_are_the_model_own_next_token_distribution(tiny_model, tmp_path):
+    import torch
+
+    cache = LLMCache(tmp_path / "cache")
+    backend = LocalBackend(model=tiny_model, batch_size=8)
+    client = LLMClient(backend, cache)
+
+    async def both():  # asked together: they differ in what they return, so in their batch
+        return await asyncio.gather(client.complete(req("Hi")),
+                                    client.complete(req("Hi", top_logprobs=5)))
+
+    plain, with_top = asyncio.run(both())
+    assert plain.top_logprobs is None and plain.text == with_top.text
+    assert len(with_top.top_logprobs) == with_top.completion_tokens > 0
+    assert all(0 < len(p) <= 5 and max(p.values()) <= 0 for p in with_top.top_logprobs)
+    # the first position is the prompt's next-token distribution under the model itself
+    tok, model = backend._tok, backend._model
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
+                                     tokenize=False)
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(model(ids).logits[0, -1].float(), dim=-1)
+    values, top_ids = logprobs.topk(5)
+    expected = {tok.decode([t]): v for t, v in zip(top_ids.tolist(), values.tolist(), strict=True)}
+    assert with_top.top_logprobs[0] == pytest.approx(expected, abs=1e-3)
+    again = asyncio.run(LLMClient(LocalBackend(model=tiny_model), cache).complete(req("Hi", top_logprobs=5)))
+    assert again.cached and again.top_logprobs == with_top.top_logprobs
