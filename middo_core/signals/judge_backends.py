@@ -6,11 +6,11 @@ that into its table. Heavy libraries are imported inside `rate`.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from middo_core.progress import ProgressFn, report
 from middo_core.registry import Registry
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from middo_core.signals.quality import QualitySignal
 
 STAGE = "quality: self-judge"
+TOP_LOGPROBS = 20  # an endpoint's top log-probs per position: the most api.openai.com gives
+Token = TypeVar("Token", int, str)  # a token id (vLLM), or its text (an endpoint)
 
 
 @dataclass
@@ -117,7 +119,7 @@ class TransformersJudge:
         return result
 
 
-def _expected_from_logprobs(top: dict[int, float], score_of: dict[int, int]) -> tuple[float, float]:
+def _expected_from_logprobs(top: dict[Token, float], score_of: dict[Token, int]) -> tuple[float, float]:
     """Expected score from top next-token log-probs restricted to score tokens; (score, mass)."""
     probs = [(score_of[t], math.exp(lp)) for t, lp in top.items() if t in score_of]
     mass = sum(p for _, p in probs)  # " 7" and "7" may both appear: their mass adds up
@@ -199,74 +201,105 @@ def _tree_prompts(tree) -> list[list[int]]:
 @JUDGE_BACKENDS.register
 class EndpointJudge:
     """An OpenAI-compatible chat endpoint (OPENAI_BASE_URL, OPENAI_API_KEY or OPENAI_API_KEY_FILE;
-    model: endpoint_model).
+    model: endpoint_model), asked through an `LLMClient` as refinement asks: retries with backoff,
+    and the cache and budget of the client handed over with `QualitySignal.use_llm`.
 
     logprobs mode asks for the top-20 log-probs of the first reply token; a server that gives
-    none falls back to reading the number in the reply, as in generate mode.
+    none falls back to reading the number in the reply, as in generate mode. The first error
+    (a spent budget, a refused key) stops the run once the requests in flight have finished:
+    what they paid for is cached, so a rerun asks only for the rest.
     """
 
     name: ClassVar[str] = "endpoint"
 
     def rate(self, signal, samples, model, tokenizer, progress: ProgressFn | None) -> JudgeResult:
-        from openai import OpenAI
+        from middo_core.llm import run_sync
 
-        from middo_core.llm.openai_backend import api_key_from_env
-
-        client = OpenAI(
-            base_url=os.environ.get("OPENAI_BASE_URL"),
-            api_key=api_key_from_env() or "none",  # local servers take any key
-            timeout=signal.endpoint_timeout_s,
-        )
-        model_name = signal.endpoint_model or os.environ.get("OPENAI_MODEL")
+        default = signal.llm.backend.model if signal.llm else os.environ.get("OPENAI_MODEL")
+        model_name = signal.endpoint_model or default
         if not model_name:
             raise ValueError("endpoint backend: set endpoint_model or the OPENAI_MODEL variable")
+        client = signal.llm or _endpoint_client(signal, model_name)
         templates = JudgeTemplates.load()
         jobs = [
             templates.body(s, target, dim, signal.faithful) for s in samples for target, dim in METRICS
         ]
-        # Non-OpenAI servers (vLLM, llama.cpp) take top_k; api.openai.com rejects it.
-        extra = {} if "api.openai.com" in str(client.base_url) else {"top_k": signal.top_k}
-
-        def ask(body: str) -> tuple[float | None, float | None, int]:
-            messages = [{"role": "user", "content": body}]
-            if signal.mode == "logprobs":
-                r = client.chat.completions.create(
-                    model=model_name, messages=messages, max_tokens=1, temperature=0.0,
-                    logprobs=True, top_logprobs=20,
-                )
-                content = r.choices[0].logprobs.content if r.choices[0].logprobs else None
-                if content:
-                    top = {i: t.logprob for i, t in enumerate(content[0].top_logprobs)}
-                    score_of = {
-                        i: int(t.token.strip()) for i, t in enumerate(content[0].top_logprobs)
-                        if t.token.strip().isdigit() and int(t.token.strip()) <= 10
-                    }
-                    value, mass = _expected_from_logprobs(top, score_of)
-                    if mass > 0:
-                        return value, mass, _prompt_tokens(r)
-            r = client.chat.completions.create(
-                model=model_name, messages=messages, max_tokens=signal.max_new_tokens,
-                temperature=signal.temperature, top_p=signal.top_p, seed=signal.seed,
-                extra_body=extra,
-            )
-            return parse_rating(r.choices[0].message.content or ""), None, _prompt_tokens(r)
-
+        answers = run_sync(_ask_all(client, signal, model_name, jobs, len(samples), progress))
         result = JudgeResult(tokens_fed=0, forward_calls=len(jobs))
         flat: list[float] = []
-        report(progress, STAGE, 0, len(samples))
-        with ThreadPoolExecutor(max_workers=signal.endpoint_concurrency) as pool:
-            for i, (rating, mass, tokens) in enumerate(pool.map(ask, jobs)):
-                result.unparseable += rating is None
-                result.tokens_fed += tokens
-                flat.append(0.0 if rating is None else rating)
-                if mass is not None:
-                    result.score_mass.append(mass)
-                if (i + 1) % 6 == 0:
-                    report(progress, STAGE, (i + 1) // 6, len(samples))
+        for rating, mass, tokens in answers:
+            result.unparseable += rating is None
+            result.tokens_fed += tokens
+            flat.append(0.0 if rating is None else rating)
+            if mass is not None:
+                result.score_mass.append(mass)
         result.ratings = [flat[i : i + 6] for i in range(0, len(flat), 6)]
         return result
 
 
-def _prompt_tokens(response) -> int:
-    usage = getattr(response, "usage", None)
-    return int(getattr(usage, "prompt_tokens", 0) or 0)
+def _endpoint_client(signal, model_name: str):
+    """The client a signal without `use_llm` gets: retries, no cache, no budget."""
+    from middo_core.llm import LLMClient, OpenAIBackend
+
+    backend = OpenAIBackend(model=model_name, timeout_s=signal.endpoint_timeout_s,
+                            concurrency=signal.endpoint_concurrency)
+    return LLMClient(backend, concurrency=signal.endpoint_concurrency)
+
+
+Answer = tuple[float | None, float | None, int]  # (rating or None, score mass, prompt tokens)
+
+
+async def _ask_all(client, signal, model_name: str, jobs: list[str], n_samples: int,
+                   progress: ProgressFn | None) -> list[Answer]:
+    """Every prompt's answer, in order, with at most `client.concurrency` asked at once."""
+    from middo_core.llm import ChatRequest
+
+    async def ask(body: str) -> Answer:
+        messages = (("user", body),)
+        if signal.mode == "logprobs":
+            r = await client.complete(ChatRequest(
+                model=model_name, messages=messages, max_tokens=1, temperature=0.0,
+                top_logprobs=TOP_LOGPROBS, stage="judge"))
+            if r.top_logprobs:
+                first = r.top_logprobs[0]
+                value, mass = _expected_from_logprobs(first, _score_tokens(first))
+                if mass > 0:
+                    return value, mass, r.prompt_tokens
+        r = await client.complete(ChatRequest(
+            model=model_name, messages=messages, max_tokens=signal.max_new_tokens,
+            temperature=signal.temperature, top_p=signal.top_p, top_k=signal.top_k,
+            seed=signal.seed, stage="judge"))
+        return parse_rating(r.text), None, r.prompt_tokens
+
+    answers: list[Answer | None] = [None] * len(jobs)
+    todo = iter(enumerate(jobs))  # shared by the workers: each prompt is taken once
+    failures: list[Exception] = []
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        for i, body in todo:
+            if failures:
+                return  # stop taking prompts; those in flight finish and are cached
+            try:
+                answers[i] = await ask(body)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the others stop
+                failures.append(exc)
+                return
+            done += 1
+            if done % 6 == 0:
+                report(progress, STAGE, done // 6, n_samples)
+
+    report(progress, STAGE, 0, n_samples)
+    try:
+        await asyncio.gather(*(worker() for _ in range(max(1, min(client.concurrency, len(jobs))))))
+    finally:
+        await client.backend.aclose()  # its connections belong to this event loop
+    if failures:
+        raise failures[0]
+    return answers  # type: ignore[return-value] - every slot is filled when nothing failed
+
+
+def _score_tokens(top: dict[str, float]) -> dict[str, int]:
+    """The tokens among `top` that spell a score 0..10 (" 7" and "7" both count as 7)."""
+    return {t: int(t.strip()) for t in top if t.strip().isdecimal() and int(t.strip()) <= 10}

@@ -18,7 +18,7 @@ question after); `faithful=True` uses the paper's order (rubric first) with no r
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
@@ -26,6 +26,9 @@ from middo_core.progress import ProgressFn
 from middo_core.sample import Sample
 from middo_core.signals.base import SIGNALS, Signal
 from middo_core.signals.judge_prompts import DIMENSIONS, METRIC_COLUMNS, JudgeTemplates
+
+if TYPE_CHECKING:
+    from middo_core.llm import LLMClient
 
 COLUMNS: tuple[str, ...] = (*METRIC_COLUMNS, "quality")
 
@@ -67,11 +70,24 @@ class QualitySignal(Signal):
     endpoint_concurrency: int = Field(8, gt=0)
     endpoint_timeout_s: float = 60.0
     _report: QualityReport | None = PrivateAttr(default=None)
+    _llm: LLMClient | None = PrivateAttr(default=None)
 
     @property
     def report(self) -> QualityReport | None:
         """The report of the last `compute` call (also in the result's `attrs["report"]`)."""
         return self._report
+
+    @property
+    def llm(self) -> LLMClient | None:
+        """The LLM client the endpoint backend asks (None: one of its own, without cache or budget)."""
+        return self._llm
+
+    def use_llm(self, client: LLMClient) -> QualitySignal:
+        """Judge through `client` (endpoint backend): its backend's retries and key, its cache,
+        budget and usage, as refinement's calls have. A run setting, not a parameter: the
+        scores and their cache key do not depend on it."""
+        self._llm = client
+        return self
 
     def template_hash(self) -> str:
         """Identifies the judge templates and how they are used (layout, scoring mode): a cache key."""

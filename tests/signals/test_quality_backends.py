@@ -1,7 +1,9 @@
-"""Quality judge backends: an OpenAI-compatible endpoint on loopback, vLLM on GPU."""
+"""Quality judge backends: an OpenAI-compatible endpoint on loopback (through the LLM client:
+retries, cache, budget), vLLM on GPU."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import threading
@@ -9,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from middo_core.llm import BudgetExhausted, LLMCache, LLMClient, OpenAIBackend, Prices
 from middo_core.sample import Sample
 from middo_core.signals.quality import QualitySignal
 
@@ -113,6 +116,72 @@ def test_endpoint_needs_a_model_name(endpoint, monkeypatch):
     monkeypatch.delenv("OPENAI_MODEL", raising=False)
     with pytest.raises(ValueError, match="endpoint_model"):
         QualitySignal(backend="endpoint").compute(SAMPLES, None, None)
+
+
+# The endpoint judge asks through the LLM client that refinement uses (tests/llm/openai_server.py).
+FIRST_TOKEN = [("7", 0.5), (" 8", 0.25), ("Hello", 0.25)]  # the JudgeServer's answer above
+
+
+def judged_by(loopback, tmp_path, **client_args) -> tuple[QualitySignal, LLMClient]:
+    """An endpoint judge whose LLM client has an on-disk cache in tmp_path (and client_args)."""
+    loopback.next_token = lambda body: FIRST_TOKEN
+    client = LLMClient(OpenAIBackend(model="judge-1", backoff_base_s=0.01),
+                       LLMCache(tmp_path / "cache"), **client_args)
+    return QualitySignal(backend="endpoint").use_llm(client), client
+
+
+def test_endpoint_judge_retries_a_failing_server_and_scores_as_before(loopback, api_key):
+    loopback.next_token = lambda body: FIRST_TOKEN
+    loopback.retry_after_s = 0.01
+    loopback.faults.extend(["429", "500", "malformed"])
+    signal = QualitySignal(backend="endpoint", endpoint_model="judge-1")
+    frame = signal.compute(SAMPLES, None, None)
+    assert frame["quality"].tolist() == pytest.approx([22 / 3, 22 / 3])  # as JudgeServer's run
+    assert loopback.count == 12 + 3  # each failed request asked again
+    assert {b["top_logprobs"] for b in loopback.requests} == {20}
+
+
+@pytest.mark.parametrize("logprobs", [True, False])
+def test_endpoint_judge_second_run_sends_no_request(loopback, api_key, tmp_path, logprobs):
+    loopback.logprobs = logprobs  # False: a server that ignores the request for log-probs
+    loopback.answer = lambda body: "6 - fine"
+    signal, client = judged_by(loopback, tmp_path)
+    first = signal.compute(SAMPLES, None, None)
+    asked = loopback.count
+    assert asked == (12 if logprobs else 24)  # without log-probs, a sampled reply per metric
+    assert first["quality"].tolist() == pytest.approx([22 / 3] * 2 if logprobs else [6.0] * 2)
+    again, client2 = judged_by(loopback, tmp_path)  # a later run on the same cache
+    second = again.compute(SAMPLES, None, None)
+    assert loopback.count == asked and client2.usage.calls == 0 and client2.usage.cache_hits == asked
+    assert second.equals(first) and again.report.tokens_fed == signal.report.tokens_fed
+    for path in (tmp_path / "cache").rglob("*.json"):
+        assert api_key.encode() not in path.read_bytes()
+
+
+def test_endpoint_judge_stops_at_the_budget_and_a_rerun_pays_for_the_rest(loopback, api_key, tmp_path):
+    # each prompt is ~150 tokens: $0.15 at $1 per 1k, so $0.5 buys four
+    signal, client = judged_by(loopback, tmp_path, prices=Prices(1.0, 1.0), budget_usd=0.5,
+                               concurrency=1)
+    with pytest.raises(BudgetExhausted):
+        signal.compute(SAMPLES, None, None)
+    paid = loopback.count
+    assert 1 < paid < 12 and client.usage.calls == paid and client.usage.budget_refused == 1
+    assert client.usage.cost_usd >= 0.5
+    rest, client2 = judged_by(loopback, tmp_path, prices=Prices(1.0, 1.0))
+    frame = rest.compute(SAMPLES, None, None)
+    assert frame["quality"].tolist() == pytest.approx([22 / 3, 22 / 3])
+    assert loopback.count == 12 and client2.usage.cache_hits == paid  # nothing paid twice
+
+
+def test_endpoint_judge_runs_from_inside_an_event_loop(loopback, api_key):
+    loopback.next_token = lambda body: FIRST_TOKEN
+    signal = QualitySignal(backend="endpoint", endpoint_model="judge-1")
+
+    async def caller():  # a worker or a notebook that already runs a loop calls the sync judge
+        return signal.compute(SAMPLES, None, None)
+
+    frame = asyncio.run(caller())
+    assert frame["quality"].tolist() == pytest.approx([22 / 3, 22 / 3])
 
 
 @pytest.mark.gpu
