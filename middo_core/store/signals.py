@@ -90,3 +90,44 @@ def signals_with_text(con: duckdb.DuckDBPyConnection, iteration: int) -> pd.Data
 def count_signals(con: duckdb.DuckDBPyConnection, iteration: int) -> int:
     return int(con.execute("SELECT count(*) FROM signals WHERE iteration = ?",
                            [iteration]).fetchall()[0][0])
+
+
+# Columns a value range can be asked of: the numeric signals (not neighbours or flags).
+RANGE_COLUMNS = ("loss_pre", "loss_post", "diversity", *QUALITY_COLUMNS)
+
+
+def _range_from(column: str) -> str:
+    """FROM/WHERE of the samples of D(iteration) whose `column` lies in [lo, hi) (or [lo, hi]).
+
+    Bounds match numpy's histogram bins (every bin half-open but the last); non-finite values
+    are in no bin, as numpy leaves them out."""
+    if column not in RANGE_COLUMNS:  # the name goes into the SQL text: only known columns
+        raise ValueError(f"no value range for {column!r}: use one of {', '.join(RANGE_COLUMNS)}")
+    return f"""
+        FROM signals g JOIN dataset_members m
+          ON m.iteration = g.iteration AND m.sample_id = g.sample_id AND m.split = 'train'
+        WHERE g.iteration = ? AND isfinite(g.{column}) AND g.{column} >= ?
+          AND (g.{column} < ? OR (? AND g.{column} = ?))
+    """
+
+
+def count_in_range(con: duckdb.DuckDBPyConnection, iteration: int, column: str, lo: float,
+                   hi: float, include_hi: bool = False) -> int:
+    """How many samples of D(iteration) have `column` in [lo, hi) ([lo, hi] with include_hi)."""
+    return int(con.execute(f"SELECT count(*) {_range_from(column)}",
+                           [iteration, lo, hi, include_hi, hi]).fetchall()[0][0])
+
+
+def samples_in_range(con: duckdb.DuckDBPyConnection, iteration: int, column: str, lo: float,
+                     hi: float, include_hi: bool = False, limit: int = 50, offset: int = 0,
+                     text_chars: int = 160) -> pd.DataFrame:
+    """One page of those samples, lowest value first: id, the instruction's first `text_chars`
+    characters, value. Texts are read for the page only."""
+    return con.execute(f"""
+        WITH page AS (
+            SELECT g.sample_id, g.{column} AS value {_range_from(column)}
+            ORDER BY value, g.sample_id LIMIT ? OFFSET ?)
+        SELECT page.sample_id AS id, left(s.instruction, ?) AS instruction, page.value
+        FROM page JOIN samples s ON s.id = page.sample_id
+        ORDER BY page.value, page.sample_id
+    """, [iteration, lo, hi, include_hi, hi, limit, offset, text_chars]).df()
