@@ -74,13 +74,13 @@ def _banner(ctx: state.Context, run_ids: tuple[str, ...]) -> None:
             except Exception as exc:
                 render_error(exc, "Could not read the job's progress")
                 return
+        for status in statuses:  # first, so that a click on Cancel is never lost to a redraw
+            _render_run(ctx, status)
         signature = tuple((s.get("status"), (s.get("progress") or {}).get("stage")) for s in statuses)
         before = st.session_state.get(SIGNATURE_KEY)
         st.session_state[SIGNATURE_KEY] = signature
         if before is not None and before != signature:
             st.rerun(scope="app")  # a step landed or a run ended: redraw the page with it
-        for status in statuses:
-            _render_run(ctx, status)
 
     with st.container(border=True, key="activity_banner"):
         banner()
