@@ -7,12 +7,15 @@ when there is none yet: the report and the iteration record say so). Order of wo
   2. base model: loss_pre (all cache hits when the post model is the base model)
   3. kNN over the embeddings -> diversity and neighbours
   4. one transaction writes the signal rows and marks the iteration 'diagnosed'
+  5. up to AUTO_MAP_LIMIT samples, the UMAP map of the embeddings (middo_core.projections): the
+     distributions can be read while it is drawn, and a map that fails leaves the diagnosis done
 Model-computed values come from the signal cache when present and are checkpointed into it as
 batches finish, so a rerun is instant and an interrupted run resumes.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,11 +25,12 @@ import pandas as pd
 
 from middo_core.config import SignalsConfig
 from middo_core.executors.base import Executor
-from middo_core.progress import ProgressFn, report
+from middo_core.progress import Cancelled, ProgressFn, report
+from middo_core.projections import AUTO_MAP_LIMIT, ensure_projection, load_projection
 from middo_core.sample import Sample
 from middo_core.signals.base import SIGNAL_NAMES
 from middo_core.signals.complexity import ComplexitySignal, ModelSource
-from middo_core.signals.diversity import DiversitySignal, save_embeddings
+from middo_core.signals.diversity import DiversitySignal, embeddings_meta, save_embeddings
 from middo_core.store.iterations import get_iteration, upsert_iteration
 from middo_core.store.samples import dataset, row_to_sample
 from middo_core.store.signals import write_signals
@@ -37,7 +41,10 @@ STAGE_PRE = "complexity: loss under the base model"
 STAGE_KNN = "diversity: nearest neighbours"
 STAGE_QUALITY = "quality: self-judgement"
 STAGE_WRITE = "writing signals"
+STAGE_MAP = "map: UMAP projection"
 QUALITY_CHUNK = 64  # samples judged between cache checkpoints
+
+log = logging.getLogger("middo.diagnose")
 
 
 class DiagnoseError(RuntimeError):
@@ -64,6 +71,9 @@ class DiagnoseReport:
     knn: dict[str, Any] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)
     embeddings_path: str | None = None
+    # the UMAP map drawn with the diagnosis: {"drawn": True, "points", "seconds"[, "reused"]}, or
+    # {"drawn": False, "reason"} when it was not (too many samples, or the error that stopped it)
+    map: dict[str, Any] = field(default_factory=dict)
     executor: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -78,8 +88,11 @@ class DiagnoseReport:
 def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
              signals: tuple[str, ...] = SIGNAL_NAMES, progress: ProgressFn | None = None,
              source: ModelSource | None = None, executor: Executor | None = None,
-             faithful: bool | None = None) -> DiagnoseReport:
+             faithful: bool | None = None, map_limit: int = AUTO_MAP_LIMIT) -> DiagnoseReport:
     """Compute and store the signals of D(iteration); see the module docstring.
+
+    map_limit: the most samples whose UMAP map is drawn with the diagnosis (a larger D(i) gets
+    its map from the Map page's button).
 
     faithful: the paper's judge prompt layout for this run (None: the workspace's
     signals.faithful; middo.yaml is not changed).
@@ -143,6 +156,8 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
                    **knn.params}
         for col in ("diversity", "neighbours", "neighbour_sims"):
             columns[col] = frame[col].tolist()
+        previous = embeddings_meta(ws, iteration) or {}  # read before this diagnosis replaces it
+        same_vectors = previous.get("vectors") == post_res.embedding_key
         path = save_embeddings(ws, iteration, ids, post_res.embedding_key, matrix.shape[1], {
             "model": post, "fingerprint": post_res.fingerprint, "prompt_format": cfg.prompt_format,
             "max_len": cfg.max_len, "pooling": "mean of the last hidden layer over instruction+input"})
@@ -160,7 +175,42 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
             "diagnosis": out.to_dict(), "post_model_is_base": out.post_model_is_base,
             "diagnosed_with": post})
     report(progress, STAGE_WRITE, 1, 1)
+    if "diversity" in signals:
+        out.map = _draw_map(ws, iteration, ids, matrix, same_vectors, map_limit, progress)
+        with ws.store.write() as con:
+            upsert_iteration(con, iteration, counts={"diagnosis": out.to_dict()})
     return out
+
+
+def _draw_map(ws: Workspace, iteration: int, ids: list[str], matrix: np.ndarray, same_vectors: bool,
+              limit: int, progress: ProgressFn | None) -> dict[str, Any]:
+    """The UMAP map of this diagnosis's embeddings, stored; what happened, for the report.
+
+    A failure is reported and logged, never raised: the signals are stored and stand. A cancel
+    (raised from `progress`) stops the run like any other stage."""
+    if len(ids) > limit:
+        return {"drawn": False, "reason": f"{len(ids):,} samples, more than the {limit:,} a "
+                "diagnosis maps by itself: compute the map on the Map page"}
+    if same_vectors and set(load_projection(ws, iteration, text_chars=0)["sample_id"]) == set(ids):
+        return {"drawn": True, "points": len(ids), "seconds": 0.0, "reused": True}  # same input
+    started = time.perf_counter()
+    try:
+        frame = ensure_projection(ws, iteration, "umap", recompute=True, progress=_stage(progress, STAGE_MAP),
+                                  loader=lambda _ws, _it: (ids, matrix))
+    except Exception as exc:  # noqa: BLE001 - whatever stops the map, the diagnosis is done
+        if _cancelled(exc):
+            raise
+        log.warning("D(%d) is diagnosed, but its map was not drawn: %s", iteration, exc)
+        return {"drawn": False, "reason": f"the map failed: {exc}"}
+    return {"drawn": True, "points": len(frame), "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _cancelled(exc: BaseException | None) -> bool:
+    while exc is not None:  # a library may wrap the Cancelled raised in our callback
+        if isinstance(exc, Cancelled):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _count(out: DiagnoseReport, name: str, res) -> None:

@@ -4,6 +4,8 @@ Large sets are fitted on a subsample: UMAP transforms the rest; t-SNE has no tra
 remaining point is placed at the similarity-weighted mean of its nearest fitted points. Placing
 goes in blocks, each a progress step (and a point where a cancel request stops the work).
 A map is computed in the background as the job kind "projection" (args: method, recompute).
+A diagnosis of up to AUTO_MAP_LIMIT samples draws its UMAP map itself (middo_core.diagnose);
+above that the Map page offers the job, with `umap_seconds` as the estimate of its length.
 """
 
 from __future__ import annotations
@@ -22,6 +24,16 @@ MAX_FIT = 20_000
 PLACE_K = 5
 PLACE_BLOCK = 4096
 DENSITY_BINS = 160
+AUTO_MAP_LIMIT = 50_000  # samples in D(i) up to which a diagnosis draws its UMAP map itself
+# umap_seconds: numba compiles UMAP's kernels once per process, and those of its approximate
+# neighbour search (used from EXACT_BELOW points on) at their first use; the fit grows about
+# linearly in the fitted points, placing (UMAP's transform) in the placed ones. Constants of a
+# 2-core CPU on 576-dimensional embeddings.
+UMAP_COMPILE_S = 12.0
+SEARCH_COMPILE_S = 34.0
+EXACT_BELOW = 4096  # umap-learn's own switch from exact to approximate neighbours
+UMAP_FIT_S_PER_POINT = 0.8e-3
+UMAP_PLACE_S_PER_POINT = 0.7e-3
 
 
 class ProjectionError(RuntimeError):
@@ -80,6 +92,13 @@ def project(matrix: np.ndarray, method: str = "umap", max_fit: int = MAX_FIT, se
         report(progress, stage, b + 2, total)
     report(progress, stage, total, total)
     return out
+
+
+def umap_seconds(n: int, max_fit: int = MAX_FIT) -> float:
+    """About how long a UMAP map of n points takes (see the constants above)."""
+    fitted = min(n, max_fit)
+    compile_s = UMAP_COMPILE_S + (SEARCH_COMPILE_S if n >= EXACT_BELOW else 0.0)
+    return compile_s + fitted * UMAP_FIT_S_PER_POINT + (n - fitted) * UMAP_PLACE_S_PER_POINT
 
 
 def _place(points: np.ndarray, fit: np.ndarray, fitted: np.ndarray, k: int = PLACE_K) -> np.ndarray:
