@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from app import resources, state
 from app.components.charts import render_figure
 from app.components.common import dashes
 from app.components.jobs import render_job_panel, start_job_button
-from app.components.map_view import selected_ids
-from app.components.review_view import render_sample_text
+from app.components.map_view import about, selected_ids
+from app.components.sample_list import SIGNALS, pick_sample, render_sample
 from app.components.selection import m_key
-from middo_core import review
-from middo_core.projections import embeddings_available
-from middo_core.signals.thresholds import explain
+from middo_core.projections import AUTO_MAP_LIMIT, embeddings_available, umap_seconds
 from middo_core.store.views import sample_signals
 
-SIGNALS = ("loss_pre", "loss_post", "diversity", "quality")
 LISTED = 100
-REVIEW_FOCUS = "review_focus"  # read by the Review page: the proposal to show first
 
 ctx = state.require()
 it = ctx.iteration
@@ -31,28 +26,44 @@ colour = c2.selectbox("Colour by", ["flag", "origin", "created_in_iteration", *S
                       key="map_colour", format_func=lambda c: c.replace("_", " "))
 name = method.upper() if method == "umap" else "t-SNE"
 
-running = render_job_panel(ctx, ("projection",), key="map_job")
-mapped = resources.projection(ctx.root, it, method, ctx.version)
-if mapped["points"].empty:
-    if not running:
-        if embeddings_available(ctx.ws, it):
-            st.info(f"No {name} map for iteration {it} yet. Compute it in the background: it is "
-                    "stored, so this happens once per iteration and method.")
-            start_job_button(ctx, "projection", f"Compute the {name} map", {"method": method},
-                             key=f"compute_map_{method}")
-        else:
-            st.info(f"No {name} map for iteration {it}: a map is drawn from the embeddings of the "
-                    "diversity diagnosis. Run it on the Diagnose page first.")
-    st.stop()
 
-# The flags use the m's of the Diagnose page (or the ones saved with the iteration).
+def render_no_map() -> None:
+    """Why there is no map, and the button that computes it (with its length for a UMAP map)."""
+    if not embeddings_available(ctx.ws, it):
+        st.info(f"No {name} map for iteration {it}: a map is drawn from the embeddings of the "
+                "diversity diagnosis. Run it on the Diagnose page first.")
+        return
+    drawn = record.get("counts", {}).get("diagnosis", {}).get("map", {})
+    why = f"The diagnosis did not draw it: {drawn['reason']}. " if method == "umap" and drawn.get("reason") else ""
+    n = len(data[1]) if data is not None else 0
+    length = f" (about {about(umap_seconds(n))} for {n:,} samples)" if method == "umap" and n else ""
+    st.info(f"No {name} map for iteration {it} yet. {why}Compute it in the background{length}: it "
+            "is stored, so this happens once per iteration and method.")
+    start_job_button(ctx, "projection", f"Compute the {name} map", {"method": method},
+                     key=f"compute_map_{method}")
+
+
+# A diagnosis draws the UMAP map of a small D(i) itself: while one runs, the map is on its way.
+running = render_job_panel(ctx, ("projection", "diagnose"), key="map_job")
+mapped = resources.projection(ctx.root, it, method, ctx.version)
 try:
     data = resources.signals(ctx.root, it, ctx.version)
 except Exception:
     data = None
+record = next((r for r in resources.status(ctx.root, ctx.version)["iterations"] if r["number"] == it), {})
+if mapped["points"].empty:
+    if running:
+        by_diagnosis = (f" (a diagnosis of up to {AUTO_MAP_LIMIT:,} samples draws the UMAP map "
+                        "itself)") if method == "umap" else ""
+        st.info(f"A background run for D({it}) is under way: its progress is in the banner above. "
+                f"The {name} map appears here once it is drawn{by_diagnosis}.")
+    else:
+        render_no_map()
+    st.stop()
+
+# The flags use the m's of the Diagnose page (or the ones saved with the iteration).
 m = None
 if data is not None:
-    record = next((r for r in resources.status(ctx.root, ctx.version)["iterations"] if r["number"] == it), {})
     cfg = ctx.ws.config.selection
 
     def m_of(axis: str) -> float:
@@ -84,26 +95,6 @@ st.dataframe(dashes(listed, {c: "{:.3f}" for c in SIGNALS}), hide_index=True, wi
              height=300, key="map_selected")
 
 records = {r["id"]: r for r in rows.to_dict("records")}
-opened = st.selectbox("Open a sample", list(records), index=None, key=f"map_open_{it}",
-                      placeholder="Pick a selected sample to read it whole",
-                      format_func=lambda i: f"{i} · {str(records[i]['instruction'])[:80]}")
-if opened is None:
-    st.stop()
-rec = records[opened]
-with st.container(border=True):
-    known = data is not None and selection is not None and opened in set(data[1].ids)
-    reasons = explain(pd.Series({"sample_id": opened}), selection, data[1]) if known else []
-    st.markdown(f"**Sample {opened}** · {rec['origin']} · "
-                + (" · ".join(f"{c} {rec[c]:.3f}" for c in SIGNALS if rec[c] == rec[c]) or "no signals"))
-    st.caption("Flagged: " + "; ".join(reasons) if reasons else "Not flagged with the current m's.")
-    render_sample_text("Sample", rec)
-    proposals = review.review_queue(ctx.ws, it, status=None)
-    mine = proposals[proposals["source_id"] == opened] if not proposals.empty else proposals
-    if mine.empty:
-        st.caption("No proposal for this sample yet: save a selection on the Diagnose page and refine "
-                   "the flagged samples.")
-    for prop in mine.to_dict("records"):
-        if st.button(f"Review its {prop['axis']} proposal ({prop['status']})", key=f"open_{prop['id']}",
-                     icon=":material/rate_review:"):
-            st.session_state[REVIEW_FOCUS] = prop["id"]
-            st.switch_page("app_pages/review.py")
+opened = pick_sample({i: r["instruction"] for i, r in records.items()}, key=f"map_open_{it}")
+if opened is not None:
+    render_sample(ctx, it, records[opened], selection, data[1] if data is not None else None)
