@@ -305,15 +305,15 @@ def autostart(ws: Workspace) -> str | None:
         return start_job(ws, "first_iteration", 0, {})
 
 
-# --- background job kinds (the Studio's "run the loop" and "diagnose" buttons) -------------------
+# --- background job functions (kinds "loop", "diagnose", "first_iteration"; see jobs/kinds.py) ----
 
-def _loop_job(ws: Workspace, run_id: str, iteration: int | None, args: dict, progress: ProgressFn) -> dict:
+def loop_job(ws: Workspace, run_id: str, iteration: int | None, args: dict, progress: ProgressFn) -> dict:
     out = run_loop(ws, args.get("iterations"), progress=progress)
     return out.__dict__
 
 
-def _diagnose_job(ws: Workspace, run_id: str, iteration: int | None, args: dict,
-                  progress: ProgressFn) -> dict:
+def diagnose_job(ws: Workspace, run_id: str, iteration: int | None, args: dict,
+                 progress: ProgressFn) -> dict:
     from middo_core.diagnose import diagnose
 
     signals = tuple(args.get("signals") or ws.config.loop.axes)
@@ -322,17 +322,6 @@ def _diagnose_job(ws: Workspace, run_id: str, iteration: int | None, args: dict,
     return out.to_dict()
 
 
-def _first_iteration_job(ws: Workspace, run_id: str, iteration: int | None, args: dict,
-                         progress: ProgressFn) -> dict:
+def first_iteration_job(ws: Workspace, run_id: str, iteration: int | None, args: dict,
+                        progress: ProgressFn) -> dict:
     return {"steps_run": first_iteration(ws, progress)}
-
-
-def _register_jobs() -> None:
-    from middo_core.jobs.kinds import register_job_kind
-
-    register_job_kind("loop", _loop_job)
-    register_job_kind("first_iteration", _first_iteration_job)
-    register_job_kind("diagnose", _diagnose_job)
-
-
-_register_jobs()

@@ -168,12 +168,3 @@ def projection_job(ws: Workspace, run_id: str, iteration: int | None, args: dict
     frame = ensure_projection(ws, iteration, method, recompute=bool(args.get("recompute", False)),
                               progress=progress, max_fit=int(args.get("max_fit", MAX_FIT)))
     return {"iteration": iteration, "method": method, "points": len(frame)}
-
-
-def _register_jobs() -> None:
-    from middo_core.jobs.kinds import register_job_kind
-
-    register_job_kind("projection", projection_job)
-
-
-_register_jobs()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from middo_core.jobs.kinds import register_job_kind
 from middo_core.progress import ProgressFn
 from middo_core.workspace import Workspace
 
@@ -33,5 +32,3 @@ def import_job(ws: Workspace, run_id: str, iteration: int | None, args: dict[str
         raise
     return rep.model_dump(mode="json")
 
-
-register_job_kind("import", import_job)

@@ -5,14 +5,8 @@
     cancel_job(ws, run_id)
 """
 
-from middo_core.jobs.kinds import (
-           KIND_MODULES,
-           UnknownJobKind,
-           get_job_kind,
-           job_kinds,
-           register_job_kind,
-)
+from middo_core.jobs.kinds import KINDS, UnknownJobKind, get_job_kind, job_kinds
 from middo_core.jobs.manager import JobError, cancel_job, job_status, list_jobs, start_job
 
-__all__ = ["KIND_MODULES", "JobError", "UnknownJobKind", "cancel_job", "get_job_kind", "job_kinds",
-           "job_status", "list_jobs", "register_job_kind", "start_job"]
+__all__ = ["KINDS", "JobError", "UnknownJobKind", "cancel_job", "get_job_kind", "job_kinds",
+           "job_status", "list_jobs", "start_job"]

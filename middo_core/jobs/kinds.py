@@ -1,16 +1,14 @@
-"""Job kinds: a name -> the function a background worker runs for it.
+"""Job kinds: one table from a kind's name to the function a background worker runs for it.
 
-An area makes its work runnable in the background with
-`register_job_kind("diagnose", fn)` where `fn(ws, run_id, iteration, args, progress) -> dict | None`
-(the returned dict becomes the run's result.json). The worker is a fresh process, so it must find
-the registration again: it imports the module that registered the kind (recorded when the job
-starts), and for kinds not registered in the starting process it imports the modules listed in
-KIND_MODULES.
+A function is `fn(ws, run_id, iteration, args, progress) -> dict | None` (the returned dict
+becomes the run's result.json). The table names it as "module:function" and the module is
+imported only when a job of that kind starts or runs, so importing the jobs package loads no
+model code, and the worker (a fresh process) finds every kind the same way. Adding a kind is one
+line here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -20,18 +18,16 @@ from middo_core.workspace import Workspace
 
 JobFn = Callable[[Workspace, str, "int | None", dict[str, Any], ProgressFn], "dict[str, Any] | None"]
 
-_KINDS: dict[str, JobFn] = {}
-
-# Where each kind is registered (imported on demand by the starter and by the worker).
-KIND_MODULES: dict[str, str] = {
-    "train": "middo_core.jobs.builtin",
-    "evaluate": "middo_core.jobs.builtin",
-    "diagnose": "middo_core.loop",
-    "refine": "middo_core.refine",
-    "loop": "middo_core.loop",
-    "first_iteration": "middo_core.loop",
-    "import": "middo_core.data.job",
-    "projection": "middo_core.projections",
+KINDS: dict[str, str] = {
+    "train": "middo_core.train.jobs:train_job",
+    "evaluate": "middo_core.train.jobs:evaluate_job",
+    "train-nodes": "middo_core.train.nodes:train_nodes_job",
+    "diagnose": "middo_core.loop:diagnose_job",
+    "loop": "middo_core.loop:loop_job",
+    "first_iteration": "middo_core.loop:first_iteration_job",
+    "refine": "middo_core.refine.job:refine_job",
+    "import": "middo_core.data.job:import_job",
+    "projection": "middo_core.projections:projection_job",
 }
 
 
@@ -40,30 +36,13 @@ class UnknownJobKind(KeyError):
         return str(self.args[0])
 
 
-def register_job_kind(name: str, fn: JobFn) -> JobFn:
-    """Register (or replace: modules may be re-imported) the function run for jobs of `name`."""
-    _KINDS[name] = fn
-    return fn
-
-
-def get_job_kind(name: str, module: str | None = None) -> JobFn:
-    if name not in _KINDS:
-        for mod in filter(None, (module, KIND_MODULES.get(name))):
-            try:
-                importlib.import_module(mod)
-            except ModuleNotFoundError as exc:
-                if exc.name != mod:
-                    raise
-            if name in _KINDS:
-                break
-    if name not in _KINDS:
-        known = ", ".join(sorted(_KINDS)) or "none"
-        raise UnknownJobKind(f"unknown job kind '{name}' (registered: {known})")
-    return _KINDS[name]
+def get_job_kind(name: str) -> JobFn:
+    """The function run for jobs of `name` (its module imported now)."""
+    if name not in KINDS:
+        raise UnknownJobKind(f"unknown job kind '{name}' (known: {', '.join(sorted(KINDS))})")
+    module, function = KINDS[name].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def job_kinds() -> list[str]:
-    for mod in set(KIND_MODULES.values()):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(mod)
-    return sorted(_KINDS)
+    return sorted(KINDS)

@@ -30,10 +30,9 @@ class JobError(RuntimeError):
 
 def start_job(ws: Workspace, kind: str, iteration: int | None, args: dict[str, Any] | None = None) -> str:
     """Launch a worker for a `kind` job; returns its run id at once."""
-    fn = get_job_kind(kind)  # refuse unknown kinds here, not in a log file later
+    get_job_kind(kind)  # refuse an unknown kind (or a broken install) here, not in a log file later
     args = dict(args or {})
     json.dumps(args)  # job arguments must survive the trip through the store
-    args["_module"] = fn.__module__
     with ws.store.write() as con:
         run_id = run_store.create_run(con, kind, iteration, args)
     folder = runfiles.run_dir(ws, run_id)

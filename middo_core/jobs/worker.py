@@ -42,14 +42,14 @@ def run(workspace: Path, run_id: str) -> int:
             return 2
         run_store.set_run(con, run_id, "running")
     args = json.loads(record["args"] or "{}")
-    module = args.pop("_module", None)
+    args.pop("_module", None)  # recorded by earlier versions; the kinds table says it now
     iteration = None if record["iteration"] != record["iteration"] or record["iteration"] is None \
         else int(record["iteration"])
     folder = runfiles.run_dir(ws, run_id)
     progress = runfiles.ProgressWriter.for_run(ws, run_id)
     print(f"run {run_id}: {record['kind']} iteration {iteration} args {args}", flush=True)
     try:
-        fn = get_job_kind(record["kind"], module)
+        fn = get_job_kind(record["kind"])
         result = fn(ws, run_id, iteration, args, progress)
         if result is not None:
             runfiles.write_json_atomic(folder / runfiles.RESULT_FILE, result)

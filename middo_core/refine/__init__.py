@@ -2,7 +2,6 @@
 and the run that stores proposals."""
 
 from middo_core.refine.flagged import flagged_sets
-from middo_core.refine.job import register as _register_job
 from middo_core.refine.operators import AXES, AXIS_OPERATOR, OPERATORS, Operator, operator_for
 from middo_core.refine.parse import Parsed, parse_response, parse_rewrite
 from middo_core.refine.pipeline import proposal_id, refine
@@ -11,5 +10,3 @@ from middo_core.refine.report import RefineOptions, RefineReport
 __all__ = ["AXES", "AXIS_OPERATOR", "OPERATORS", "Operator", "Parsed", "RefineOptions",
            "RefineReport", "flagged_sets", "operator_for", "parse_response", "parse_rewrite",
            "proposal_id", "refine"]
-
-_register_job()  # the "refine" background job kind (Studio, run_loop)

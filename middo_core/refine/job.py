@@ -33,10 +33,3 @@ def refine_job(ws: Workspace, run_id: str, iteration: int | None, args: dict[str
                     options=options)
     return report.to_json()
 
-
-def register() -> None:
-    try:
-        from middo_core.jobs.kinds import register_job_kind
-    except ModuleNotFoundError:  # an install without background jobs
-        return
-    register_job_kind("refine", refine_job)

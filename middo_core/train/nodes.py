@@ -16,7 +16,6 @@ import subprocess
 import time
 from typing import Any
 
-from middo_core.jobs.kinds import register_job_kind
 from middo_core.progress import ProgressFn
 from middo_core.workspace import Workspace
 
@@ -48,8 +47,6 @@ def train_nodes_job(ws: Workspace, run_id: str, iteration: int | None, args: dic
         raise RuntimeError(f"node 0 exited with code {proc.returncode}: {' '.join(cmd)}")
     return {"nnodes": args["nnodes"], "gpus_per_node": args["gpus_per_node"], "command": cmd}
 
-
-register_job_kind(KIND, train_nodes_job)
 
 
 def start_multinode_train(ws: Workspace, iteration: int, nnodes: int, gpus_per_node: int,

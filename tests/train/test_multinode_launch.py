@@ -46,8 +46,8 @@ def test_bad_multinode_settings_are_refused(tmp_path):
 
 
 def test_train_nodes_job_is_recorded_and_returns_the_other_nodes_commands(workspace_factory):
-    from middo_core.executors.train_nodes import KIND, start_multinode_train
     from middo_core.jobs import cancel_job, job_status
+    from middo_core.train.nodes import KIND, start_multinode_train
 
     ws = workspace_factory("nodes")
     with pytest.raises(ValueError, match="master_addr"):

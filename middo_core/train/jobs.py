@@ -1,10 +1,9 @@
-"""The job kinds of training and evaluation."""
+"""The background job functions of training and evaluation (kinds "train" and "evaluate")."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from middo_core.jobs.kinds import register_job_kind
 from middo_core.progress import ProgressFn
 from middo_core.workspace import Workspace
 
@@ -32,6 +31,3 @@ def evaluate_job(ws: Workspace, run_id: str, iteration: int | None, args: dict[s
     return evaluate(ws, _iteration(iteration, "evaluate"), suite=args.get("suite"),
                     model=args.get("model"), progress=progress)
 
-
-register_job_kind("train", train_job)
-register_job_kind("evaluate", evaluate_job)
