@@ -71,6 +71,37 @@ def histograms(root: str, iteration: int, compare: int | None, version: int,
     return out
 
 
+@st.cache_resource(show_spinner=False, max_entries=6)
+def signal_index(root: str, iteration: int, version: int) -> pd.Index | None:
+    """The signal table's sample ids as an index: the rows of a page of ids without a scan.
+    Shared between sessions: callers must not modify it."""
+    data = signals(root, iteration, version)
+    return pd.Index(data[1].ids) if data is not None else None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def bin_samples(root: str, iteration: int, column: str, lo: float, hi: float, last: bool,
+                limit: int, offset: int, version: int) -> tuple[int, pd.DataFrame]:
+    """How many samples of D(iteration) have `column` in one histogram bin, and one page of them
+    (id, instruction excerpt, value), read from the store a page at a time."""
+    from middo_core.store.signals import count_in_range, samples_in_range
+
+    with workspace(root, version).store.read() as con:
+        return (count_in_range(con, iteration, column, lo, hi, include_hi=last),
+                samples_in_range(con, iteration, column, lo, hi, include_hi=last, limit=limit,
+                                 offset=offset, text_chars=EXCERPT_CHARS))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def sample_record(root: str, iteration: int, sample_id: str, version: int) -> dict[str, Any] | None:
+    """One sample whole, with its signals in D(iteration) (None when it is not in the store)."""
+    from middo_core.store.views import sample_signals
+
+    with workspace(root, version).store.read() as con:
+        rows = sample_signals(con, iteration, [sample_id])
+    return rows.to_dict("records")[0] if len(rows) else None
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def scatter_subset(root: str, iteration: int, version: int, max_points: int) -> np.ndarray:
     data = signals(root, iteration, version)
@@ -144,6 +175,7 @@ def map_figure(root: str, iteration: int, method: str, version: int, colour: str
 
 CATEGORICAL = ("flag", "origin", "created_in_iteration")
 HOVER_CHARS = 80
+EXCERPT_CHARS = 120
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -6,6 +6,7 @@ import streamlit as st
 
 from app import resources, state
 from app.components.common import optional, render_error
+from app.components.drilldown import AXIS_CHARTS, METRIC_CHARTS, render_drilldown
 from app.components.jobs import render_job_panel, start_job_button
 from app.components.selection import (
     m_key,
@@ -75,6 +76,7 @@ def selection_panel() -> None:
     for axis, column in zip(axes, columns, strict=True):
         with column:
             render_axis(axis, ctx.root, it, ctx.compare, version, selection, counts)
+    render_drilldown(ctx, AXIS_CHARTS, selection, table)  # a clicked bar's samples, below the charts
     b1, b2, b3 = st.columns([1, 1, 2])
     b1.button("Auto m", on_click=use_auto_m, icon=":material/auto_fix:",
               help=f"The mildest m's that flag about {cfg.selection.target_fraction:.0%} in total")
@@ -101,11 +103,13 @@ def selection_panel() -> None:
 
 
 st.caption(f"{len(table):,} samples of D({it}) diagnosed. Move an m to see what it flags; "
-           "nothing is recomputed. Save the selection, then refine the flagged samples.")
+           "nothing is recomputed. Click a bar to list its samples. Save the selection, then "
+           "refine the flagged samples.")
 selection_panel()
 if "quality" in axes:  # the six ratings do not depend on m: drawn outside the slider fragment
     with st.expander("Quality: the six metrics", expanded=False):
         render_quality_metrics(ctx.root, it, ctx.compare, ctx.version)
+        render_drilldown(ctx, METRIC_CHARTS, current_selection(), table)
 
 if record.get("counts", {}).get("selection"):
     st.divider()

@@ -8,6 +8,7 @@ import streamlit as st
 from app import resources
 from app.components.charts import histogram_figure, loss_scatter_figure, render_figure
 from app.components.common import fmt_pct
+from app.components.drilldown import AXIS_CHARTS, METRIC_CHARTS, render_histogram
 from middo_core.signals.thresholds import Selection
 
 TARGET_BAND = (0.10, 0.20)
@@ -17,6 +18,7 @@ AXIS_TITLES = {"complexity": "Complexity (loss)", "diversity": "Diversity (kNN s
 QUALITY_METRICS = ("instruction_clarity", "instruction_completeness", "instruction_factuality",
                    "response_clarity", "response_completeness", "response_factuality")
 SCATTER_POINTS = 4000
+AXIS_BINS, METRIC_BINS = 50, 11
 
 
 def m_key(axis: str, iteration: int) -> str:
@@ -46,7 +48,7 @@ def render_strip(counts: dict) -> None:
 def render_axis(axis: str, root: str, iteration: int, compare: int | None, version: int,
                 selection: Selection, counts: dict) -> None:
     hists = resources.histograms(root, iteration, compare, version,
-                                 ("loss_pre", "loss_post", "diversity", "quality"))
+                                 ("loss_pre", "loss_post", "diversity", "quality"), bins=AXIS_BINS)
     th = selection.thresholds
     st.markdown(f"#### {AXIS_TITLES[axis]}")
     if axis == "complexity":
@@ -54,7 +56,7 @@ def render_axis(axis: str, root: str, iteration: int, compare: int | None, versi
             fig = histogram_figure(f"{name} per sample, iteration {iteration}", name, hists[col],
                                    iteration, compare, [(th.get(f"tau_{col}"), f"τ {th.get(f'tau_{col}', 0):.2f}")],
                                    height=200)
-            render_figure(fig, key=f"hist_{col}_{iteration}")
+            render_histogram(fig, col, iteration, compare, AXIS_BINS, AXIS_CHARTS)
     elif not hists[axis]["current"].sum():
         st.info(f"No {axis} scores for iteration {iteration}: diagnose {axis} to use this axis.")
     else:
@@ -62,7 +64,7 @@ def render_axis(axis: str, root: str, iteration: int, compare: int | None, versi
         fig = histogram_figure(f"{axis.capitalize()} score per sample, iteration {iteration}", axis,
                                hists[axis], iteration, compare,
                                [(tau, f"τ {tau:.2f}" if tau is not None else "")], height=400)
-        render_figure(fig, key=f"hist_{axis}_{iteration}")
+        render_histogram(fig, axis, iteration, compare, AXIS_BINS, AXIS_CHARTS)
     lo, hi = SLIDER_RANGE[axis]
     st.slider(f"m for {axis}", lo, hi, step=0.05, key=m_key(axis, iteration),
               help="τ = μ + m·σ. " + ("Flags samples above τ on both losses." if axis == "complexity"
@@ -92,10 +94,10 @@ def render_quality_metrics(root: str, iteration: int, compare: int | None, versi
     if not present:
         st.caption("No per-metric quality ratings stored for this iteration.")
         return
-    hists = resources.histograms(root, iteration, compare, version, present, bins=11)
+    hists = resources.histograms(root, iteration, compare, version, present, bins=METRIC_BINS)
     cols = st.columns(3)
     for i, col in enumerate(present):
         with cols[i % 3]:
             fig = histogram_figure(f"{col.replace('_', ' ')}, iteration {iteration}", "rating 0-10",
                                    hists[col], iteration, compare, height=200)
-            render_figure(fig, key=f"quality_{col}_{iteration}")
+            render_histogram(fig, col, iteration, compare, METRIC_BINS, METRIC_CHARTS)
