@@ -3,7 +3,9 @@ left to the Map page above the limit, and never a reason for a diagnosis to fail
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -83,3 +85,16 @@ def test_a_cancel_during_the_map_stops_the_run_with_the_signals_kept(ws):
 def test_a_diagnosis_without_embeddings_draws_no_map(ws):
     rep = diagnose(ws, 0, signals=("complexity",))
     assert rep.map == {} and load_projection(ws, 0, "umap").empty
+
+
+def test_the_cli_says_what_became_of_the_map(ws):
+    from typer.testing import CliRunner
+
+    from middo_core.cli import app
+
+    runner = CliRunner()
+    first = runner.invoke(app, ["diagnose", str(ws.root), "--signals", "complexity,diversity"])
+    assert first.exit_code == 0, first.output
+    assert re.search(r"map: UMAP of 30 points drawn in [\d.]+ s", first.output)
+    again = runner.invoke(app, ["diagnose", str(ws.root), "--signals", "complexity,diversity", "--json"])
+    assert json.loads(again.stdout)["map"] == {"drawn": True, "points": 30, "seconds": 0.0, "reused": True}

@@ -42,6 +42,14 @@ def _signal_summary(ws: Workspace, iteration: int) -> dict[str, dict[str, float]
     return out
 
 
+def _map_line(drawn: dict) -> str:
+    """What became of the UMAP map drawn with the diagnosis."""
+    if not drawn["drawn"]:
+        return f"[yellow]not drawn[/yellow]: {drawn['reason']}"
+    how = "kept (same embeddings)" if drawn.get("reused") else f"drawn in {drawn['seconds']:.1f} s"
+    return f"UMAP of {drawn['points']:,} points {how}"
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def diagnose(
@@ -117,6 +125,8 @@ def register(app: typer.Typer) -> None:
         if rep.knn:
             extra = "" if rep.knn["exact"] else f", recall@k {rep.knn['recall']:.3f}"
             results.print(f"  neighbours: k={rep.knn['k']} via {rep.knn['backend']}{extra}")
+        if rep.map:
+            results.print("  map: " + _map_line(rep.map))
         for col, s in summary.items():
             results.print(f"  {col:<10} mean {s['mean']:.3f}  std {s['std']:.3f}  "
                           f"min {s['min']:.3f}  max {s['max']:.3f}")
