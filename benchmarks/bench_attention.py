@@ -1,4 +1,4 @@
-"""CPU attention: transformers' SDPA path vs middo_core.models.attention at a diagnosis's shapes.
+"""CPU attention: transformers' SDPA path vs middo_core.models.speedups.attention at a diagnosis's shapes.
 
     python -m benchmarks.bench_attention
 
@@ -36,8 +36,11 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    from middo_core.models.attention import grouped_attention
     from middo_core.models.loader import keep_cpu_buffers_in_heap
+    from middo_core.models.speedups import Speedups
+    from middo_core.models.speedups.attention import grouped_attention
+
+    kernels = Speedups.from_env().kernels()  # as a loaded model runs it
 
     keep_cpu_buffers_in_heap()  # as after load_model on a CPU
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -60,7 +63,7 @@ def main() -> None:
         row(f"causal, {b} x {s} tokens",
             lambda q=q, k=k, v=v: F.scaled_dot_product_attention(
                 q, k, v, is_causal=True, enable_gqa=True).transpose(1, 2),
-            lambda q=q, k=k, v=v: grouped_attention(q, k, v, 64 ** -0.5),
+            lambda q=q, k=k, v=v: grouped_attention(q, k, v, 64 ** -0.5, kernels=kernels),
             reference(q, k, v, causal))
     b, new, cached = 48, 60, 700
     q, k, v = make(b, 9, new, 64), make(b, 3, cached + new, 64), make(b, 3, cached + new, 64)
@@ -71,7 +74,7 @@ def main() -> None:
     row(f"judge step, {b} rows: {new} new after {cached} cached, mask",
         lambda: F.scaled_dot_product_attention(q, k.repeat_interleave(3, 1), v.repeat_interleave(3, 1),
                                                attn_mask=allowed).transpose(1, 2),
-        lambda: grouped_attention(q, k, v, 64 ** -0.5, allowed),
+        lambda: grouped_attention(q, k, v, 64 ** -0.5, allowed, kernels=kernels),
         reference(q, k, v, allowed))
 
 

@@ -1,4 +1,4 @@
-"""The native bf16 kernels (middo_core/models/native.py) against the PyTorch code they replace.
+"""The native bf16 kernels (middo_core/models/speedups/native.py) against the PyTorch code they replace.
 
     python -m benchmarks.bench_kernels
 
@@ -10,8 +10,8 @@ batch. Each time is the best of many runs, inputs made fresh outside the timing.
 
 from __future__ import annotations
 
-import os
 import time
+from dataclasses import replace
 
 
 def best(fn, make, reps: int = 30) -> float:
@@ -29,11 +29,12 @@ def main() -> None:
     import torch.nn.functional as F
     from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-    from middo_core.models import cpu_inference, native
-    from middo_core.models.attention import _causal_bias
-    from middo_core.models.sequence_packing import _rotary
+    from middo_core.models import speedups
+    from middo_core.models.speedups.attention import causal_bias
+    from middo_core.models.speedups.sequence_packing import rotary_in_place
 
-    k = native.kernels()
+    settings = speedups.Speedups.from_env()
+    k = settings.kernels()
     if k is None:
         raise SystemExit("the native kernels are not available here (no C compiler?)")
     torch.manual_seed(0)
@@ -48,7 +49,7 @@ def main() -> None:
             scores = rand(b, 3, n * 3, width)
 
             def stock(x, n=n, start=start):
-                x[..., start:start + n].add_(_causal_bias(n, 3, x.dtype, x.device))
+                x[..., start:start + n].add_(causal_bias(n, 3, x.dtype, x.device))
                 torch.softmax(x, -1)
 
             rows.append((f"causal softmax, {b} x 3 x {n * 3} x {width}", best(stock, scores.clone),
@@ -72,17 +73,17 @@ def main() -> None:
 
         rows.append(("cross-entropy, 256 x 49,152", best(stock_nll, lambda: logits, 10),
                      best(lambda x: k.row_nll(x, targets), lambda: logits, 10)))
-        norm = LlamaRMSNorm(576).to(bf16)
-        cpu_inference.speed_up_cpu_inference(torch.nn.Sequential(norm))  # the lean PyTorch norm
         x = rand(4096, 576)
         cos, sin, qkv = rand(4096, 64), rand(4096, 64), rand(4096, 15, 64)
         timed = {}
         for setting in ("0", "1"):
-            os.environ["MIDDO_NATIVE"] = setting
-            rotate = _rotary(cos, sin)
+            kernels = k if setting == "1" else None
+            norm = LlamaRMSNorm(576).to(bf16)
+            speedups.apply(torch.nn.Sequential(norm),  # the lean norm, PyTorch's or native
+                           replace(settings, attention="sdpa", native=kernels is not None))
+            rotate = rotary_in_place(cos, sin, kernels)
             timed[setting] = (best(norm, lambda: x, 20),
                               best(lambda t, r=rotate: r(t[:, :12]), qkv.clone, 20))
-        os.environ.pop("MIDDO_NATIVE")
         rows.append(("RMSNorm, 4,096 x 576", timed["0"][0], timed["1"][0]))
         rows.append(("rotary, 4,096 tokens x 12 heads", timed["0"][1], timed["1"][1]))
     print("| operation | PyTorch us | native us | speed-up |\n|---|---:|---:|---:|")

@@ -68,7 +68,7 @@ def gemm_gflops(m: int, k: int, n: int, seconds: float = 3.0, device: str = "cpu
 def gemm_peak(m: int, k: int, n: int, device: str) -> float:
     """The best bf16 rate this machine reaches at this shape: torch.matmul, and on a CPU with
     oneDNN also its prepacked linear (which the pass uses)."""
-    from middo_core.models.cpu_inference import oneDNN_bf16_available
+    from middo_core.models.speedups import oneDNN_bf16_available
 
     rates = [gemm_gflops(m, k, n, device=device)]
     if device == "cpu" and oneDNN_bf16_available():
@@ -85,12 +85,13 @@ def model_gemm_seconds(model, rows: int, tokens: int, response_tokens: int, devi
 
     import torch
 
+    from middo_core.models import speedups
     from middo_core.signals.forward import CPU_HEAD_ROWS, HEAD_ROWS
 
     head = model.get_output_embeddings()
     shapes = Counter((m.in_features, m.out_features) for m in model.modules()
                      if isinstance(m, torch.nn.Linear) and m is not head)
-    packed = device == "cpu" and bool(getattr(head, "_middo_packed", None))
+    packed = device == "cpu" and speedups.applied_to(model)["packed linear"] > 0
 
     def rate(m: int, k: int, n: int) -> float:
         return gemm_gflops(m, k, n, seconds_per_shape, device, packed=packed)
@@ -103,11 +104,11 @@ def model_gemm_seconds(model, rows: int, tokens: int, response_tokens: int, devi
 
 
 def speed_up_summary(model) -> str:
-    from middo_core.models import native
-    from middo_core.models.cpu_inference import applied_to
+    from middo_core.models import speedups
 
-    kernels = "built" if native.kernels() is not None else "not available (PyTorch ops)"
-    return ", ".join([*(f"{name}: {n} layers" for name, n in applied_to(model).items()),
+    counts = speedups.applied_to(model)
+    kernels = "built" if counts.pop("native kernels") else "not available (PyTorch ops)"
+    return ", ".join([*(f"{name}: {n} layers" for name, n in counts.items()),
                       f"native kernels: {kernels}"])
 
 
@@ -129,7 +130,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from middo_core.models.cpu_inference import restore_stock_inference
+    from middo_core.models import speedups
     from middo_core.models.loader import load_model
     from middo_core.signals.encode import encode_all
     from middo_core.signals.forward import PassOutput, run_pass
@@ -163,10 +164,10 @@ def main() -> None:
     ours, roof = min(passes), max(peaks)
     floor = model_gemm_seconds(model, stats.padded_tokens // max(stats.batches, 1), tokens, resp,
                                args.device)
-    speedups = speed_up_summary(model)
+    summary = speed_up_summary(model)
 
     attention = model.config._attn_implementation
-    restore_stock_inference(model)  # the baseline is stock transformers
+    speedups.restore_stock(model)  # the baseline is stock transformers
     model.set_attn_implementation("sdpa")
     ref = {}
     with torch.inference_mode():
@@ -188,7 +189,7 @@ def main() -> None:
     print(f"{len(encoded)} samples, {tokens:,} tokens ({resp:,} response), padded {stats.padded_tokens:,}, "
           f"{stats.batches} batches; model {params / 1e6:.1f}M parameters ({head / 1e6:.1f}M LM head)")
     print(f"model FLOPs {flops / 1e12:.2f} T, of which attention's products {attn_flops / 1e12:.2f} T; "
-          f"attention: {attention} in the pass, sdpa in the loop; {speedups}")
+          f"attention: {attention} in the pass, sdpa in the loop; {summary}")
     print(f"passes {', '.join(f'{t:.2f}' for t in passes)} s; GEMM peak after each "
           f"{', '.join(f'{p:.0f}' for p in peaks)} GFLOP/s")
     print("| measure | value |")

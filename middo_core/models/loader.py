@@ -3,6 +3,9 @@
 The packaged SmolLM2-135M-Instruct ships as a quantized GGUF file. transformers can read it but the
 loaded model cannot be trained or saved as is, so the first use rebuilds a plain bf16 model from
 its config and weights and saves it into a cache folder; later loads take about two seconds.
+
+A bf16 model on a CPU is handed to the CPU speed layer (`middo_core.models.speedups`) as it
+loads; the loss pass asks for what that layer offers through `loss_pass` here, never directly.
 """
 
 from __future__ import annotations
@@ -15,8 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from middo_core.models.attention import use_gemm_attention
-from middo_core.models.cpu_inference import speed_up_cpu_inference
+from middo_core.models import speedups
 
 SMOLLM2_ALIAS = "smollm2-135m"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -155,9 +157,16 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto") -> tuple[An
     model.to(dev).eval()
     if str(dev) == "cpu":
         keep_cpu_buffers_in_heap()
-    use_gemm_attention(model)  # CPU bf16 inference: attention as bf16 matrix products
-    speed_up_cpu_inference(model)  # CPU bf16 inference: prepacked weights, lean RMSNorm
+    # CPU bf16 inference: attention as bf16 matrix products, prepacked weights, lean RMSNorm,
+    # native kernels; the layer's switches are read from the environment here, once per load
+    speedups.apply(model, speedups.Speedups.from_env())
     return model, load_tokenizer(name)
+
+
+def loss_pass(model: Any) -> speedups.LossPass | None:
+    """The CPU speed layer's padding-free pass and loss kernel for a model loaded here (None: the
+    model's own forward and PyTorch's cross-entropy)."""
+    return speedups.loss_pass(model)
 
 
 def model_fingerprint(name: str) -> str:

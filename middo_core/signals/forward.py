@@ -5,8 +5,8 @@ decoder runs with no attention mask (right padding + causal attention means real
 see padding, so the fused causal kernel is used); the LM head, a vocabulary-sized matrix
 product, runs only at the positions that predict response tokens, not at every position.
 On a CPU, a Llama-architecture bf16 model takes a batch laid end to end with no padding at all
-(`middo_core.models.sequence_packing`): batches then fill up to their token budget whatever the
-lengths, and only attention sees padding, per group of similar lengths.
+(the loader's `loss_pass`, from the CPU speed layer): batches then fill up to their token budget
+whatever the lengths, and only attention sees padding, per group of similar lengths.
 Why the embedding is free: in a causal model the hidden states of the prompt positions do not
 depend on what follows, so mean-pooling them in the loss pass equals a separate prompt-only pass.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from middo_core.models import native
+from middo_core.models.loader import loss_pass
 from middo_core.progress import ProgressFn, report
 from middo_core.signals.encode import Encoded
 
@@ -67,8 +67,8 @@ def plan_batches(encoded: list[Encoded], batch_tokens: int = 4096,
     """Longest first (memory problems show at once); each batch's padded size <= batch_tokens,
     and no sequence padded by more than `max_padding` of the batch's width (padding is work
     thrown away: on a CPU it costs more than the larger batch saves). `packed`: the batch is
-    laid end to end with no padding (`middo_core.models.sequence_packing`), so only its real tokens count
-    and lengths may differ freely."""
+    laid end to end with no padding (the loader's `loss_pass`), so only its real tokens count and
+    lengths may differ freely."""
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].ids))
     batches: list[list[int]] = []
     current: list[int] = []
@@ -101,20 +101,21 @@ def _decoder(model):
 
 def run_batch(model, encoded: list[Encoded], batch: list[int], want_loss: bool = True,
               want_embedding: bool = False, packed: bool | None = None) -> PassOutput:
-    """packed: lay the batch end to end (`middo_core.models.sequence_packing`; None: where the
-    model allows it)."""
+    """packed: lay the batch end to end (the loader's `loss_pass`; None: where the model allows
+    it)."""
     import torch
 
-    from middo_core.models.sequence_packing import can_pack, packed_hidden_states
-
     device = next(model.parameters()).device
-    packed = can_pack(model) if packed is None else packed
+    fast = loss_pass(model)
+    packed = (fast is not None and fast.packs()) if packed is None else packed
+    if packed and fast is None:
+        raise ValueError("packed batches need a model the loader sped up (load_model on a CPU)")
     if packed:
         batch = sorted(batch, key=lambda i: -len(encoded[i].ids))
     lens = [len(encoded[i].ids) for i in batch]
     with torch.inference_mode():
         if packed:  # end to end, no padding: row starts[b] is sequence b's first
-            flat = packed_hidden_states(model, [encoded[i].ids for i in batch])
+            flat = fast.hidden_states([encoded[i].ids for i in batch])
             ids = torch.tensor([t for i in batch for t in encoded[i].ids], dtype=torch.long)
             starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).tolist()
         else:  # padded to the longest (right padding: real tokens never see it)
@@ -142,7 +143,7 @@ def run_batch(model, encoded: list[Encoded], batch: list[int], want_loss: bool =
             rows = torch.cat([starts[b] + torch.arange(encoded[batch[b]].prompt_len - 1, lens[b] - 1)
                               for b in scored]).to(device)
             counts = [lens[b] - encoded[batch[b]].prompt_len for b in scored]
-            nll = _response_nll(model, flat, rows, ids[rows + 1])
+            nll = _response_nll(model, flat, rows, ids[rows + 1], fast)
             for b, part in zip(scored, torch.split(nll, counts), strict=True):
                 losses[b] = (float(part.mean()), part.numel(), float(part[-1]))
         for b, i in enumerate(batch):
@@ -153,15 +154,16 @@ def run_batch(model, encoded: list[Encoded], batch: list[int], want_loss: bool =
     return out
 
 
-def _response_nll(model, flat, rows, targets):
+def _response_nll(model, flat, rows, targets, fast=None):
     """Per-position NLL of the target tokens, in float32: the LM head only at `rows`, in chunks.
 
     On a CPU the head's product runs on 256 positions at a time (its rate drops below that),
     and the float32 log-softmax on 32 of them at a time, so that its (32 x vocabulary) float32
     copy stays in cache: 2.2x faster than on the whole chunk, same values. (With a 49k
     vocabulary a 256-position float32 copy is 50 MB, past the 32 MB last-level cache, and was
-    9x slower than in 32-position pieces.) Where the native kernels are built, the loss comes
-    from the bf16 logits in one sweep per row, with no float32 copy at all (3.1x faster)."""
+    9x slower than in 32-position pieces.) Where the speed layer's native kernels are built
+    (`fast`, the loader's `loss_pass`), the loss comes from the bf16 logits in one sweep per row,
+    with no float32 copy at all (3.1x faster)."""
     import torch
     import torch.nn.functional as F
 
@@ -169,11 +171,12 @@ def _response_nll(model, flat, rows, targets):
     on_gpu = flat.device.type == "cuda"
     step, piece = (HEAD_ROWS, HEAD_ROWS) if on_gpu else (CPU_HEAD_ROWS, CPU_SOFTMAX_ROWS)
     nll = torch.empty(rows.numel(), dtype=torch.float32, device=flat.device)
-    fused = None if on_gpu else native.kernels()
+    fast = None if on_gpu else fast
     for c in range(0, rows.numel(), step):
         logits = head(flat[rows[c:c + step]])
-        if fused is not None and logits.dtype == torch.bfloat16 and logits.is_contiguous():
-            nll[c:c + step] = fused.row_nll(logits, targets[c:c + step])
+        fused = None if fast is None else fast.response_nll(logits, targets[c:c + step])
+        if fused is not None:
+            nll[c:c + step] = fused
             continue
         for p in range(0, logits.shape[0], piece):
             nll[c + p:c + p + piece] = F.cross_entropy(
@@ -191,10 +194,9 @@ def run_pass(model, encoded: list[Encoded], *, want_loss: bool = True, want_embe
     """
     stats = PassStats()
     started = time.perf_counter()
-    from middo_core.models.sequence_packing import can_pack
-
     on_gpu = next(model.parameters()).device.type == "cuda"
-    packed = can_pack(model)
+    fast = loss_pass(model)
+    packed = fast is not None and fast.packs()
     batches = plan_batches(encoded, batch_tokens, max_padding=1.0 if on_gpu else MAX_PADDING,
                            packed=packed)
     pending = PassOutput()

@@ -17,7 +17,7 @@
    rounding differs (by ~1e-7 relative), which changes about 1 in 100,000 output values by
    one bf16 step. It works on 512 rows at a time, so that the float32 copies the reduction and
    the mixed-dtype product make internally stay in cache. Where the native kernels are built
-   (`middo_core.models.native`) the same arithmetic runs as one C sweep, 3.4x faster.
+   (`native.py`) the same arithmetic runs as one C sweep, 3.4x faster.
 3. Llama-style MLPs with a SiLU gate apply the SiLU in the gate product's epilogue (see
    `_fused_mlps`): bf16 rounding happens once instead of twice there.
 
@@ -25,54 +25,50 @@ All three apply only where nothing needs gradients (`torch.inference_mode` or `t
 to bf16 tensors on a CPU; training, other dtypes and GPUs run transformers' code unchanged, and
 a weight changed after packing (training) is packed again at its next inference call. Nothing
 is registered as a parameter or buffer, so `state_dict` and `save_pretrained` see the stock
-model. MIDDO_CPU_PACK=0 in the environment turns all three off.
+model: the packed copies are kept here, by module, not on the modules. Whether to apply them is
+this package's `apply` to decide (MIDDO_CPU_PACK=0 turns all three off).
 """
 
 from __future__ import annotations
 
 import os
 import types
+import weakref
 from typing import Any
-
-from middo_core.models import native
 
 PACK_ROWS_HINT = 1024  # oneDNN picks the packed layout for about this many rows per call
 MEMORY_SHARE = 0.25  # pack only if the packed copies take at most this share of free memory
 NORM_ROWS = 512  # RMSNorm works on this many rows at a time
 
+# What this module keeps per torch module, here rather than in the modules' own __dict__:
+# the oneDNN copies of weights (module -> {slot: (the weights' stamp, the copy)}) and the native
+# kernels a lean RMSNorm runs on. Weak keys: a model's entries go with the model.
+_packed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_norm_kernels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-def speed_up_cpu_inference(model: Any) -> list[str]:
-    """Apply what this CPU and model support; returns what was applied (empty: nothing)."""
-    import torch
 
-    if os.environ.get("MIDDO_CPU_PACK", "1") == "0":
-        return []
-    param = next(model.parameters())
-    if param.device.type != "cpu" or param.dtype != torch.bfloat16:
-        return []
-    model.__dict__.pop("_middo_packable", None)  # sequence_packing decides again
+def speed_up(model: Any, kernels: Any = None) -> list[str]:
+    """Switch a bf16 CPU model's layers to what this CPU and model support (`kernels`: the
+    native kernels for the norms, or None); returns what was switched (empty: nothing)."""
     applied = []
     if _pack_linears(model):
         applied.append("packed linear weights")
-    if _lean_rms_norms(model):
+    if _lean_rms_norms(model, kernels):
         applied.append("lean RMSNorm")
     if _fused_mlps(model):
         applied.append("SiLU in the gate product")
-    if native.kernels() is not None:  # built now, at load, rather than in the first pass
-        applied.append("native kernels")
     return applied
 
 
-def restore_stock_inference(model: Any) -> None:
-    """Undo `speed_up_cpu_inference` (and free the packed copies): transformers' own code again."""
+def restore_stock(model: Any) -> None:
+    """Undo `speed_up` (and free the packed copies): transformers' own code again."""
     ours = (_packed_linear_forward, _lean_rms_norm_forward, _fused_mlp_forward)
     for module in model.modules():
         forward = module.__dict__.get("forward")
         if getattr(forward, "__func__", None) in ours:
             del module.forward
-        for slot in ("_middo_packed", "_middo_qkv"):  # sequence_packing keeps q|k|v in the second
-            module.__dict__.pop(slot, None)
-    model.__dict__["_middo_packable"] = False  # and no padding-free pass
+        _packed.pop(module, None)  # the linear copies, and the fused q|k|v of sequence_packing
+        _norm_kernels.pop(module, None)
 
 
 def applied_to(model: Any) -> dict[str, int]:
@@ -99,7 +95,7 @@ def oneDNN_bf16_available() -> bool:  # noqa: N802 (the library's name)
         return False
 
 
-def _available_bytes() -> int:
+def available_bytes() -> int:
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -114,7 +110,7 @@ def _pack_linears(model: Any) -> int:
     linears = [m for m in model.modules()
                if isinstance(m, torch.nn.Linear) and m.weight.dtype == torch.bfloat16]
     size = packed_bytes(model, linears)
-    if size > MEMORY_SHARE * _available_bytes():
+    if size > MEMORY_SHARE * available_bytes():
         return 0
     if not linears or not _packing_is_exact(linears[0]):
         return 0
@@ -137,20 +133,28 @@ def packed_bytes(model: Any, linears: list[Any]) -> int:
     return sum(nbytes(lin) for lin in linears) + fused
 
 
-def packed_weight(owner: Any, *linears: Any, slot: str = "_middo_packed") -> Any:
+def packed_weight(owner: Any, *linears: Any, slot: str = "linear") -> Any:
     """oneDNN's layout of the weights of `linears` stacked (default: `owner`, a linear layer),
-    kept on `owner` under `slot` and made again when one of those weights has changed in place
+    kept for `owner` under `slot` and made again when one of those weights has changed in place
     or been replaced since (training, a reload)."""
     import torch
 
     linears = linears or (owner,)
     stamp = tuple((lin.weight._version, lin.weight.data_ptr()) for lin in linears)
-    cached = owner.__dict__.get(slot)
+    copies = _packed.get(owner)
+    if copies is None:
+        copies = _packed[owner] = {}
+    cached = copies.get(slot)
     if cached is None or cached[0] != stamp:
         weight = torch.cat([lin.weight.detach() for lin in linears])
-        cached = owner.__dict__[slot] = (
+        cached = copies[slot] = (
             stamp, torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS_HINT))
     return cached[1]
+
+
+def is_packed(module: Any, slot: str = "linear") -> bool:
+    """Does `module` have a packed copy under `slot` (a linear layer's own: "linear")?"""
+    return module is not None and slot in _packed.get(module, ())
 
 
 def _packing_is_exact(lin: Any) -> bool:
@@ -190,7 +194,7 @@ def _packed_linear_forward(self, x):
     return out.view(*shape[:-1], out.shape[-1])
 
 
-def _same_code(a: Any, b: Any) -> bool:
+def same_code(a: Any, b: Any) -> bool:
     """Do functions `a` and `b` run the same code? Decorated functions are compared down to the
     functions they wrap: transformers wraps many `forward`s in one shared decorator (kwarg
     deprecations), whose own code is the same whatever it wraps."""
@@ -209,19 +213,26 @@ def _switch(model: Any, stock_forward: Any, ours: Any, fits: Any = lambda module
     count = 0
     for module in model.modules():
         forward = getattr(type(module), "forward", None)
-        if forward is not None and _same_code(forward, stock_forward) and fits(module):
+        if forward is not None and same_code(forward, stock_forward) and fits(module):
             module.forward = types.MethodType(ours, module)
             count += 1
     return count
 
 
-def _lean_rms_norms(model: Any) -> int:
+def _lean_rms_norms(model: Any, kernels: Any) -> int:
     try:
         from transformers.models.llama.modeling_llama import LlamaRMSNorm
     except ImportError:
         return 0
-    return _switch(model, LlamaRMSNorm.forward, _lean_rms_norm_forward,
-                   lambda module: hasattr(module, "variance_epsilon"))
+
+    def fits(module) -> bool:
+        if not hasattr(module, "variance_epsilon"):
+            return False
+        if kernels is not None:
+            _norm_kernels[module] = kernels
+        return True
+
+    return _switch(model, LlamaRMSNorm.forward, _lean_rms_norm_forward, fits)
 
 
 def _lean_rms_norm_forward(self, hidden_states):
@@ -230,7 +241,7 @@ def _lean_rms_norm_forward(self, hidden_states):
     if _stock_needed(hidden_states, self.weight):
         return type(self).forward(self, hidden_states)
     flat = hidden_states.reshape(-1, hidden_states.shape[-1])
-    fused = native.kernels()
+    fused = _norm_kernels.get(self)
     if fused is not None and self.weight.is_contiguous():
         return fused.rms_norm(flat.contiguous(), self.weight, self.variance_epsilon).view(
             hidden_states.shape)
@@ -263,7 +274,7 @@ def _fused_mlps(model: Any) -> int:
 
     def fits(module) -> bool:
         return (isinstance(getattr(module, "act_fn", None), SiLUActivation | torch.nn.SiLU)
-                and all(hasattr(getattr(module, name, None), "_middo_packed")
+                and all(is_packed(getattr(module, name, None))
                         for name in ("gate_proj", "up_proj", "down_proj")))
 
     return _switch(model, LlamaMLP.forward, _fused_mlp_forward, fits)

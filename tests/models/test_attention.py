@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from middo_core.models.attention import NAME, grouped_attention, use_gemm_attention
 from middo_core.models.loader import load_model
+from middo_core.models.speedups import Speedups
+from middo_core.models.speedups.attention import NAME, grouped_attention, use_gemm_attention
 
 
 def _reference(q, k, v, allowed):
@@ -25,13 +26,13 @@ def _qkv(b=3, h=9, kv=3, sq=300, sk=300, d=64, seed=0):
     return make(b, h, sq, d), make(b, kv, sk, d), make(b, kv, sk, d)
 
 
-@pytest.mark.parametrize("native", ["1", "0"], ids=["native softmax", "pytorch softmax"])
-def test_causal_blocks_match_float64_as_closely_as_sdpa(native, monkeypatch):
-    monkeypatch.setenv("MIDDO_NATIVE", native)
+@pytest.mark.parametrize("native", [True, False], ids=["native softmax", "pytorch softmax"])
+def test_causal_blocks_match_float64_as_closely_as_sdpa(native):
+    kernels = Speedups().kernels() if native else None
     q, k, v = _qkv()  # 300 positions: three query blocks, the last one partial
     causal = torch.ones(300, 300, dtype=torch.bool).tril()[None, None]
     ref = _reference(q, k, v, causal)
-    ours = grouped_attention(q, k, v, 64 ** -0.5)
+    ours = grouped_attention(q, k, v, 64 ** -0.5, kernels=kernels)
     sdpa = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True).transpose(1, 2)
     err_ours = (ours.double() - ref).abs().max().item()
     err_sdpa = (sdpa.double() - ref).abs().max().item()
@@ -40,7 +41,8 @@ def test_causal_blocks_match_float64_as_closely_as_sdpa(native, monkeypatch):
     # a position never sees the ones after it: changing the last key changes only the last row
     k2, v2 = k.clone(), v.clone()
     k2[:, :, -1], v2[:, :, -1] = 5.0, 5.0
-    moved = (grouped_attention(q, k2, v2, 64 ** -0.5) - ours).abs().amax(dim=(0, 2, 3))
+    moved = (grouped_attention(q, k2, v2, 64 ** -0.5, kernels=kernels) - ours).abs().amax(
+        dim=(0, 2, 3))
     assert moved[:-1].max() == 0 and moved[-1] > 0
 
 
@@ -51,7 +53,7 @@ def test_boolean_mask_with_padding_and_a_longer_key_cache():
     allowed[..., 40:] = torch.ones(5, 5, dtype=torch.bool).tril()
     allowed[1, :, :, 30:40] = False  # row 1 had 10 padding slots in its cache
     ref = _reference(q, k, v, allowed)
-    ours = grouped_attention(q, k, v, 16 ** -0.5, allowed)
+    ours = grouped_attention(q, k, v, 16 ** -0.5, allowed, kernels=Speedups().kernels())
     assert (ours.double() - ref).abs().max().item() < 0.03
 
 
@@ -59,7 +61,8 @@ def test_a_fully_masked_row_stays_finite():
     q, k, v = _qkv(b=1, h=2, kv=1, sq=3, sk=3, d=8)
     allowed = torch.ones(1, 1, 3, 3, dtype=torch.bool)
     allowed[0, 0, 0] = False  # a padding query with no key to look at
-    assert torch.isfinite(grouped_attention(q, k, v, 8 ** -0.5, allowed)).all()
+    out = grouped_attention(q, k, v, 8 ** -0.5, allowed, kernels=Speedups().kernels())
+    assert torch.isfinite(out).all()
 
 
 @pytest.fixture

@@ -7,19 +7,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from middo_core.models import cpu_inference as ci
-from middo_core.models import sequence_packing as sp
-from middo_core.models.attention import use_gemm_attention
+from middo_core.models import speedups
+from middo_core.models.speedups import Speedups, layers
+from middo_core.models.speedups import sequence_packing as sp
 
-pytestmark = pytest.mark.skipif(not ci.oneDNN_bf16_available(), reason="needs oneDNN with bf16")
+pytestmark = pytest.mark.skipif(not speedups.oneDNN_bf16_available(),
+                                reason="needs oneDNN with bf16")
+GEMM = Speedups(attention="gemm")  # on a CPU without bf16 dot products too
 
 
 @pytest.fixture(autouse=True)
 def _gemm_attention(monkeypatch):
-    monkeypatch.setenv("MIDDO_ATTENTION", "gemm")
+    monkeypatch.setenv("MIDDO_ATTENTION", "gemm")  # for models the loader loads
 
 
-def _llama(seed: int = 0, prepacked: bool = True, **extra):
+def _llama(seed: int = 0, settings: Speedups = GEMM, **extra):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -27,10 +29,13 @@ def _llama(seed: int = 0, prepacked: bool = True, **extra):
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                       tie_word_embeddings=True, initializer_range=0.2, **extra)
     model = LlamaForCausalLM(cfg).to(torch.bfloat16).eval()
-    assert use_gemm_attention(model)
-    if prepacked:
-        ci.speed_up_cpu_inference(model)
+    assert "bf16 matrix-product attention" in speedups.apply(model, settings)
     return model
+
+
+def _packs(model) -> bool:
+    fast = speedups.loss_pass(model)
+    return fast is not None and fast.packs()
 
 
 def _sequences(lengths, seed=0):
@@ -42,22 +47,24 @@ def _sequences(lengths, seed=0):
 LENGTHS = [300, 300, 290, 280, 200, 64, 64, 9, 1]
 
 
-@pytest.mark.parametrize("native", ["1", "0"], ids=["native kernels", "pytorch ops"])
+@pytest.mark.parametrize("native", [True, False], ids=["native kernels", "pytorch ops"])
 @pytest.mark.parametrize("bias", [False, True], ids=["llama", "llama with q/k/v biases"])
-def test_every_sequence_gets_the_hidden_states_it_gets_alone(bias, native, monkeypatch):
-    monkeypatch.setenv("MIDDO_NATIVE", native)
-    model = _llama(attention_bias=bias)
-    assert sp.can_pack(model)
+def test_every_sequence_gets_the_hidden_states_it_gets_alone(bias, native):
+    settings = Speedups(attention="gemm", native=native)
+    model = _llama(settings=settings, attention_bias=bias)
+    assert _packs(model)
+    assert speedups.applied_to(model)["native kernels"] == int(
+        native and settings.kernels() is not None)
     groups = sp.attention_groups(LENGTHS)
     assert [(g.first, g.last) for g in groups] == [(0, 4), (4, 5), (5, 7), (7, 8), (8, 9)]
     sequences = _sequences(LENGTHS)
     with torch.inference_mode():
-        packed = sp.packed_hidden_states(model, sequences)
+        packed = speedups.loss_pass(model).hidden_states(sequences)
         assert packed.shape == (sum(LENGTHS), 64)
         row = 0
         for seq in sequences:
             # the stock model, one sequence at a time: SDPA attention, transformers' layers
-            ci.restore_stock_inference(model)
+            speedups.restore_stock(model)
             model.set_attn_implementation("sdpa")
             alone = model.model(input_ids=torch.tensor([seq])).last_hidden_state[0].float()
             got = packed[row:row + len(seq)].float()
@@ -66,23 +73,24 @@ def test_every_sequence_gets_the_hidden_states_it_gets_alone(bias, native, monke
             # a rotary embedding turned the wrong way is 100%
             assert (got - alone).abs().max() < 0.1 * alone.abs().max(), len(seq)
             assert (got - alone).abs().mean() < 0.04 * alone.abs().mean(), len(seq)
-            use_gemm_attention(model)
-            ci.speed_up_cpu_inference(model)
+            speedups.apply(model, settings)
 
 
-@pytest.mark.parametrize("prepacked", [True, False], ids=["prepacked", "stock linear layers"])
-def test_it_matches_the_padded_pass_of_the_same_fast_paths_closely(prepacked):
-    model = _llama(1, prepacked=prepacked)
-    assert sp.can_pack(model)
+@pytest.mark.parametrize("prepacked", [True, False], ids=["prepacked", "no memory for copies"])
+def test_it_matches_the_padded_pass_of_the_same_fast_paths_closely(prepacked, monkeypatch):
+    if not prepacked:  # too little free memory for the packed copies: stock linear layers
+        monkeypatch.setattr(layers, "available_bytes", lambda: 0)
+    model = _llama(1)
+    assert _packs(model)
     sequences = _sequences([120, 117, 111, 40], seed=3)
     with torch.inference_mode():
-        packed = sp.packed_hidden_states(model, sequences)
+        packed = speedups.loss_pass(model).hidden_states(sequences)
         ids = torch.zeros((4, 120), dtype=torch.long)
         for b, seq in enumerate(sequences):
             ids[b, :len(seq)] = torch.tensor(seq)
         padded = model.model(input_ids=ids, use_cache=False).last_hidden_state
     # one product on a fused copy of the q, k, v weights only where the layers are prepacked
-    assert ("_middo_qkv" in model.model.layers[0].self_attn.__dict__) == prepacked
+    assert layers.is_packed(model.model.layers[0].self_attn, slot="qkv") == prepacked
     row = 0
     for b, seq in enumerate(sequences):
         same = packed[row:row + len(seq)] == padded[b, :len(seq)]
@@ -93,10 +101,11 @@ def test_it_matches_the_padded_pass_of_the_same_fast_paths_closely(prepacked):
 def test_a_changed_projection_weight_is_used_at_once():
     model = _llama(2)
     seq = _sequences([50])
+    fast = speedups.loss_pass(model)
     with torch.inference_mode():
-        before = sp.packed_hidden_states(model, seq).clone()
+        before = fast.hidden_states(seq).clone()
         model.model.layers[0].self_attn.k_proj.weight.mul_(2)
-        after = sp.packed_hidden_states(model, seq)
+        after = fast.hidden_states(seq)
         stock = model.model(input_ids=torch.tensor(seq)).last_hidden_state[0]
     assert not torch.equal(before, after)
     assert (after.float() - stock.float()).abs().mean() < 0.04 * stock.float().abs().mean()
@@ -108,23 +117,24 @@ def test_other_models_and_settings_run_their_own_forward(monkeypatch):
     qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=300, hidden_size=64, intermediate_size=160,
                                         num_hidden_layers=2, num_attention_heads=4,
                                         num_key_value_heads=2)).to(torch.bfloat16).eval()
-    use_gemm_attention(qwen)
-    assert not sp.can_pack(qwen)  # its model code differs from Llama's (sliding windows)
+    speedups.apply(qwen, GEMM)
+    assert not _packs(qwen)  # its model code differs from Llama's (sliding windows)
     model = _llama()
-    assert sp.can_pack(model)
-    ci.restore_stock_inference(model)
-    assert not sp.can_pack(model)  # the stock path is the stock model
-    ci.speed_up_cpu_inference(model)
-    assert sp.can_pack(model)
+    assert _packs(model)
+    speedups.restore_stock(model)
+    assert not _packs(model)  # the stock path is the stock model
+    speedups.apply(model, GEMM)
+    assert _packs(model)
     model.train()
-    assert not sp.can_pack(model)
+    assert not _packs(model)
     model.eval()
     monkeypatch.setenv("MIDDO_CPU_PACK", "0")
-    assert not sp.can_pack(model)
-    monkeypatch.setenv("MIDDO_CPU_PACK", "1")
+    speedups.apply(model, Speedups.from_env())
+    assert not _packs(model)
+    speedups.apply(model, GEMM)
     model.set_attn_implementation("sdpa")
-    assert not sp.can_pack(model)
-    assert not sp.can_pack(_llama().float())
+    assert not _packs(model)
+    assert not _packs(_llama().float())
 
 
 def test_models_behind_transformers_shared_decorators_are_told_apart():
@@ -135,20 +145,19 @@ def test_models_behind_transformers_shared_decorators_are_told_apart():
     from transformers.models.llama.modeling_llama import LlamaAttention
     from transformers.models.qwen3.modeling_qwen3 import Qwen3Attention
 
-    assert not ci._same_code(Qwen3Attention.forward, LlamaAttention.forward)
+    assert not layers.same_code(Qwen3Attention.forward, LlamaAttention.forward)
     torch.manual_seed(0)
     olmo = Olmo2ForCausalLM(Olmo2Config(
         vocab_size=300, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2)).to(torch.bfloat16).eval()
-    assert use_gemm_attention(olmo)
-    ci.speed_up_cpu_inference(olmo)
-    assert not sp.can_pack(olmo)
-    assert ci.applied_to(olmo)["lean RMSNorm"] == 0  # its norm's code is not Llama's either
+    assert "bf16 matrix-product attention" in speedups.apply(olmo, GEMM)
+    assert not _packs(olmo)
+    assert speedups.applied_to(olmo)["lean RMSNorm"] == 0  # its norm's code is not Llama's either
 
 
 def test_sequences_must_come_longest_first():
     with pytest.raises(ValueError, match="longest first"):
-        sp.packed_hidden_states(_llama(), _sequences([5, 9]))
+        speedups.loss_pass(_llama()).hidden_states(_sequences([5, 9]))
 
 
 def test_the_loss_pass_plans_unpadded_batches_and_agrees_with_the_stock_pass(tmp_path):
@@ -158,7 +167,7 @@ def test_the_loss_pass_plans_unpadded_batches_and_agrees_with_the_stock_pass(tmp
     from middo_core.signals.forward import PassOutput, plan_batches, run_pass
 
     model, tok = load_model(str(build_tiny_model(tmp_path / "tiny")), "cpu")
-    assert sp.can_pack(model)
+    assert _packs(model)
     samples = [Sample(instruction=f"Say {i} words " + "and more " * (i % 7), input="",
                       output=" ".join(["word"] * (3 + 5 * i))) for i in range(12)]
     encoded = encode_all(samples, tok, "chat", 256)
@@ -176,7 +185,7 @@ def test_the_loss_pass_plans_unpadded_batches_and_agrees_with_the_stock_pass(tmp
 
     stats, loss, emb = run()
     assert stats.batches == 1 and stats.padded_tokens == stats.tokens == sum(lengths)
-    ci.restore_stock_inference(model)
+    speedups.restore_stock(model)
     model.set_attn_implementation("sdpa")
     stock_stats, stock_loss, stock_emb = run()
     assert stock_stats.padded_tokens > stock_stats.tokens

@@ -3,14 +3,13 @@
 PyTorch runs the causal softmax, the head's cross-entropy, RMSNorm and the rotary embedding as
 several passes over memory each, with float32 copies in between; `kernels.c` does each in one
 sweep and rounds where PyTorch rounds. The C file is compiled for this machine with the system's
-C compiler (`cc`, or $CC) into a cache folder, once per source, compiler and CPU, and loaded
-with ctypes; the kernels share PyTorch's OpenMP threads.
+C compiler into a cache folder, once per source, compiler and CPU, and loaded with ctypes; the
+kernels share PyTorch's OpenMP threads.
 
 Where there is no compiler, the build fails, or the built kernels disagree with PyTorch on a
-check at load, `kernels()` returns None and every caller keeps its PyTorch code: the kernels
-are a speed-up, never a requirement. MIDDO_NATIVE=0 in the environment turns them off, and so
-does MIDDO_CPU_PACK=0 (all the CPU speed-ups). The folder is $MIDDO_KERNEL_CACHE, else
-$XDG_CACHE_HOME/middo/kernels, else ~/.cache/middo/kernels.
+check at load, `load` returns None and every caller keeps its PyTorch code: the kernels are a
+speed-up, never a requirement. Whether to use them, the compiler and the folder are the
+settings' (`Speedups` in this package's `__init__`); nothing here reads the environment.
 """
 
 from __future__ import annotations
@@ -132,20 +131,12 @@ def _check(t: Any) -> None:
                          f"{t.device.type} {'contiguous' if t.is_contiguous() else 'strided'}")
 
 
-def enabled() -> bool:
-    return (os.environ.get("MIDDO_NATIVE", "1") != "0"
-            and os.environ.get("MIDDO_CPU_PACK", "1") != "0")
-
-
-def kernels() -> Kernels | None:
-    """The compiled kernels, or None (turned off, no compiler, a failed build or check)."""
-    return _load() if enabled() else None
-
-
 @functools.cache
-def _load() -> Kernels | None:
+def load(folder: Path, compiler: str) -> Kernels | None:
+    """The kernels built with `compiler` (a name or path) in `folder`, or None (no compiler, a
+    failed build or check); built and checked once per process."""
     try:
-        path = build()
+        path = build(folder, compiler)
         found = Kernels(ctypes.CDLL(str(path)), path)
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         log.warning("native kernels unavailable (%s): the CPU passes run PyTorch's ops, ~12%% "
@@ -159,15 +150,7 @@ def _load() -> Kernels | None:
     return found
 
 
-def cache_dir() -> Path:
-    if os.environ.get("MIDDO_KERNEL_CACHE"):
-        return Path(os.environ["MIDDO_KERNEL_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "middo" / "kernels"
-
-
-def _compiler() -> str:
-    name = os.environ.get("CC") or "cc"
+def _compiler(name: str) -> str:
     found = shutil.which(name)
     if not found:
         raise RuntimeError(f"no C compiler ({name!r} not found)")
@@ -185,14 +168,13 @@ def _cpu_id() -> str:
         return platform.processor() + platform.machine()
 
 
-def build() -> Path:
-    """The library for this source, compiler and CPU: built once, then found in the cache."""
-    compiler = _compiler()
+def build(folder: Path, compiler: str = "cc") -> Path:
+    """The library for this source, compiler and CPU in `folder`: built once, then found there."""
+    compiler = _compiler(compiler)
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
                              timeout=30).stdout
     key = hashlib.sha256("\0".join([SOURCE.read_text(), " ".join(FLAGS), version, _cpu_id()])
                          .encode()).hexdigest()[:16]
-    folder = cache_dir()
     target = folder / f"middo_kernels_{key}.so"
     if target.exists():
         return target

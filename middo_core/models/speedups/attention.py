@@ -15,16 +15,17 @@ It only takes the cases it is faster for: CPU, bf16, no gradient, no dropout, mo
 one query position, and either no mask (causal self-attention over the whole sequence) or a 4-D
 boolean mask. Anything else
 (training, sliding windows, attention sinks, soft-capping, a GPU) goes to transformers' SDPA path.
-`use_gemm_attention(model)` switches a loaded model to it; the mask construction stays SDPA's.
+`use_gemm_attention(model, choice, kernels)` switches a loaded model to it; the mask construction
+stays SDPA's.
 
 Precision: the scores q k^T are rounded to bf16 before the softmax (SDPA keeps them in float32).
 Against a float32 run of SmolLM2-135M on Alpaca the mean absolute error of a sample's loss is
 0.0075 (SDPA: 0.0053) and the judge's ratings are as close as SDPA's (0.074 vs 0.073 on 0-10).
 Whether a CPU gains is measured once per process (`faster_than_sdpa_here`, ~50 ms); where bf16
-products are slow (no AVX-512 BF16 or AMX) SDPA stays. MIDDO_ATTENTION=sdpa in the environment
-keeps SDPA everywhere, MIDDO_ATTENTION=gemm skips the measurement. The mask and the softmax
-run as one native sweep where the kernels are built (`middo_core.models.native`), else as
-PyTorch's bias add and softmax.
+products are slow (no AVX-512 BF16 or AMX) SDPA stays. The choice comes from the settings
+(MIDDO_ATTENTION: sdpa keeps SDPA everywhere, gemm skips the measurement). The mask and the
+softmax run as one native sweep where the kernels are built (`native.py`), else as PyTorch's bias
+add and softmax.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ import functools
 import weakref
 from typing import Any
 
-from middo_core.models import native
-
 NAME = "middo_gemm"
 QUERY_BLOCK = 128  # query positions per tile: (rows x keys) bf16 scores stay in cache
 TILE_BYTES = 16 << 20  # at most this much of bf16 scores at once (split over the batch)
+
+# The native kernels each switched model's modules run their softmax on (None: PyTorch's), by
+# module: transformers hands the attention function the module, not the model.
+_kernels_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _register() -> None:
@@ -48,32 +51,32 @@ def _register() -> None:
     ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
 
 
-def use_gemm_attention(model: Any) -> bool:
-    """Switch a bf16 model on a CPU to this attention; True when switched. (Not fp16: a CPU
-    without AVX-512 FP16 multiplies fp16 matrices at a few GFLOP/s.)"""
-    import os
-
+def use_gemm_attention(model: Any, choice: str = "auto", kernels: Any = None) -> bool:
+    """Switch a bf16 model on a CPU to this attention (choice: auto, gemm or sdpa; `kernels`:
+    the native kernels, or None); True when switched. (Not fp16: a CPU without AVX-512 FP16
+    multiplies fp16 matrices at a few GFLOP/s.)"""
     import torch
 
-    choice = os.environ.get("MIDDO_ATTENTION", "auto").lower()
     if choice == "sdpa":
         return False
     param = next(model.parameters())
     if param.device.type != "cpu" or param.dtype != torch.bfloat16:
         return False
-    if choice != "gemm" and not faster_than_sdpa_here():
+    if choice != "gemm" and not faster_than_sdpa_here(kernels):
         return False
     if getattr(model.config, "_attn_implementation", None) not in ("sdpa", "eager", NAME):
         return False  # a model with its own attention kernel keeps it
     if not getattr(model, "_can_set_attn_implementation", lambda: False)():
         return False
     _register()
+    for module in model.modules():
+        _kernels_of[module] = kernels
     model.set_attn_implementation(NAME)
     return model.config._attn_implementation == NAME
 
 
-@functools.lru_cache(maxsize=1)
-def faster_than_sdpa_here() -> bool:
+@functools.cache
+def faster_than_sdpa_here(kernels: Any = None) -> bool:
     """Time both on one small causal case (8 x 256 tokens, 9 heads on 3; ~50 ms, once per
     process): bf16 products are only fast on CPUs with bf16 dot-product instructions (AVX-512
     BF16, AMX); elsewhere SDPA stays."""
@@ -96,7 +99,7 @@ def faster_than_sdpa_here() -> bool:
         return min(times)
 
     with torch.inference_mode():
-        ours = best(lambda: grouped_attention(q, k, v, 0.125))
+        ours = best(lambda: grouped_attention(q, k, v, 0.125, kernels=kernels))
         sdpa = best(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True))
     return ours < sdpa
 
@@ -133,14 +136,16 @@ def gemm_attention_forward(module, query, key, value, attention_mask, dropout: f
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, is_causal=is_causal, **kwargs)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    return grouped_attention(query, key, value, scale, attention_mask), None
+    return grouped_attention(query, key, value, scale, attention_mask,
+                             kernels=_kernels_of.get(module)), None
 
 
 def grouped_attention(query, key, value, scale: float, mask=None, block: int = QUERY_BLOCK,
-                      out=None):
+                      out=None, kernels: Any = None):
     """Attention in query blocks. mask None: causal over equal-length query and keys; else a
     boolean (B or 1, 1, Sq, Sk) mask, True = attend. Returns (B, Sq, H, D), written to `out`
-    (a contiguous tensor of that shape) when given."""
+    (a contiguous tensor of that shape) when given. `kernels`: the native kernels for the mask
+    and softmax (None: PyTorch's ops)."""
     import torch
 
     b, h, sq, d = query.shape
@@ -154,7 +159,7 @@ def grouped_attention(query, key, value, scale: float, mask=None, block: int = Q
            else out.view(b, sq, kv, rep, d))  # = (B, Sq, H, D)
     kt = key.transpose(-1, -2)
     bias = None if mask is None else _mask_bias(mask, query.dtype)
-    fused = native.kernels() if query.device.type == "cpu" else None
+    fused = kernels if query.device.type == "cpu" else None
     for start in range(0, sq, block):
         end = min(sq, start + block)
         n = end - start
@@ -174,7 +179,7 @@ def grouped_attention(query, key, value, scale: float, mask=None, block: int = Q
                          fused.masked_softmax_(by_position, part[:, 0, start:end]).view(scores.shape))
             else:
                 if part is None:
-                    scores[..., start:end].add_(_causal_bias(n, rep, query.dtype, query.device))
+                    scores[..., start:end].add_(causal_bias(n, rep, query.dtype, query.device))
                 else:
                     by_position.add_(part[:, :, start:end, None])
                 probs = torch.softmax(scores, dim=-1)
@@ -184,7 +189,7 @@ def grouped_attention(query, key, value, scale: float, mask=None, block: int = Q
 
 
 @functools.lru_cache(maxsize=32)
-def _causal_bias(n: int, rep: int, dtype, device):
+def causal_bias(n: int, rep: int, dtype, device):
     """(n x rep, n): row (i, r) is 0 for keys up to i, the dtype's lowest value after it: the
     causal bias of n positions with each position's rep query heads in consecutive rows (a plain
     2-D bias adds ~30% faster than one broadcast over the heads)."""

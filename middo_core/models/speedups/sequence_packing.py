@@ -14,21 +14,21 @@ their concatenated weights where the linear layers are prepacked: a third copy o
 weights, ~33 MB for SmolLM2-135M), the rotary embedding rounds where `apply_rotary_pos_emb`
 rounds (in place: a native kernel, or PyTorch ops with a signed sine instead of a
 concatenation), and attention is
-`grouped_attention`, which the model already runs with (`middo_core.models.attention`).
+`grouped_attention`, which the model already runs with (`attention.py`).
 
 It applies only where that is so: the body's, the layers' and the attention modules' `forward`
-are byte for byte transformers' Llama code (Llama, SmolLM, and the models that copy it), the
-model runs `grouped_attention`, and it is bf16 inference on a CPU. Anything else runs the
-model's own forward. MIDDO_CPU_PACK=0 in the environment turns it off, with the other CPU paths.
+are byte for byte transformers' Llama code (`llama_code`: Llama, SmolLM, and the models that
+copy it), the model runs `grouped_attention`, and it is bf16 inference on a CPU; this package's
+`LossPass.packs` decides. Anything else runs the model's own forward.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
-from middo_core.models import native
+from middo_core.models.speedups.attention import grouped_attention
+from middo_core.models.speedups.layers import is_packed, packed_weight, same_code
 
 MAX_PADDING = 0.1  # attention groups: no sequence padded by more than this share of its group
 ALIGN = 16  # and the group's width padded to a multiple of this many positions
@@ -36,26 +36,9 @@ QUERY_BLOCK = 96  # query positions per attention tile (4% less attention time t
 # less of each causal diagonal block is computed and thrown away)
 
 
-def can_pack(model: Any) -> bool:
-    """Can `packed_hidden_states` run this model? (The checks are cached on the model.)"""
-    import torch
-
-    if os.environ.get("MIDDO_CPU_PACK", "1") == "0" or model.training:
-        return False
-    param = next(model.parameters())
-    if param.device.type != "cpu" or param.dtype != torch.bfloat16:
-        return False
-    from middo_core.models.attention import NAME
-
-    if getattr(model.config, "_attn_implementation", None) != NAME:
-        return False
-    cached = model.__dict__.get("_middo_packable")
-    if cached is None:
-        cached = model.__dict__["_middo_packable"] = _llama_code(model)
-    return cached
-
-
-def _llama_code(model: Any) -> bool:
+def llama_code(model: Any) -> bool:
+    """Do the model's body, decoder layers and attention modules run transformers' Llama code,
+    byte for byte (what `packed_hidden_states` redoes on packed tokens)?"""
     try:
         from transformers.models.llama.modeling_llama import (
             LlamaAttention,
@@ -64,15 +47,13 @@ def _llama_code(model: Any) -> bool:
         )
     except ImportError:
         return False
-    from middo_core.models.cpu_inference import _same_code
-
     body = getattr(model, getattr(model, "base_model_prefix", "model"), None)
-    if body is None or body is model or not _same_code(type(body).forward, LlamaModel.forward):
+    if body is None or body is model or not same_code(type(body).forward, LlamaModel.forward):
         return False
     layers = list(body.layers[: body.config.num_hidden_layers])
     return bool(layers) and all(
-        _same_code(type(layer).forward, LlamaDecoderLayer.forward)
-        and _same_code(type(layer.self_attn).forward, LlamaAttention.forward)
+        same_code(type(layer).forward, LlamaDecoderLayer.forward)
+        and same_code(type(layer.self_attn).forward, LlamaAttention.forward)
         and "forward" not in layer.__dict__ and "forward" not in layer.self_attn.__dict__
         and getattr(layer.self_attn, "is_causal", True)
         for layer in layers)
@@ -101,9 +82,10 @@ def attention_groups(lens: list[int], max_padding: float = MAX_PADDING) -> list[
     return groups
 
 
-def packed_hidden_states(model: Any, sequences: list[list[int]]) -> Any:
+def packed_hidden_states(model: Any, sequences: list[list[int]], kernels: Any = None) -> Any:
     """The final-norm hidden states of `sequences` (longest first), laid end to end:
-    a (total tokens x hidden) bf16 tensor. Only for a model `can_pack` accepts."""
+    a (total tokens x hidden) bf16 tensor (`kernels`: the native kernels, or None). Only for a
+    model `llama_code` accepts, running `grouped_attention`."""
     import torch
 
     lens = [len(s) for s in sequences]
@@ -120,7 +102,7 @@ def packed_hidden_states(model: Any, sequences: list[list[int]]) -> Any:
         hidden = body.embed_tokens(ids)
         # the rotary table for positions 0..longest-1, as the model makes it, then per token
         cos, sin = body.rotary_emb(hidden[None], position_ids=torch.arange(lens[0])[None])
-        rotary = _rotary(cos[0][positions], sin[0][positions])  # per token
+        rotary = rotary_in_place(cos[0][positions], sin[0][positions], kernels)  # per token
         for group in groups:
             # the softmax and the mask run 2-4x faster on score rows of whole 64-byte lines
             group.width = -(-group.width // ALIGN) * ALIGN
@@ -128,29 +110,28 @@ def packed_hidden_states(model: Any, sequences: list[list[int]]) -> Any:
                 group.rows = torch.cat([torch.arange(n) + b * group.width for b, n in
                                         enumerate(lens[group.first:group.last])])
         for layer in body.layers[: body.config.num_hidden_layers]:
-            hidden = _layer(layer, hidden, rotary, groups, starts)
+            hidden = _layer(layer, hidden, rotary, groups, starts, kernels)
         return body.norm(hidden)
 
 
 def _layer(layer: Any, hidden: Any, rotary: Any, groups: list[_Group],
-           starts: list[int]) -> Any:
+           starts: list[int], kernels: Any) -> Any:
     """LlamaDecoderLayer.forward on packed tokens (the residual adds in place: `hidden` is this
     pass's own tensor)."""
     attn = layer.self_attn
-    hidden.add_(attn.o_proj(_attention(attn, layer.input_layernorm(hidden), rotary, groups, starts)))
+    hidden.add_(attn.o_proj(_attention(attn, layer.input_layernorm(hidden), rotary, groups, starts,
+                                       kernels)))
     return hidden.add_(layer.mlp(layer.post_attention_layernorm(hidden)))
 
 
 def _attention(attn: Any, h: Any, rotary: Any, groups: list[_Group],
-               starts: list[int]) -> Any:
+               starts: list[int], kernels: Any) -> Any:
     """LlamaAttention.forward's projections, rotary embedding and attention (before o_proj).
 
     q, k and v come from one product, as (tokens x [q heads | k heads | v heads] x head size);
     the rotary embedding turns q and k in place, together; a group that needs padding copies
     the tokens' rows into its padded buffer in one copy."""
     import torch
-
-    from middo_core.models.attention import grouped_attention
 
     tokens, d = h.shape[0], attn.head_dim
     heads, kv_heads = attn.q_proj.out_features // d, attn.k_proj.out_features // d
@@ -170,9 +151,9 @@ def _attention(attn: Any, h: Any, rotary: Any, groups: list[_Group],
         q, k, v = x[:, :heads], x[:, heads:heads + kv_heads], x[:, heads + kv_heads:]
         if group.rows is None:
             grouped_attention(q, k, v, attn.scaling, block=QUERY_BLOCK,
-                              out=out[a:b].view(n, width, heads, d))
+                              out=out[a:b].view(n, width, heads, d), kernels=kernels)
         else:
-            padded = grouped_attention(q, k, v, attn.scaling, block=QUERY_BLOCK)
+            padded = grouped_attention(q, k, v, attn.scaling, block=QUERY_BLOCK, kernels=kernels)
             torch.index_select(padded.view(n * width, -1), 0, group.rows, out=out[a:b])
     return out
 
@@ -182,19 +163,17 @@ def _qkv(attn: Any, h: Any) -> Any:
     where the layers are prepacked (else from the three layers)."""
     import torch
 
-    from middo_core.models.cpu_inference import packed_weight
-
     projections = (attn.q_proj, attn.k_proj, attn.v_proj)
-    if not all(hasattr(p, "_middo_packed") for p in projections):
+    if not all(is_packed(p) for p in projections):
         # not packed (no oneDNN, or no memory to spare for copies): no fused copy either
         return torch.cat([p(h) for p in projections], dim=-1)
-    weight = packed_weight(attn, *projections, slot="_middo_qkv")
+    weight = packed_weight(attn, *projections, slot="qkv")
     bias = None if all(p.bias is None for p in projections) else torch.cat(
         [p.bias if p.bias is not None else h.new_zeros(p.out_features) for p in projections])
     return torch.ops.mkldnn._linear_pointwise(h, weight, bias, "none", [], "")
 
 
-def _rotary(cos: Any, sin: Any) -> Any:
+def rotary_in_place(cos: Any, sin: Any, kernels: Any = None) -> Any:
     """A function that applies apply_rotary_pos_emb's x * cos + rotate_half(x) * sin in place
     to x (tokens, heads, head size), rounding where it rounds; cos, sin: (tokens, head size).
 
@@ -203,7 +182,7 @@ def _rotary(cos: Any, sin: Any) -> Any:
     (negation is exact)."""
     import torch
 
-    fused = native.kernels()
+    fused = kernels
     if fused is not None:
         cos, sin = cos.contiguous(), sin.contiguous()
         return lambda x: fused.rotary_(x, cos, sin)

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from middo_core.models import native
+from middo_core.models.speedups import Speedups, native
 
 needs_compiler = pytest.mark.skipif(shutil.which(os.environ.get("CC") or "cc") is None,
                                     reason="no C compiler here")
@@ -24,7 +24,8 @@ needs_compiler = pytest.mark.skipif(shutil.which(os.environ.get("CC") or "cc") i
 def k():
     """The kernels as built, without the check at load (a wrong kernel must fail here, not
     be skipped)."""
-    path = native.build()
+    settings = Speedups.from_env()
+    path = native.build(settings.kernel_cache, settings.compiler)
     return native.Kernels(ctypes.CDLL(str(path)), path)
 
 
@@ -37,10 +38,10 @@ def _rand(*shape, scale=1.0, seed=0):
 def fresh_build(tmp_path, monkeypatch):
     """A cold kernel cache in tmp_path; the process's own kernels are loaded again after."""
     monkeypatch.setenv("MIDDO_KERNEL_CACHE", str(tmp_path / "kernels"))
-    native._load.cache_clear()
+    native.load.cache_clear()
     yield tmp_path / "kernels"
     monkeypatch.undo()
-    native._load.cache_clear()
+    native.load.cache_clear()
 
 
 @needs_compiler
@@ -138,7 +139,7 @@ def test_wrong_inputs_are_refused_not_misread(k):
 @needs_compiler
 def test_they_pass_their_check_at_load_and_are_used(k):
     assert native.self_check(k) == ""
-    assert native.kernels() is not None
+    assert Speedups.from_env().kernels() is not None
 
 
 @needs_compiler
@@ -148,28 +149,28 @@ def test_built_once_then_found_in_the_cache(fresh_build):
     dead.write_text("half a library")
     live.write_text("a build in progress")
     os.utime(dead, (time.time() - 7200, time.time() - 7200))
-    assert native.kernels() is not None
+    assert Speedups.from_env().kernels() is not None
     assert not dead.exists() and live.exists()  # a killed build's file is swept, a live one kept
     live.unlink()
     built = list(fresh_build.glob("middo_kernels_*.so"))
     assert len(built) == 1 and not list(fresh_build.glob(".build-*"))
     stamp = built[0].stat().st_mtime_ns
-    native._load.cache_clear()
-    assert native.kernels().path == built[0]
+    native.load.cache_clear()
+    assert Speedups.from_env().kernels().path == built[0]
     assert built[0].stat().st_mtime_ns == stamp  # not compiled again
 
 
 def test_without_a_compiler_the_pytorch_code_runs(fresh_build, monkeypatch, caplog):
     monkeypatch.setenv("CC", "no-such-compiler-here")
-    assert native.kernels() is None
+    assert Speedups.from_env().kernels() is None
     # the user is told why the pass is slower and what to do
     assert "no-such-compiler-here" in caplog.text and "build-essential" in caplog.text
     assert not fresh_build.exists() or not list(fresh_build.iterdir())
     # and a model still runs its loss pass, on PyTorch's ops
-    from middo_core.models.attention import grouped_attention
+    from middo_core.models.speedups.attention import grouped_attention
 
     q, k, v = _rand(1, 6, 40, 64), _rand(1, 2, 40, 64, seed=1), _rand(1, 2, 40, 64, seed=2)
-    out = grouped_attention(q, k, v, 0.125)
+    out = grouped_attention(q, k, v, 0.125, kernels=None)
     assert torch.isfinite(out.float()).all()
 
 
@@ -181,22 +182,23 @@ def test_a_failing_compiler_leaves_nothing_half_written(fresh_build, monkeypatch
                       "shift; done\nexit 1\n")
     broken.chmod(0o755)
     monkeypatch.setenv("CC", str(broken))
-    assert native.kernels() is None
+    assert Speedups.from_env().kernels() is None
     assert list(fresh_build.iterdir()) == []  # no library, no temporary file
 
 
 def test_the_environment_turns_them_off(monkeypatch):
     monkeypatch.setenv("MIDDO_NATIVE", "0")
-    assert native.kernels() is None
+    assert Speedups.from_env().kernels() is None
     monkeypatch.setenv("MIDDO_NATIVE", "1")
     monkeypatch.setenv("MIDDO_CPU_PACK", "0")
-    assert native.kernels() is None
+    assert Speedups.from_env().kernels() is None
 
 
 @needs_compiler
 def test_loading_them_leaves_the_process_floating_point_mode_alone():
     # a library built with -ffast-math would switch the whole process to flush denormals to zero
-    code = ("import torch; from middo_core.models import native; assert native.kernels(); "
+    code = ("import torch; from middo_core.models.speedups import Speedups; "
+            "assert Speedups.from_env().kernels(); "
             "tiny = torch.tensor([1e-40]); print((tiny * 1.0).item() != 0.0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
