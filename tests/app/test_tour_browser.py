@@ -68,7 +68,8 @@ def test_the_tour_of_the_five_pages_on_the_demo(browser_ready, tmp_path, tiny_mo
         apply_policy(ws, 0, "auto")  # the curator's decisions, then D(1)
         build_step(ws, 0)
         page.goto(url + "/iterations")
-        page.get_by_text("D(1) is built").wait_for(timeout=60_000)
+        # the sidebar moves to the newest version: D(1), with its row in Table 6
+        page.get_by_role("button", name="Train M(1) on D(1)").wait_for(timeout=60_000)
         photograph(page, folder, "5-iterations")
 
     for name in ("1-data", "2-diagnose", "3-map", "4-review", "5-iterations"):
