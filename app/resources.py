@@ -13,7 +13,7 @@ import streamlit as st
 from app.components import map_view
 from app.components.map_view import MAX_DRAWN, MapFigure
 from middo_core import summaries, version_diff
-from middo_core.signals.thresholds import SignalTable
+from middo_core.selection import SignalTable
 from middo_core.version_diff import DiffSummary, VersionChange
 from middo_core.workspace import STORE_FILE, Workspace, open_workspace
 

@@ -74,7 +74,7 @@ def time_select(ws, iteration: int = 0) -> dict[str, float]:
 
 def time_select_frame(frame: pd.DataFrame, start: float | None = None) -> dict[str, float]:
     """ms per select() (and per auto m search) over signals already read."""
-    from middo_core.signals.thresholds import SignalTable, auto_m
+    from middo_core.selection import SignalTable, auto_m
 
     start = time.perf_counter() if start is None else start
     table = SignalTable(frame)

@@ -25,7 +25,7 @@ import pandas as pd
 from middo_core.data.demo import create_demo_workspace
 from middo_core.diagnose import diagnose
 from middo_core.models.loader import resolve_model_path
-from middo_core.signals.thresholds import SignalTable
+from middo_core.selection import SignalTable
 from middo_core.store.signals import load_signals
 
 

@@ -24,12 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 from middo_core.build import BuildReport, build_next
 from middo_core.progress import ProgressFn, report
 from middo_core.review import apply_policy, review_counts
-from middo_core.signals.thresholds import Selection, SignalTable, auto_m
+from middo_core.selection import Selection, choose, save_selection
 from middo_core.store.iterations import get_iteration, get_metrics, upsert_iteration
 from middo_core.store.samples import dataset_ids
 from middo_core.workspace import Workspace
@@ -102,67 +100,11 @@ def diagnose_step(ws: Workspace, iteration: int, progress: ProgressFn | None = N
         upsert_iteration(con, iteration, counts={"diagnosed_with": model})
 
 
-def signal_table(ws: Workspace, iteration: int) -> SignalTable:
-    from middo_core.store.signals import load_signals
-
-    with ws.store.read() as con:
-        frame = load_signals(con, iteration)
-    if frame.empty:
-        raise LoopError(f"no signals for D({iteration}): diagnose it first")
-    return SignalTable(frame)
-
-
 def select_step(ws: Workspace, iteration: int, m: tuple[float, float, float] | None = None) -> Selection:
     """Flag samples with the given m's, the stored ones, the config's, or auto m; store the result."""
-    cfg, loop = ws.config.selection, ws.config.loop
-    axes = tuple(loop.axes)
-    table = signal_table(ws, iteration)
-    with ws.store.read() as con:
-        rec = get_iteration(con, iteration) or {}
-    if m is None and rec.get("m_complexity") is not None:
-        m = (rec["m_complexity"], rec["m_diversity"], rec["m_quality"])
-    if m is None and loop.selection == "auto-m":
-        selection = auto_m(table, target=cfg.target_fraction, axes=axes)
-    else:
-        selection = table.select(*(m or (cfg.m_complexity, cfg.m_diversity, cfg.m_quality)), axes=axes)
-    if loop.control == "random":
-        selection = random_control(ws, iteration, table)
+    selection = choose(ws, iteration, m)
     save_selection(ws, iteration, selection)
     return selection
-
-
-def save_selection(ws: Workspace, iteration: int, selection: Selection) -> None:
-    counts = selection.counts()
-    with ws.store.write() as con:
-        upsert_iteration(
-            con, iteration, status="selected",
-            m_complexity=selection.m.get("complexity"), m_diversity=selection.m.get("diversity"),
-            m_quality=selection.m.get("quality"), k=ws.config.signals.k,
-            counts={"selection": counts, "flagged_ids": selection.flagged()},
-        )
-
-
-def random_control(ws: Workspace, iteration: int, table: SignalTable) -> Selection:
-    """Flag as many samples per axis as the reference run did, drawn at random (seeded)."""
-    from middo_core.workspace import open_workspace
-
-    ref_path = ws.config.loop.reference
-    if not ref_path:
-        raise LoopError("a random control needs loop.reference: the workspace whose counts it copies")
-    ref = open_workspace(ref_path)
-    with ref.store.read() as con:
-        ref_rec = get_iteration(con, iteration) or {}
-    flagged = ref_rec.get("counts", {}).get("selection", {}).get("flagged")
-    if not flagged:
-        raise LoopError(f"the reference workspace has no selection for D({iteration}) yet")
-    rng = np.random.default_rng(ws.config.seed + iteration)
-    masks = {}
-    for axis, count in flagged.items():
-        mask = np.zeros(len(table), dtype=bool)
-        mask[rng.choice(len(table), size=min(count, len(table)), replace=False)] = True
-        masks[axis] = mask
-    return Selection(table.ids, {a: float("nan") for a in masks}, {}, masks,
-                     ["random control: flags drawn at random in the reference run's numbers"])
 
 
 def refine_step(ws: Workspace, iteration: int, progress: ProgressFn | None = None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import resources, state
-from app.components.common import optional, render_error
+from app.components.common import render_error
 from app.components.drilldown import AXIS_CHARTS, METRIC_CHARTS, render_drilldown
 from app.components.jobs import render_job_panel, start_job_button
 from app.components.selection import (
@@ -15,13 +15,13 @@ from app.components.selection import (
     render_quality_metrics,
     render_strip,
 )
-from middo_core.signals.thresholds import AXES, auto_m
+from middo_core.selection import AXES, auto_m, save_selection
 
 ctx = state.require()
 it = ctx.iteration
 st.title(f"Diagnose D({it})")
 cfg = ctx.ws.config
-axes = tuple(a for a in AXES if a in getattr(getattr(cfg, "loop", None), "axes", AXES))
+axes = tuple(a for a in AXES if a in cfg.loop.axes)
 
 running = render_job_panel(ctx, ("diagnose",), key="diagnose_job")
 try:
@@ -59,9 +59,8 @@ def use_auto_m() -> None:
 
 
 def current_selection():
-    m = {a: st.session_state[m_key(a, it)] for a in axes}
-    return table.select(m.get("complexity", 1.0), m.get("diversity", -1.5), m.get("quality", -1.5),
-                        axes=axes)
+    m = {a: st.session_state.get(m_key(a, it), getattr(cfg.selection, f"m_{a}")) for a in AXES}
+    return table.select(m["complexity"], m["diversity"], m["quality"], axes=axes)
 
 
 @st.fragment
@@ -81,9 +80,8 @@ def selection_panel() -> None:
     b1.button("Auto m", on_click=use_auto_m, icon=":material/auto_fix:",
               help=f"The mildest m's that flag about {cfg.selection.target_fraction:.0%} in total")
     if b2.button("Save selection", type="primary", icon=":material/save:"):
-        loop = optional("middo_core.loop")
         try:
-            loop.save_selection(ctx.ws, it, selection)
+            save_selection(ctx.ws, it, selection)
         except Exception as exc:
             render_error(exc, "Could not save the selection")
         else:

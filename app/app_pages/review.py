@@ -12,7 +12,7 @@ from app.components.common import fmt_optional, render_error
 from app.components.jobs import render_job_panel, start_job_button
 from app.components.review_view import render_diff, render_sample_text, render_shortcuts
 from middo_core import review
-from middo_core.signals.thresholds import explain
+from middo_core.selection import explain
 from middo_core.store.proposals import failure_reasons, proposal_states
 from middo_core.store.views import sample_signals
 

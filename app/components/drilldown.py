@@ -23,7 +23,7 @@ from app.components.common import dashes
 from app.components.sample_list import SIGNALS as SIGNAL_COLUMNS
 from app.components.sample_list import pick_sample, render_sample
 from middo_core import summaries
-from middo_core.signals.thresholds import Selection, SignalTable
+from middo_core.selection import Selection, SignalTable
 
 PICKED = "drilldown_bin"  # {"iteration", "compare", "column", "bins", "group", "index"}
 GENERATION = "drilldown_generation"  # column -> n: a new chart key drops that chart's selection

@@ -12,7 +12,7 @@ import streamlit as st
 from app import state
 from app.components.review_view import render_sample_text
 from middo_core import review
-from middo_core.signals.thresholds import Selection, SignalTable, explain
+from middo_core.selection import Selection, SignalTable, explain
 
 SIGNALS = ("loss_pre", "loss_post", "diversity", "quality")
 REVIEW_FOCUS = "review_focus"  # read by the Review page: the proposal to show first

@@ -9,7 +9,7 @@ from app import resources
 from app.components.charts import histogram_figure, loss_scatter_figure, render_figure
 from app.components.common import fmt_pct
 from app.components.drilldown import AXIS_CHARTS, METRIC_CHARTS, render_histogram
-from middo_core.signals.thresholds import Selection
+from middo_core.selection import Selection
 
 TARGET_BAND = (0.10, 0.20)
 SLIDER_RANGE = {"complexity": (-1.0, 4.0), "diversity": (-6.0, 1.0), "quality": (-6.0, 1.0)}

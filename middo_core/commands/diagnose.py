@@ -143,15 +143,14 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Machine-readable counts"),
     ) -> None:
         """Flag hard, sparse and low-quality samples with tau = mu + m*sigma; store the m's."""
-        from middo_core.loop import LoopError, save_selection, signal_table
-        from middo_core.signals.thresholds import auto_m
+        from middo_core.selection import SelectionError, auto_m, save_selection, signal_table
 
         ws = workspace(directory)
         it = latest_version(ws) if iteration is None else iteration
         cfg = ws.config.selection
         try:
             table = signal_table(ws, it)
-        except LoopError as exc:
+        except SelectionError as exc:
             fail(str(exc))
         if auto:
             goal = cfg.target_fraction if target is None else target

@@ -9,6 +9,7 @@ import typer
 from middo_core.commands.common import emit_json, fail, progress_bar, results, workspace
 from middo_core.loop import LoopError, run_loop
 from middo_core.progress import Cancelled
+from middo_core.selection import SelectionError
 from middo_core.tables import iteration_table, metrics_table, text_table
 from middo_core.variants import ABLATIONS, VariantError, create_variant
 
@@ -33,7 +34,7 @@ def register(app: typer.Typer) -> None:
         try:
             with progress_bar(not as_json) as progress:
                 rep = run_loop(ws, iterations, progress=progress)
-        except (LoopError, Cancelled) as exc:
+        except (LoopError, SelectionError, Cancelled) as exc:
             fail(str(exc) or "cancelled; rerun to resume")
         except KeyboardInterrupt:
             fail("interrupted; rerun `middo loop` to resume where it stopped", code=130)

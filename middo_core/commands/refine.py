@@ -55,8 +55,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rewrite hard and low-quality samples, write new samples near sparse ones (as proposals)."""
         from middo_core.llm import BACKENDS, LLMConfigError, make_backend
-        from middo_core.refine import AXES, RefineOptions, flagged_sets
+        from middo_core.refine import RefineOptions
         from middo_core.refine import refine as run_refine
+        from middo_core.selection import AXES, flagged_sets
 
         ws = workspace(directory)
         if api_key_file is not None:

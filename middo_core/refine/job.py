@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from middo_core.progress import ProgressFn
-from middo_core.refine.flagged import flagged_sets
-from middo_core.refine.operators import AXES
 from middo_core.refine.pipeline import refine
 from middo_core.refine.report import RefineOptions
+from middo_core.selection import AXES, flagged_sets
 from middo_core.workspace import Workspace
 
 

@@ -116,11 +116,11 @@ class Respond(Operator):
                         prefill="", marker="", labels=[])
 
 
+# the operator per axis (selection.AXES), in the order a refinement run works through them
 AXIS_OPERATOR = {"complexity": "simplify", "quality": "improve", "diversity": "augment"}
-AXES = tuple(AXIS_OPERATOR)
 
 
 def operator_for(axis: str, variant: Variant = "compact") -> Operator:
     if axis not in AXIS_OPERATOR:
-        raise ValueError(f"unknown axis {axis!r} (known: {', '.join(AXES)})")
+        raise ValueError(f"unknown axis {axis!r} (known: {', '.join(AXIS_OPERATOR)})")
     return OPERATORS.get(AXIS_OPERATOR[axis])(variant=variant)

@@ -33,7 +33,7 @@ from middo_core.llm import (
 )
 from middo_core.progress import ProgressFn, report
 from middo_core.refine.estimate import estimate_run
-from middo_core.refine.operators import AXES, Operator, Respond, operator_for
+from middo_core.refine.operators import AXIS_OPERATOR, Operator, Respond, operator_for
 from middo_core.refine.parse import parse_response, parse_rewrite
 from middo_core.refine.report import RefineOptions, RefineReport
 from middo_core.sample import Sample
@@ -170,9 +170,9 @@ def _usage(result: Any, client: LLMClient) -> dict[str, Any]:
 def plan_jobs(ws: Workspace, iteration: int, flagged: dict[str, list[str]], runner: Runner,
               rep: RefineReport, retry_failed: bool, limit: int | None) -> list[Job]:
     """The jobs this run must do, after skipping what is stored; one short read."""
-    unknown = set(flagged) - set(AXES)
+    unknown = set(flagged) - set(AXIS_OPERATOR)
     if unknown:
-        raise ValueError(f"unknown axes {sorted(unknown)} (known: {', '.join(AXES)})")
+        raise ValueError(f"unknown axes {sorted(unknown)} (known: {', '.join(AXIS_OPERATOR)})")
     ids = sorted({sid for axis in flagged for sid in flagged[axis]})
     with ws.store.read() as con:
         frame = get_samples(con, ids)
@@ -182,7 +182,7 @@ def plan_jobs(ws: Workspace, iteration: int, flagged: dict[str, list[str]], runn
         samples = {r["id"]: row_to_sample(r) for r in frame.to_dict("records")}
         samples.update({r["id"]: row_to_sample(r) for r in nframe.to_dict("records")})
         candidates: list[Job] = []
-        for axis in AXES:
+        for axis in AXIS_OPERATOR:
             op = operator_for(axis, runner.variant)  # type: ignore[arg-type]
             hashes = [op.template.hash, runner.respond.template.hash]
             for sid in dict.fromkeys(flagged.get(axis, [])):

@@ -1,4 +1,4 @@
-"""The three Middo signals (complexity, diversity, quality), thresholds, and the shared forward pass.
+"""The three Middo signals (complexity, diversity, quality) and the shared forward pass.
 
 Import submodules directly (`from middo_core.signals.complexity import ComplexitySignal`); this
 package stays light so the CLI and the app start fast.

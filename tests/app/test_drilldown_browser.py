@@ -11,7 +11,7 @@ from browser import chromium_missing, chromium_page, shot, studio_server, wait_i
 from studio_helpers import seed_samples, write_signals
 
 from middo_core import summaries
-from middo_core.signals.thresholds import SignalTable
+from middo_core.selection import SignalTable
 from middo_core.store.iterations import upsert_iteration
 from middo_core.store.samples import add_members
 

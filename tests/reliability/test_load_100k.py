@@ -13,7 +13,7 @@ from benchmarks.bench_import import synthetic_records
 from benchmarks.bench_load import write_synthetic_signals
 from middo_core.data import export_dataset, import_file
 from middo_core.sample import Sample
-from middo_core.signals.thresholds import SignalTable
+from middo_core.selection import SignalTable
 from middo_core.store.signals import load_signals
 from middo_core.store.views import browse_samples, count_samples
 from middo_core.workspace import init_workspace

@@ -1,11 +1,16 @@
-"""Dynamic thresholds tau = mu + m * sigma per signal, and the flagged sets they select.
+"""Selection: which samples of a dataset version are flagged, on which axis, and why.
+
+Dynamic thresholds tau = mu + m * sigma per signal:
 
 complex = loss_pre > tau_pre AND loss_post > tau_post   (m > 0 flags the top tail)
 sparse  = diversity < tau_div                           (m < 0 flags the bottom tail)
 low     = quality < tau_q                               (m < 0 flags the bottom tail)
 
-Everything is vectorised over numpy arrays so moving an m answers in milliseconds at 1M samples.
-Missing values (an empty response has no loss) are never flagged on that signal.
+This module owns the signal table of an iteration, the thresholds, auto m, the random control,
+the stored selection and the flagged sets the refiner works on; `AXES` is the one list of axes
+and the default m's are the config's (SelectionConfig). Everything is vectorised over numpy
+arrays so moving an m answers in milliseconds at 1M samples. Missing values (an empty response
+has no loss) are never flagged on that signal.
 """
 
 from __future__ import annotations
@@ -16,7 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-AXES = ("complexity", "diversity", "quality")
+from middo_core.config import SelectionConfig
+from middo_core.store.iterations import get_iteration, upsert_iteration
+from middo_core.workspace import Workspace
+
+AXES = ("complexity", "diversity", "quality")  # the order every table and page shows them in
+DEFAULT_M = {axis: getattr(SelectionConfig(), f"m_{axis}") for axis in AXES}  # middo.yaml's defaults
 # the signal columns each axis reads
 AXIS_COLUMNS = {"complexity": ("loss_pre", "loss_post"), "diversity": ("diversity",), "quality": ("quality",)}
 NO_SPREAD = 1e-6
@@ -117,7 +127,8 @@ class SignalTable:
     def __len__(self) -> int:
         return int(self.ids.size)
 
-    def select(self, m_complexity: float = 1.0, m_diversity: float = -1.5, m_quality: float = -1.5,
+    def select(self, m_complexity: float = DEFAULT_M["complexity"],
+               m_diversity: float = DEFAULT_M["diversity"], m_quality: float = DEFAULT_M["quality"],
                axes: tuple[str, ...] = AXES) -> Selection:
         m = {"complexity": m_complexity, "diversity": m_diversity, "quality": m_quality}
         thresholds: dict[str, float] = {}
@@ -143,8 +154,9 @@ class SignalTable:
         return Selection(self.ids, {a: m[a] for a in axes}, thresholds, masks, warnings)
 
 
-def select(frame: pd.DataFrame, m_complexity: float = 1.0, m_diversity: float = -1.5,
-           m_quality: float = -1.5, axes: tuple[str, ...] = AXES) -> Selection:
+def select(frame: pd.DataFrame, m_complexity: float = DEFAULT_M["complexity"],
+           m_diversity: float = DEFAULT_M["diversity"], m_quality: float = DEFAULT_M["quality"],
+           axes: tuple[str, ...] = AXES) -> Selection:
     """Flag samples of a signals frame (columns sample_id or index, loss_pre, loss_post, diversity, quality)."""
     return SignalTable(frame).select(m_complexity, m_diversity, m_quality, axes)
 
@@ -168,7 +180,7 @@ def auto_m(frame: pd.DataFrame | SignalTable, target: float = 0.15, tolerance: f
         probe = SignalTable(pd.DataFrame({"sample_id": table.ids[keep],
                                           **{c: v[keep] for c, v in table.values.items()}}))
     best: tuple[float, float, float, float] | None = None  # (out_of_band, total |m|, distance, ...)
-    best_m = (1.0, -1.5, -1.5)
+    best_m = (DEFAULT_M["complexity"], DEFAULT_M["diversity"], DEFAULT_M["quality"])
     for mc in M_GRID:
         for mdq in M_GRID:
             sel = probe.select(mc, -mdq, -mdq, axes)
@@ -205,3 +217,96 @@ def explain(row: pd.Series, selection: Selection, table: SignalTable) -> list[st
         q = table.values["quality"][idx]
         reasons.append(f"quality score {q:.1f}/10, in the bottom {top_share('quality', False):.0f}%")
     return reasons
+
+
+# --- a workspace's selection: its signal table, stored m's, the stored flags ---------------------
+
+class SelectionError(RuntimeError):
+    pass
+
+
+def signal_table(ws: Workspace, iteration: int) -> SignalTable:
+    """The signals of D(iteration) as a SignalTable; raises when it is not diagnosed."""
+    from middo_core.store.signals import load_signals
+
+    with ws.store.read() as con:
+        frame = load_signals(con, iteration)
+    if frame.empty:
+        raise SelectionError(f"no signals for D({iteration}): diagnose it first")
+    return SignalTable(frame)
+
+
+def stored_m(ws: Workspace, iteration: int) -> dict[str, float]:
+    """The m's saved with the iteration's selection, else the workspace config's, per axis."""
+    with ws.store.read() as con:
+        rec = get_iteration(con, iteration) or {}
+    out = {}
+    for axis in AXES:
+        value = rec.get(f"m_{axis}")
+        out[axis] = getattr(ws.config.selection, f"m_{axis}") if value is None or value != value else value
+    return out
+
+
+def choose(ws: Workspace, iteration: int, m: tuple[float, float, float] | None = None) -> Selection:
+    """The selection the loop stores: the given m's, else the stored ones, else auto m (loop.selection
+    auto-m) or the config's; replaced by the random control in a random-control workspace."""
+    cfg, loop = ws.config.selection, ws.config.loop
+    axes = tuple(loop.axes)
+    table = signal_table(ws, iteration)
+    with ws.store.read() as con:
+        rec = get_iteration(con, iteration) or {}
+    if m is None and rec.get("m_complexity") is not None:
+        m = (rec["m_complexity"], rec["m_diversity"], rec["m_quality"])
+    if m is None and loop.selection == "auto-m":
+        selection = auto_m(table, target=cfg.target_fraction, axes=axes)
+    else:
+        selection = table.select(*(m or (cfg.m_complexity, cfg.m_diversity, cfg.m_quality)), axes=axes)
+    if loop.control == "random":
+        selection = random_control(ws, iteration, table)
+    return selection
+
+
+def save_selection(ws: Workspace, iteration: int, selection: Selection) -> None:
+    counts = selection.counts()
+    with ws.store.write() as con:
+        upsert_iteration(
+            con, iteration, status="selected",
+            m_complexity=selection.m.get("complexity"), m_diversity=selection.m.get("diversity"),
+            m_quality=selection.m.get("quality"), k=ws.config.signals.k,
+            counts={"selection": counts, "flagged_ids": selection.flagged()},
+        )
+
+
+def random_control(ws: Workspace, iteration: int, table: SignalTable) -> Selection:
+    """Flag as many samples per axis as the reference run did, drawn at random (seeded)."""
+    from middo_core.workspace import open_workspace
+
+    ref_path = ws.config.loop.reference
+    if not ref_path:
+        raise SelectionError("a random control needs loop.reference: the workspace whose counts it copies")
+    ref = open_workspace(ref_path)
+    with ref.store.read() as con:
+        ref_rec = get_iteration(con, iteration) or {}
+    flagged = ref_rec.get("counts", {}).get("selection", {}).get("flagged")
+    if not flagged:
+        raise SelectionError(f"the reference workspace has no selection for D({iteration}) yet")
+    rng = np.random.default_rng(ws.config.seed + iteration)
+    masks = {}
+    for axis, count in flagged.items():
+        mask = np.zeros(len(table), dtype=bool)
+        mask[rng.choice(len(table), size=min(count, len(table)), replace=False)] = True
+        masks[axis] = mask
+    return Selection(table.ids, {a: float("nan") for a in masks}, {}, masks,
+                     ["random control: flags drawn at random in the reference run's numbers"])
+
+
+def flagged_sets(ws: Workspace, iteration: int, axes: tuple[str, ...] | list[str] = AXES) -> dict[str, list[str]]:
+    """axis -> sample ids: the iteration's stored selection; without one, the thresholds applied
+    with its stored m's (or the config's) to its stored signals. Raises when there are none."""
+    with ws.store.read() as con:
+        rec = get_iteration(con, iteration) or {"counts": {}}
+    stored = rec["counts"].get("flagged_ids")
+    if stored is None:
+        m = stored_m(ws, iteration)
+        stored = signal_table(ws, iteration).select(m["complexity"], m["diversity"], m["quality"]).flagged()
+    return {axis: list(stored.get(axis, [])) for axis in axes}

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from middo_core.signals.thresholds import SignalTable, auto_m, explain, select
+from middo_core.selection import SignalTable, auto_m, explain, select
 
 
 def frame(n: int = 1000, seed: int = 0) -> pd.DataFrame:
