@@ -179,12 +179,10 @@ EXCERPT_CHARS = 120
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def loop_state(root: str, iteration: int, version: int) -> tuple[dict[str, bool], str] | None:
-    """The loop stepper's states and next action for an iteration (None without middo_core.loop)."""
-    try:
-        from middo_core import loop
-    except ImportError:
-        return None
+def loop_state(root: str, iteration: int, version: int) -> tuple[dict[str, bool], str]:
+    """The loop stepper's states and next action for an iteration."""
+    from middo_core import loop
+
     ws = workspace(root, version)
     return loop.step_states(ws, iteration), loop.next_action(ws, iteration)
 
@@ -233,3 +231,64 @@ def version_diff_export(root: str, a: int, b: int, kind: str | None, axis: str |
         path = Path(folder) / f"changes{suffix}"
         version_diff.export_diff(ws, a, b, path, kind=kind, axis=axis)
         return path.read_bytes()
+
+
+# --- reads the pages make: cached per store version, or fresh where a decision depends on them ----
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def iteration_numbers(root: str, version: int) -> list[int]:
+    from middo_core.store.views import iteration_numbers as numbers
+
+    with workspace(root, version).store.read() as con:
+        return numbers(con)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def failure_reasons(root: str, iteration: int, version: int) -> dict[str | None, int]:
+    from middo_core.store.proposals import failure_reasons as reasons
+
+    with workspace(root, version).store.read() as con:
+        return reasons(con, iteration)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def sample_signals(root: str, iteration: int, ids: tuple[str, ...], version: int) -> pd.DataFrame:
+    from middo_core.store.views import sample_signals as rows
+
+    with workspace(root, version).store.read() as con:
+        return rows(con, iteration, list(ids))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def browse_samples(root: str, iteration: int, text: str, origin: str | None, limit: int,
+                   offset: int, version: int) -> pd.DataFrame:
+    from middo_core.store.views import browse_samples as page
+
+    with workspace(root, version).store.read() as con:
+        return page(con, iteration, text, origin, limit, offset)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def metrics_and_summary(root: str, version: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Benchmark scores (long form) and the per-iteration signal summary."""
+    from middo_core.store.views import metrics_long, signal_summary
+
+    with workspace(root, version).store.read() as con:
+        return metrics_long(con), signal_summary(con)
+
+
+def proposal_status(root: str, proposal_id: str) -> str | None:
+    """The proposal's status now (never cached: a decision is checked against it)."""
+    from middo_core.store.proposals import proposal_states
+
+    with workspace(root, store_version(root)).store.read() as con:
+        state = proposal_states(con, [proposal_id]).get(proposal_id)
+    return None if state is None else state[0]
+
+
+def latest_run(root: str, iteration: int | None, kinds: tuple[str, ...]) -> dict[str, Any] | None:
+    """The newest run of `kinds` (never cached: the pages poll it)."""
+    from middo_core.store.views import latest_run as newest
+
+    with workspace(root, store_version(root)).store.read() as con:
+        return newest(con, iteration, kinds)

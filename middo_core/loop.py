@@ -28,11 +28,11 @@ from middo_core.build import BuildReport, build_next
 from middo_core.progress import ProgressFn, report
 from middo_core.review import apply_policy, review_counts
 from middo_core.selection import Selection, choose, save_selection
-from middo_core.store.iterations import get_iteration, get_metrics, upsert_iteration
+from middo_core.store.iterations import STATUSES, get_iteration, get_metrics, upsert_iteration
 from middo_core.store.samples import dataset_ids
 from middo_core.workspace import Workspace
 
-STEPS = ("built", "trained", "evaluated", "diagnosed", "selected", "refined", "reviewed")
+STEPS = STATUSES[1:]  # the lifecycle as the store records it, after "created"
 ACTIONS = {"built": "build", "trained": "train", "evaluated": "evaluate", "diagnosed": "diagnose",
            "selected": "select", "refined": "refine", "reviewed": "review"}
 

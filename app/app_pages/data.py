@@ -11,7 +11,7 @@ import streamlit as st
 
 from app import resources, state
 from app.components.common import dashes, fmt_int, render_error
-from app.components.jobs import jobs_module, kind_available, render_job_panel
+from app.components.jobs import render_job_panel
 from app.components.progress import ProgressBar
 from app.components.version_diff import render_compare_versions
 from middo_core.data import (
@@ -22,8 +22,8 @@ from middo_core.data import (
     export_dataset,
     import_file,
 )
+from middo_core.jobs import job_status, start_job
 from middo_core.sample import ORIGINS
-from middo_core.store.views import browse_samples
 
 PAGE_SIZE = 50
 # files at least this big import in a background job (the page stays usable, with cancel)
@@ -54,9 +54,9 @@ def render_report(report: ImportReport, failed: bool) -> None:
 
 def run_import(path: Path, fmt: str | None, skip_invalid: bool) -> None:
     st.session_state.pop("import_report", None)
-    if path.is_file() and path.stat().st_size >= BACKGROUND_BYTES and kind_available("import"):
+    if path.is_file() and path.stat().st_size >= BACKGROUND_BYTES :
         try:
-            run_id = jobs_module().start_job(ctx.ws, "import", ctx.iteration, {
+            run_id = start_job(ctx.ws, "import", ctx.iteration, {
                 "path": str(path.resolve()), "format": fmt, "skip_invalid": skip_invalid})
         except Exception as exc:
             render_error(exc, f"Could not start importing {path.name}")
@@ -81,7 +81,7 @@ def run_import(path: Path, fmt: str | None, skip_invalid: bool) -> None:
 def finished_import(run_id: str) -> None:
     """The report of a background import this page started (also when it was refused)."""
     try:
-        status = jobs_module().job_status(ctx.ws, run_id)
+        status = job_status(ctx.ws, run_id)
     except Exception as exc:
         render_error(exc, "Could not read the import job")
         return
@@ -135,9 +135,8 @@ with tab_browse:
         else:
             st.info(f"D({ctx.iteration}) has no samples yet. Import a file in the Import tab.")
     else:
-        with ctx.ws.store.read() as con:
-            frame = browse_samples(con, ctx.iteration, text, origin_filter, PAGE_SIZE,
-                                   (int(page) - 1) * PAGE_SIZE)
+        frame = resources.browse_samples(ctx.root, ctx.iteration, text, origin_filter, PAGE_SIZE,
+                                         (int(page) - 1) * PAGE_SIZE, ctx.version)
         first = (int(page) - 1) * PAGE_SIZE + 1
         st.caption(f"Samples {first:,}–{first + len(frame) - 1:,} of {total:,} in D({ctx.iteration})")
         st.dataframe(dashes(frame, {"loss_pre": "{:.2f}", "loss_post": "{:.2f}", "diversity": "{:.3f}",

@@ -7,21 +7,21 @@ import streamlit as st
 
 from app import resources, state
 from app.components.charts import histogram_figure, line_figure, render_figure
-from app.components.common import COUNT, dashes, optional, render_best, render_error
+from app.components.common import COUNT, dashes, render_best, render_error
 from app.components.jobs import render_job_panel, start_job_button
 from app.components.review_view import render_sample_text
-from middo_core import tables
+from middo_core import loop, tables
+from middo_core.build import lineage
 from middo_core.review import review_counts
-from middo_core.store.views import metrics_long, signal_summary
+from middo_core.variants import list_variants
 
 ctx = state.require()
 it = ctx.iteration
 st.title("Iterations")
-loop = optional("middo_core.loop")
 
 # --- the running job, or the buttons that start one -------------------------------------------
 running = render_job_panel(ctx, ("loop", "train", "evaluate", "build"), key="iterations_job")
-if not running and loop is not None:
+if not running:
     states = loop.step_states(ctx.ws, it)
     decisions = review_counts(ctx.ws, it)
     pending = sum(by.get("pending", 0) for by in decisions.values())
@@ -68,9 +68,7 @@ with right:
         st.dataframe(render_best(table1), width="stretch")
 
 # --- charts ---------------------------------------------------------------------------------------
-with ctx.ws.store.read() as con:
-    scores = metrics_long(con)
-    summary = signal_summary(con)
+scores, summary = resources.metrics_and_summary(ctx.root, ctx.version)
 c1, c2, c3 = st.columns(3)
 with c1:
     if not scores.empty:
@@ -106,7 +104,6 @@ with c3:
 with st.expander("Lineage of a sample"):
     sample_id = st.text_input("Sample id", key="lineage_id", placeholder="16 hex digits").strip()
     if sample_id:
-        lineage = getattr(loop, "lineage", None) or optional("middo_core.build").lineage
         chain = lineage(ctx.ws, sample_id)
         if not chain:
             st.info(f"No sample with id {sample_id}.")
@@ -117,8 +114,7 @@ with st.expander("Lineage of a sample"):
             render_sample_text("Sample" if i == 0 else "Parent", rec)
 
 # --- ablations and the random control ---------------------------------------------------------------
-variants = optional("middo_core.variants")
-children = variants.list_variants(ctx.ws) if variants is not None else []
+children = list_variants(ctx.ws)
 if children:
     st.markdown("**Ablations and controls: benchmark scores side by side**")
     frames = {"main": tables.metrics_table(ctx.ws)}

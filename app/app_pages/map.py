@@ -12,7 +12,6 @@ from app.components.map_view import about, selected_ids
 from app.components.sample_list import SIGNALS, pick_sample, render_sample
 from app.components.selection import m_key
 from middo_core.projections import AUTO_MAP_LIMIT, embeddings_available, umap_seconds
-from middo_core.store.views import sample_signals
 
 LISTED = 100
 
@@ -87,8 +86,7 @@ if not picked:
     st.stop()
 st.markdown(f"**{len(picked):,} samples selected**"
             + (f" (the first {LISTED} listed)" if len(picked) > LISTED else ""))
-with ctx.ws.store.read() as con:
-    rows = sample_signals(con, it, picked[:LISTED])
+rows = resources.sample_signals(ctx.root, it, tuple(picked[:LISTED]), ctx.version)
 listed = rows[["id", "instruction", "origin", *SIGNALS]].copy()
 listed["instruction"] = listed["instruction"].astype(str).str.slice(0, 120)
 st.dataframe(dashes(listed, {c: "{:.3f}" for c in SIGNALS}), hide_index=True, width="stretch",

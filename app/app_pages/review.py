@@ -13,8 +13,6 @@ from app.components.jobs import render_job_panel, start_job_button
 from app.components.review_view import render_diff, render_sample_text, render_shortcuts
 from middo_core import review
 from middo_core.selection import explain
-from middo_core.store.proposals import failure_reasons, proposal_states
-from middo_core.store.views import sample_signals
 
 ACTOR = "studio"
 AXES = ("any", "complexity", "diversity", "quality")
@@ -40,8 +38,7 @@ st.caption(" · ".join(f"{axis}: " + ", ".join(f"{n:,} {s}" for s, n in sorted(b
 failed_total = sum(by.get("failed", 0) for by in counts.values())
 if failed_total:
     with st.expander(f"{failed_total:,} proposal(s) failed: why, and asking again", expanded=False):
-        with ctx.ws.store.read() as con:
-            reasons = failure_reasons(con, it)
+        reasons = resources.failure_reasons(ctx.root, it, ctx.version)
         st.dataframe(pd.DataFrame({"reason": [r or "-" for r in reasons], "proposals": list(reasons.values())}),
                      hide_index=True, width="stretch", height=min(36 * (len(reasons) + 1) + 4, 320))
         if any("token limit" in (r or "") for r in reasons):
@@ -72,8 +69,7 @@ def decide(action: str, proposal_id: str, seen: str | None = None, **fields) -> 
     """Record a decision. `seen` is the status the page showed: a click that reaches the server
     after the page moved on (a stale button under load) must not overturn a newer decision."""
     if seen is not None:
-        with ctx.ws.store.read() as con:
-            now = proposal_states(con, [proposal_id]).get(proposal_id, (seen, 0))[0]
+        now = resources.proposal_status(ctx.root, proposal_id) or seen
         if now != seen:
             st.session_state["review_error"] = (f"Proposal {proposal_id} is already {now}: nothing "
                                                 "changed. Decide it again if you meant to.")
@@ -161,8 +157,7 @@ def render_one() -> None:
         ids = json.loads(row.get("neighbour_ids") or "[]")
         if ids:
             with st.expander(f"Written from the sparse sample and its {len(ids)} neighbours"):
-                with ctx.ws.store.read() as con:
-                    neighbours = sample_signals(con, it, ids)
+                neighbours = resources.sample_signals(ctx.root, it, tuple(ids), ctx.version)
                 for i, nb in enumerate(neighbours.to_dict("records"), start=1):
                     render_sample_text(f"Neighbour {i}", nb)
     else:

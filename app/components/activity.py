@@ -12,7 +12,8 @@ import streamlit as st
 
 from app import state
 from app.components.common import render_error
-from app.components.jobs import ACTIVE, POLL_S, jobs_module, render_job_status
+from app.components.jobs import ACTIVE, POLL_S, render_job_status
+from middo_core.jobs import cancel_job, job_status, list_jobs
 
 SIGNATURE_KEY = "activity_signature"
 KIND_LABELS = {
@@ -33,11 +34,8 @@ FIRST_ITERATION_NOTE = ("This demo workspace had nothing done yet, so the Studio
 def render_activity(ctx: state.Context) -> None:
     """The banner (nothing when no run is active), after starting iteration 0 where it is due."""
     _autostart(ctx)
-    jobs = jobs_module()
-    if jobs is None:
-        return
     try:
-        active = [r["id"] for r in jobs.list_jobs(ctx.ws, 20) if r["status"] in ACTIVE]
+        active = [r["id"] for r in list_jobs(ctx.ws, 20) if r["status"] in ACTIVE]
     except Exception as exc:  # a busy or damaged store must not take every page down
         render_error(exc, "Could not read the background runs")
         return
@@ -66,11 +64,10 @@ def _autostart(ctx: state.Context) -> None:
 def _banner(ctx: state.Context, run_ids: tuple[str, ...]) -> None:
     @st.fragment(run_every=POLL_S)
     def banner() -> None:
-        jobs = jobs_module()
         statuses = []
         for run_id in run_ids:
             try:
-                statuses.append(jobs.job_status(ctx.ws, run_id))
+                statuses.append(job_status(ctx.ws, run_id))
             except Exception as exc:
                 render_error(exc, "Could not read the job's progress")
                 return
@@ -98,7 +95,7 @@ def _render_run(ctx: state.Context, status: dict) -> None:
     if status.get("status") in ACTIVE and st.button("Cancel", key=f"activity_cancel_{run_id}",
                                                     icon=":material/cancel:"):
         try:
-            jobs_module().cancel_job(ctx.ws, run_id)
+            cancel_job(ctx.ws, run_id)
         except Exception as exc:
             render_error(exc, "Could not cancel the job")
         else:

@@ -1,9 +1,6 @@
-"""Small render helpers shared by the pages: formatting, errors as sentences, optional features."""
+"""Small render helpers shared by the pages: formatting, errors as sentences."""
 
 from __future__ import annotations
-
-import importlib
-from types import ModuleType
 
 import streamlit as st
 
@@ -27,21 +24,6 @@ def render_error(exc: BaseException, doing: str = "") -> None:
     """An error as one sentence (the library's messages already name file, row and field)."""
     text = str(exc).strip() or type(exc).__name__
     st.error(f"{doing}: {text}" if doing else text, icon=":material/error:")
-
-
-def optional(module: str) -> ModuleType | None:
-    """A library module that may not be part of this build yet."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None  # the module itself is absent; a broken import inside it still raises
-        raise
-
-
-def render_missing(feature: str) -> None:
-    st.warning(f"{feature} is not available in this installation of Middo Studio.",
-               icon=":material/construction:")
 
 
 DASH = "–"

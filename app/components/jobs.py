@@ -9,43 +9,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import state
-from app.components.common import optional, render_error, render_missing
-from middo_core.store.views import latest_run
+from app import resources, state
+from app.components.common import render_error
+from middo_core.jobs import start_job
 
 ACTIVE = ("queued", "running")
 POLL_S = 1.0
 
 
-def jobs_module():
-    module = optional("middo_core.jobs")
-    return module if module is not None and hasattr(module, "start_job") else None
-
-
-def kind_available(kind: str) -> bool:
-    """Whether this installation can run `kind` in the background."""
-    jobs = jobs_module()
-    if jobs is None:
-        return False
-    if not hasattr(jobs, "get_job_kind"):
-        return True
-    try:
-        jobs.get_job_kind(kind)
-    except Exception:
-        return False
-    return True
-
-
 def start_job_button(ctx: state.Context, kind: str, label: str, args: dict | None = None,
                      key: str | None = None, disabled: bool = False, help: str | None = None) -> None:
-    jobs = jobs_module()
-    if jobs is None or not kind_available(kind):  # visible, but this build cannot run it
-        st.button(label, key=key or f"start_{kind}", disabled=True,
-                  help=f"Running '{kind}' in the background is not available in this installation")
-        return
     if st.button(label, key=key or f"start_{kind}", type="primary", disabled=disabled, help=help):
         try:
-            jobs.start_job(ctx.ws, kind, ctx.iteration, args or {})
+            start_job(ctx.ws, kind, ctx.iteration, args or {})
         except Exception as exc:
             render_error(exc, f"Could not start the {kind} job")
         else:
@@ -60,9 +36,7 @@ COVERS = {"first_iteration": ("train", "evaluate", "diagnose", "projection"),
 def active_run(ctx: state.Context, kinds: tuple[str, ...]) -> dict | None:
     """The newest run of `kinds` for this iteration, or of a kind that does their work."""
     wider = tuple(kinds) + tuple(k for k, covered in COVERS.items() if set(covered) & set(kinds))
-    with ctx.ws.store.read() as con:
-        run = latest_run(con, ctx.iteration, wider)
-    return run
+    return resources.latest_run(ctx.root, ctx.iteration, wider)
 
 
 def render_job_panel(ctx: state.Context, kinds: tuple[str, ...], key: str) -> bool:
@@ -79,8 +53,6 @@ def render_job_panel(ctx: state.Context, kinds: tuple[str, ...], key: str) -> bo
         elif run["status"] == "cancelled":
             st.caption(f"The last {run['kind']} job was cancelled.")
         return False
-    if not jobs_module():
-        render_missing("Following background jobs")
     return True
 
 

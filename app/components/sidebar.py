@@ -7,8 +7,8 @@ from pathlib import Path
 import streamlit as st
 
 from app import resources, state
-from app.components.common import optional, render_error
-from middo_core.store.iterations import STATUSES
+from app.components.common import render_error
+from middo_core.data.demo import create_demo_workspace
 from middo_core.workspace import STORE_FILE, init_workspace
 
 # Which page carries out a next action (matched on a word of the action's text).
@@ -44,12 +44,10 @@ def render_workspace_picker() -> None:
             else:
                 open_workspace_path(path)
                 st.rerun()
-        data = optional("middo_core.data.demo")
-        if data is not None and hasattr(data, "create_demo_workspace") and \
-                st.button("Create the demo workspace here", key="create_demo"):
+        if st.button("Create the demo workspace here", key="create_demo"):
             with st.spinner("Writing the demo dataset…"):
                 try:
-                    data.create_demo_workspace(Path(path))
+                    create_demo_workspace(Path(path))
                 except Exception as exc:
                     render_error(exc, "Could not create the demo workspace")
                 else:
@@ -59,11 +57,7 @@ def render_workspace_picker() -> None:
 
 def render_iteration_pickers(ctx_root: str) -> None:
     version = resources.store_version(ctx_root)
-    ws = resources.workspace(ctx_root, version)
-    from middo_core.store.views import iteration_numbers
-
-    with ws.store.read() as con:
-        numbers = iteration_numbers(con)
+    numbers = resources.iteration_numbers(ctx_root, version)
     if not numbers:
         st.caption("No dataset yet: import one on the Data page.")
         numbers = [0]
@@ -78,13 +72,7 @@ def render_iteration_pickers(ctx_root: str) -> None:
 
 
 def _step_states(ctx: state.Context) -> dict[str, bool]:
-    cached = resources.loop_state(ctx.root, ctx.iteration, ctx.version)
-    if cached is not None:
-        return cached[0]
-    status = resources.status(ctx.root, ctx.version)
-    record = next((r for r in status["iterations"] if r["number"] == ctx.iteration), None)
-    reached = STATUSES.index(record["status"]) if record and record["status"] in STATUSES else 0
-    return {name: i <= reached for i, name in enumerate(STATUSES) if name != "created"}
+    return resources.loop_state(ctx.root, ctx.iteration, ctx.version)[0]
 
 
 def render_stepper(ctx: state.Context, pages: dict) -> None:
@@ -108,7 +96,7 @@ def _next_action(ctx: state.Context, pending: str | None) -> str | None:
         cached = resources.loop_state(ctx.root, ctx.iteration, ctx.version)
     except Exception as exc:  # the stepper never breaks a page
         return f"unknown ({exc})"
-    return cached[1] if cached is not None else pending
+    return cached[1]
 
 
 def render_sidebar(pages: dict) -> None:

@@ -10,7 +10,6 @@ import pytest
 from browser import chromium_missing, chromium_page, shot, studio_server, wait_idle
 
 from middo_core.data import import_file
-from middo_core.diagnose import diagnose
 from middo_core.store.iterations import get_iteration
 from middo_core.store.proposals import put_proposals
 
@@ -31,16 +30,6 @@ def browser_ready():
 def read_one(ws, sql: str, params: list):
     with ws.store.read() as con:  # waits while the Studio holds the file
         return con.execute(sql, params).fetchall()
-
-
-def diagnose_job_available() -> bool:
-    try:
-        from middo_core.jobs import get_job_kind
-
-        get_job_kind("diagnose")
-    except Exception:  # no job runner, or no diagnose kind registered in this build
-        return False
-    return True
 
 
 def assert_inert(page) -> None:
@@ -91,11 +80,7 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
         wait_idle(page)
         page.get_by_text("No diagnosis yet for iteration 0").wait_for()
         shot(page, "01-diagnose-empty")
-        if diagnose_job_available():  # the Studio's own button starts the diagnosis as a background job
-            page.get_by_role("button", name="Diagnose D(0)").click()
-        else:  # no job runner in this build: the same library call, made by the test
-            diagnose(ws, 0, signals=("complexity", "diversity"))
-            page.reload()
+        page.get_by_role("button", name="Diagnose D(0)").click()  # a background job
         page.get_by_text("Union flagged").wait_for(timeout=240_000)
         wait_idle(page)
         shot(page, "02-diagnose")
