@@ -1,14 +1,17 @@
-"""Diagnosis of one dataset version: every sample of D(i) gets its complexity, diversity and quality.
+"""Diagnosis of one dataset version: every sample of D(i) gets the signals asked for.
 
-Models: L_pre under the base model (workspace config base_model); L_post, the embeddings and the
-self-judgement under the model fine-tuned on D(i) (the iteration's checkpoint, or the base model
-when there is none yet: the report and the iteration record say so). Order of work:
-  1. post model: one pass gives loss_post and the embeddings (and the judge runs while it is loaded)
-  2. base model: loss_pre (all cache hits when the post model is the base model)
-  3. kNN over the embeddings -> diversity and neighbours
-  4. one transaction writes the signal rows and marks the iteration 'diagnosed'
-  5. up to AUTO_MAP_LIMIT samples, the UMAP map of the embeddings (middo_core.projections): the
-     distributions can be read while it is drawn, and a map that fails leaves the diagnosis done
+Models, by role: "base" (workspace config base_model) gives L_pre; "post" (the model fine-tuned on
+D(i): the iteration's checkpoint, or the base model when there is none yet: the report and the
+iteration record say so) gives L_post, the embeddings and, as "judge" unless signals.judge_model
+names another, the self-judgement. Each registered signal (middo_core.signals.base) says which
+shared passes it reads or computes its own rows. Order of work:
+  1. per model (post, judge, base), its distinct shared passes, then the signals computed under it:
+     one post pass gives loss_post and the embeddings, and the judge runs while it is loaded
+  2. each signal's columns from the passes it read (diversity: kNN over the embeddings)
+  3. one transaction writes the signal rows and marks the iteration 'diagnosed'
+  4. when the embeddings were read, up to AUTO_MAP_LIMIT samples, the UMAP map
+     (middo_core.projections): the distributions can be read while it is drawn, and a map that
+     fails leaves the diagnosis done
 Model-computed values come from the signal cache when present and are checkpointed into it as
 batches finish, so a rerun is instant and an interrupted run resumes.
 """
@@ -17,32 +20,30 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from middo_core.config import SignalsConfig
 from middo_core.executors.base import Executor
+from middo_core.models.source import ModelSource
 from middo_core.progress import Cancelled, ProgressFn, report
 from middo_core.projections import AUTO_MAP_LIMIT, ensure_projection, load_projection
 from middo_core.sample import Sample
-from middo_core.signals.base import SIGNAL_NAMES
-from middo_core.signals.complexity import ComplexitySignal, ModelSource
-from middo_core.signals.diversity import DiversitySignal, embeddings_meta, save_embeddings
+from middo_core.signals.base import SIGNAL_NAMES, LossPass, Signal, registered
+from middo_core.signals.complexity import STAGE_POST, STAGE_PRE
+from middo_core.signals.diversity import embeddings_meta, save_embeddings
+from middo_core.signals.passes import LossSettings, PassResult, SignalWork, loss_pass, response_only
 from middo_core.store.iterations import get_iteration, upsert_iteration
 from middo_core.store.samples import dataset, row_to_sample
 from middo_core.store.signals import write_signals
 from middo_core.workspace import Workspace
 
-STAGE_POST = "post model: loss and embeddings"
-STAGE_PRE = "complexity: loss under the base model"
-STAGE_KNN = "diversity: nearest neighbours"
-STAGE_QUALITY = "quality: self-judgement"
+__all__ = ["STAGE_POST", "STAGE_PRE", "DiagnoseError", "DiagnoseReport", "diagnose"]
 STAGE_WRITE = "writing signals"
 STAGE_MAP = "map: UMAP projection"
-QUALITY_CHUNK = 64  # samples judged between cache checkpoints
+ROLES = ("post", "judge", "base")  # the order models are read in
 
 log = logging.getLogger("middo.diagnose")
 
@@ -75,6 +76,7 @@ class DiagnoseReport:
     # {"drawn": False, "reason"} when it was not (too many samples, or the error that stopped it)
     map: dict[str, Any] = field(default_factory=dict)
     executor: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)  # other signals' describe()
     seconds: float = 0.0
 
     @property
@@ -91,6 +93,8 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
              faithful: bool | None = None, map_limit: int = AUTO_MAP_LIMIT) -> DiagnoseReport:
     """Compute and store the signals of D(iteration); see the module docstring.
 
+    signals: names of registered signals (middo_core.signals.base.SIGNALS).
+
     map_limit: the most samples whose UMAP map is drawn with the diagnosis (a larger D(i) gets
     its map from the Map page's button).
 
@@ -100,9 +104,10 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
     executor: where the model passes run (default: in this process; `make_executor("ray", ...)`
     spreads them over a Ray cluster). Values and the stored rows are the same either way."""
     started = time.perf_counter()
-    unknown = [s for s in signals if s not in SIGNAL_NAMES]
+    known = registered()
+    unknown = [s for s in signals if s not in known.names()]
     if unknown or not signals:
-        raise DiagnoseError(f"unknown signals {unknown or '(none)'}: choose from {', '.join(SIGNAL_NAMES)}")
+        raise DiagnoseError(f"unknown signals {unknown or '(none)'}: choose from {', '.join(known.names())}")
     cfg = ws.config.signals
     if faithful is not None:
         cfg = cfg.model_copy(update={"faithful": faithful})
@@ -123,63 +128,149 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
 
         executor = LocalExecutor()
     out.executor = executor.describe()
-    loss_pass = ComplexitySignal(prompt_format=cfg.prompt_format, max_len=cfg.max_len,
-                                 batch_tokens=cfg.batch_size * 512)
-    columns: dict[str, Any] = {"sample_id": ids}
-    flags: dict[str, dict] = {}
+    models = {"base": base, "post": post, "judge": cfg.judge_model or post}
+    chosen = [known.get(name).from_config(cfg) for name in signals]
+    if any(s.role == "judge" or any(p.role == "judge" for p in s.inputs().values())
+           for s in chosen):
+        out.judge_model = models["judge"]
+    run = _Run(ws, samples, source, executor, progress, out, LossSettings.from_config(cfg))
 
-    if "complexity" in signals or "diversity" in signals:
-        post_res = loss_pass.run(ws, post, samples, source, with_embeddings="diversity" in signals,
-                                 progress=progress, stage=STAGE_POST, executor=executor)
-        _count(out, "post", post_res)
-        flags = post_res.loss
-        if "complexity" in signals:
-            columns["loss_post"] = [post_res.loss[i]["loss"] for i in ids]
-    if "quality" in signals and cfg.quality_mode == "pmi":
-        columns.update(_pmi_quality(ws, cfg, samples, cfg.judge_model or post, source, out,
-                                    progress, executor, loss_pass))
-    elif "quality" in signals:
-        columns.update(_quality(ws, cfg, samples, cfg.judge_model or post, source, out, progress,
-                                executor))
-    if "complexity" in signals:
-        pre_res = loss_pass.run(ws, base, samples, source, progress=progress, stage=STAGE_PRE,
-                                executor=executor)
-        _count(out, "base", pre_res)
-        columns["loss_pre"] = [pre_res.loss[i]["loss"] for i in ids]
-        flags = flags or pre_res.loss
+    passes = _plan(chosen)  # (role, response_only) -> the merged pass
+    results: dict[tuple[str, bool], PassResult] = {}
+    own: dict[str, dict[str, dict]] = {}
+    stats: dict[str, dict[str, float]] = {}
+    for model in dict.fromkeys(models[r] for r in ROLES):
+        for where, spec in passes.items():
+            if models[spec.role] == model:
+                results[where] = run.loss(model, spec)
+        for signal in chosen:
+            if not signal.inputs() and signal.role and models[signal.role] == model:
+                own[signal.name], stats[signal.name] = run.own(signal, model)
+    for signal in chosen:  # signals that need no model
+        if not signal.inputs() and not signal.role:
+            own[signal.name], stats[signal.name] = run.own(signal, None)
     source.release()
-    if "diversity" in signals:
-        matrix = np.stack([post_res.embedding[i] for i in ids])
-        div = DiversitySignal(k=cfg.k, backend=cfg.knn_backend)
-        frame, knn = div.compute(ids, matrix, progress=_stage(progress, STAGE_KNN))
-        out.knn = {"backend": knn.backend, "exact": knn.exact, "recall": knn.recall, "k": cfg.k,
-                   **knn.params}
-        for col in ("diversity", "neighbours", "neighbour_sims"):
-            columns[col] = frame[col].tolist()
-        previous = embeddings_meta(ws, iteration) or {}  # read before this diagnosis replaces it
-        same_vectors = previous.get("vectors") == post_res.embedding_key
-        path = save_embeddings(ws, iteration, ids, post_res.embedding_key, matrix.shape[1], {
-            "model": post, "fingerprint": post_res.fingerprint, "prompt_format": cfg.prompt_format,
-            "max_len": cfg.max_len, "pooling": "mean of the last hidden layer over instruction+input"})
-        out.embeddings_path = str(path)
+
+    columns: dict[str, Any] = {"sample_id": ids}
+    for signal in chosen:
+        if signal.inputs():
+            got = {name: results[(p.role, p.response_only)]
+                   for name, p in signal.inputs().items()}
+            columns.update(signal.from_inputs(ids, got, _stage(progress, signal.stage)))
+        else:
+            columns.update({c: [own[signal.name][i].get(c) for i in ids] for c in signal.columns})
+        _describe(out, signal, signal.describe(stats.get(signal.name, {})))
+    flags = next((results[w].loss for w, p in passes.items()
+                  if p.role in ("post", "base") and not p.response_only), None)
     if flags:
         columns["truncated"] = [bool(flags[i]["truncated"]) for i in ids]
         columns["empty_response"] = [bool(flags[i]["empty"]) for i in ids]
         out.truncated = int(sum(columns["truncated"]))
         out.empty_responses = int(sum(columns["empty_response"]))
+    embedded = next((results[w] for w, p in passes.items() if p.embeddings), None)
+    if embedded is not None:
+        matrix = embedded.matrix(ids)
+        previous = embeddings_meta(ws, iteration) or {}  # read before this diagnosis replaces it
+        same_vectors = previous.get("vectors") == embedded.embedding_key
+        path = save_embeddings(ws, iteration, ids, embedded.embedding_key, matrix.shape[1], {
+            "model": post, "fingerprint": embedded.fingerprint, "prompt_format": cfg.prompt_format,
+            "max_len": cfg.max_len, "pooling": "mean of the last hidden layer over instruction+input"})
+        out.embeddings_path = str(path)
     out.seconds = round(time.perf_counter() - started, 3)
     report(progress, STAGE_WRITE, 0, 1)
+    signal_of = {c: s.name for s in chosen for c in s.columns}
     with ws.store.write() as con:  # every row of this diagnosis, or none
-        write_signals(con, iteration, pd.DataFrame(columns))
+        write_signals(con, iteration, pd.DataFrame(columns), signal_of)
         upsert_iteration(con, iteration, status="diagnosed", k=cfg.k, base_model=base, counts={
             "diagnosis": out.to_dict(), "post_model_is_base": out.post_model_is_base,
             "diagnosed_with": post})
     report(progress, STAGE_WRITE, 1, 1)
-    if "diversity" in signals:
+    if embedded is not None:
         out.map = _draw_map(ws, iteration, ids, matrix, same_vectors, map_limit, progress)
         with ws.store.write() as con:
             upsert_iteration(con, iteration, counts={"diagnosis": out.to_dict()})
     return out
+
+
+def _plan(chosen: list[Signal]) -> dict[tuple[str, bool], LossPass]:
+    """The distinct shared passes the signals read, keyed by (role, response_only): a request
+    for embeddings or last_nll widens the pass another signal asked for (the first names it).
+    Two roles naming one model are two passes, the second served from the cache."""
+    passes: dict[tuple[str, bool], LossPass] = {}
+    for signal in chosen:
+        for spec in signal.inputs().values():
+            where = (spec.role, spec.response_only)
+            have = passes.get(where)
+            passes[where] = spec if have is None else replace(
+                have, embeddings=have.embeddings or spec.embeddings,
+                last_nll=have.last_nll or spec.last_nll)
+    return passes
+
+
+@dataclass
+class _Run:
+    """Runs the passes of one diagnosis through its executor and counts them in its report."""
+
+    ws: Workspace
+    samples: dict[str, Sample]
+    source: ModelSource
+    executor: Executor
+    progress: ProgressFn | None
+    out: DiagnoseReport
+    settings: LossSettings
+
+    def loss(self, model: str, spec: LossPass) -> PassResult:
+        samples, ids_of = (response_only(self.samples) if spec.response_only
+                           else (self.samples, {}))
+
+        def run_work(work, ids, batch, sink):
+            return self.executor.map(self.ws, work, ids, batch, self.source, sink,
+                                     progress=self.progress, stage=spec.stage)
+
+        res = loss_pass(self.ws, self.settings, model, samples, self.source, run_work,
+                        with_embeddings=spec.embeddings, need_last_nll=spec.last_nll)
+        res.ids_of = ids_of
+        label = spec.label or spec.role
+        self._count(label, res.computed, res.stats.get("tokens", 0), res.stats.get("batches", 0))
+        return res
+
+    def own(self, signal: Signal, model: str | None) -> tuple[dict[str, dict], dict[str, float]]:
+        """A signal's own rows: from the cache, the rest computed under `model`."""
+        from middo_core.models.loader import model_fingerprint
+        from middo_core.store.signals import get_cached
+
+        ids = list(self.samples)
+        key = signal.key(model_fingerprint(model) if model else "")
+        with self.ws.store.read() as con:
+            values = get_cached(con, signal.name, key, ids)
+        todo = [i for i in ids if i not in values]
+        stage = signal.stage or signal.name
+        report(self.progress, stage, len(ids) - len(todo), len(ids))
+        stats: dict[str, float] = {}
+        if todo:
+            work = SignalWork(signal, model, key)
+            stats = self.executor.map(
+                self.ws, work, todo, [self.samples[i] for i in todo], self.source,
+                lambda rows: values.update(rows.cache_rows()), progress=self.progress,
+                stage=stage, done_before=len(ids) - len(todo))
+        self._count(signal.name, len(todo), stats.get("tokens", 0), stats.get("forward_calls", 0))
+        return values, stats
+
+    def _count(self, label: str, computed: int, tokens: float, calls: float) -> None:
+        out = self.out
+        out.computed[label] = out.computed.get(label, 0) + int(computed)
+        out.tokens[label] = out.tokens.get(label, 0) + int(tokens)
+        out.forward_calls[label] = out.forward_calls.get(label, 0) + int(calls)
+
+
+def _describe(out: DiagnoseReport, signal: Signal, info: dict[str, Any]) -> None:
+    covered = info.pop("covered", None)
+    if covered is not None:
+        out.covered[signal.name] = covered
+    if signal.report_field:
+        setattr(out, signal.report_field, info)
+    elif info:
+        out.details[signal.name] = info
 
 
 def _draw_map(ws: Workspace, iteration: int, ids: list[str], matrix: np.ndarray, same_vectors: bool,
@@ -213,82 +304,8 @@ def _cancelled(exc: BaseException | None) -> bool:
     return False
 
 
-def _count(out: DiagnoseReport, name: str, res) -> None:
-    out.computed[name] = res.computed
-    out.tokens[name] = res.stats.tokens
-    out.forward_calls[name] = res.stats.batches
-
-
 def _stage(progress: ProgressFn | None, stage: str) -> ProgressFn | None:
     """Relabel a callee's progress events with this diagnosis's stage name."""
     if progress is None:
         return None
     return lambda ev: progress(type(ev)(stage, ev.done, ev.total, ev.message))
-
-
-def _pmi_quality(ws: Workspace, cfg: SignalsConfig, samples: dict[str, Sample], judge: str,
-                 source: ModelSource, out: DiagnoseReport, progress: ProgressFn | None,
-                 executor: Executor, loss_pass: ComplexitySignal) -> dict[str, list]:
-    """quality_mode pmi: two loss passes of the judge, both in the loss cache. The conditional one
-    is the complexity signal's loss under the judge (already cached when the judge is the post
-    model); the other scores each response after an empty user turn (its own sample id)."""
-    from middo_core.executors.work import finite
-    from middo_core.signals.judge_pmi import STAGE, end_logprob, pmi_frame, unconditioned
-    from middo_core.signals.quality import QualitySignal
-    from middo_core.store.signals import QUALITY_COLUMNS
-
-    out.judge_model = judge
-    ids = list(samples)
-    bare = {sid: unconditioned(s) for sid, s in samples.items()}
-    cond = loss_pass.run(ws, judge, samples, source, progress=progress, stage=STAGE,
-                         executor=executor, need_last_nll=True)
-    uncond = loss_pass.run(ws, judge, {b.id: b for b in bare.values()}, source,
-                           progress=progress, stage=STAGE, executor=executor)
-    frame = pmi_frame(
-        ids, [(cond.loss[i]["loss"], end_logprob(cond.loss[i]["loss"], cond.loss[i]["last_nll"],
-                                                 cond.loss[i]["truncated"])) for i in ids],
-        [uncond.loss[bare[i].id]["loss"] for i in ids])
-    out.computed["quality"] = cond.computed + uncond.computed
-    out.covered["quality"] = len(ids) + len({b.id for b in bare.values()})
-    out.tokens["quality"] = cond.stats.tokens + uncond.stats.tokens
-    out.forward_calls["quality"] = cond.stats.batches + uncond.stats.batches
-    signal = QualitySignal(mode="pmi", max_len=cfg.max_len, prompt_format=cfg.prompt_format)
-    out.quality = {"mode": "pmi", "faithful": cfg.faithful, "template_hash": signal.template_hash(),
-                   "unparseable": 0}
-    return {c: [finite(frame.at[i, c]) if c in frame else None for i in ids]
-            for c in QUALITY_COLUMNS}
-
-
-def _quality(ws: Workspace, cfg: SignalsConfig, samples: dict[str, Sample], judge: str,
-             source: ModelSource, out: DiagnoseReport, progress: ProgressFn | None,
-             executor: Executor) -> dict[str, list]:
-    """The six ratings and quality per sample: cached by (judge fingerprint, templates, params)."""
-    try:
-        from middo_core.signals.quality import QualitySignal
-    except ImportError as exc:
-        raise DiagnoseError("the quality signal is not available in this installation") from exc
-    from middo_core.models.loader import model_fingerprint
-    from middo_core.signals.base import cache_key
-    from middo_core.store.signals import QUALITY_COLUMNS, get_cached
-
-    signal = QualitySignal(mode=cfg.quality_mode, faithful=cfg.faithful, max_len=cfg.max_len,
-                           prompt_format=cfg.prompt_format, batch_size=cfg.batch_size)
-    out.judge_model = judge
-    params = signal.model_dump(mode="json", exclude={"name", "batch_size", "endpoint_concurrency",
-                                                     "endpoint_timeout_s"})
-    key = cache_key("quality", model_fingerprint(judge), signal.template_hash(), params)
-    ids = list(samples)
-    with ws.store.read() as con:
-        values = get_cached(con, "quality", key, ids)
-    todo = [i for i in ids if i not in values]
-    chunk = max(QUALITY_CHUNK, cfg.batch_size)
-    report(progress, STAGE_QUALITY, len(ids) - len(todo), len(ids))
-    stats = executor.judge(ws, signal, judge, todo, [samples[i] for i in todo], source, key,
-                           values.update, chunk, progress=progress, stage=STAGE_QUALITY,
-                           done_before=len(ids) - len(todo)) if todo else None
-    out.computed["quality"] = len(todo)
-    out.tokens["quality"] = stats.tokens if stats else 0
-    out.forward_calls["quality"] = stats.forward_calls if stats else 0
-    out.quality = {"mode": cfg.quality_mode, "faithful": cfg.faithful, "template_hash":
-                   signal.template_hash(), "unparseable": stats.unparseable if stats else 0}
-    return {c: [values[i][c] for i in ids] for c in QUALITY_COLUMNS}

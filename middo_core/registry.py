@@ -23,6 +23,10 @@ class Registry(Generic[T]):
         self._items[name] = cls
         return cls
 
+    def unregister(self, name: str) -> None:
+        """Forget `name` (tests that register a class of their own)."""
+        self._items.pop(name, None)
+
     def get(self, name: str) -> type[T]:
         try:
             return self._items[name]

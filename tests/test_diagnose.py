@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from middo_core.diagnose import STAGE_POST, DiagnoseError, diagnose
+from middo_core.models.source import ModelSource
 from middo_core.progress import Cancelled
 from middo_core.sample import Sample
-from middo_core.signals.complexity import ModelSource
 from middo_core.signals.diversity import load_embeddings
 from middo_core.store.iterations import get_iteration, upsert_iteration
 from middo_core.store.samples import insert_samples, samples_frame, set_members

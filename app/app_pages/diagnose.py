@@ -12,6 +12,7 @@ from app.components.selection import (
     m_key,
     render_axis,
     render_loss_scatter,
+    render_other_signals,
     render_quality_metrics,
     render_strip,
 )
@@ -108,6 +109,8 @@ if "quality" in axes:  # the six ratings do not depend on m: drawn outside the s
     with st.expander("Quality: the six metrics", expanded=False):
         render_quality_metrics(ctx.root, it, ctx.compare, ctx.version)
         render_drilldown(ctx, METRIC_CHARTS, current_selection(), table)
+
+render_other_signals(ctx.root, it, ctx.compare, ctx.version)  # any registered signal's columns
 
 if record.get("counts", {}).get("selection"):
     st.divider()

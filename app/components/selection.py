@@ -101,3 +101,21 @@ def render_quality_metrics(root: str, iteration: int, compare: int | None, versi
             fig = histogram_figure(f"{col.replace('_', ' ')}, iteration {iteration}", "rating 0-10",
                                    hists[col], iteration, compare, height=200)
             render_histogram(fig, col, iteration, compare, METRIC_BINS, METRIC_CHARTS)
+
+
+def render_other_signals(root: str, iteration: int, compare: int | None, version: int) -> None:
+    """A histogram per numeric column of the signals beyond the three axes (registered signals)."""
+    from middo_core.store.signals import extra_columns
+
+    frame = resources.signals(root, iteration, version)[0]
+    present = tuple(c for c in extra_columns(frame) if frame[c].notna().any())
+    if not present:
+        return
+    st.subheader("Other signals")
+    hists = resources.histograms(root, iteration, compare, version, present, bins=AXIS_BINS)
+    cols = st.columns(min(3, len(present)))
+    for i, col in enumerate(present):
+        with cols[i % len(cols)]:
+            fig = histogram_figure(f"{col.replace('_', ' ')}, iteration {iteration}", col,
+                                   hists[col], iteration, compare, height=220)
+            render_figure(fig, key=f"other_{col}_{iteration}")

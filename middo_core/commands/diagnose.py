@@ -70,13 +70,14 @@ def register(app: typer.Typer) -> None:
         """Compute complexity, diversity and quality for every sample (cached; Ctrl-C, then rerun, resumes)."""
         from middo_core.diagnose import DiagnoseError
         from middo_core.diagnose import diagnose as run_diagnose
-        from middo_core.signals.base import SIGNAL_NAMES
+        from middo_core.signals.base import registered
 
         ws = workspace(directory)
         chosen = tuple(s.strip() for s in signals.split(",") if s.strip())
-        unknown = [s for s in chosen if s not in SIGNAL_NAMES]
+        known = registered().names()
+        unknown = [s for s in chosen if s not in known]
         if unknown or not chosen:
-            fail(f"unknown signal {', '.join(unknown) or '(none)'} (choose from {', '.join(SIGNAL_NAMES)})")
+            fail(f"unknown signal {', '.join(unknown) or '(none)'} (choose from {', '.join(known)})")
         it = latest_version(ws) if iteration is None else iteration
         if executor not in ("local", "ray"):
             fail(f"unknown executor '{executor}' (use local or ray)")

@@ -4,7 +4,8 @@
     with make_executor("ray", address="auto", actors=8, gpus_per_actor=1) as ex:
         diagnose(ws, 0, executor=ex)
 
-Both run the same signal classes and functions (middo_core.executors.work); Ray is imported only
+Both run any work object (middo_core.signals.passes has the loss pass and a signal's own compute)
+the same way, knowing no signal by name; Ray is imported only
 when a Ray executor starts working.
 """
 

@@ -1,10 +1,18 @@
-"""The executor contract: where the model passes of a diagnosis (and refinement calls) run.
+"""The executor contract: where work runs, knowing no signal by name.
 
-An executor is handed work the caller could not serve from the cache and must (1) compute it with
-the shared functions of middo_core.executors.work, (2) persist it into the workspace's signal cache
-(the store stays the single source of truth), and (3) hand the rows to `sink` so the caller has
-them in memory. `local` does this in this process, batch by batch; `ray` spreads it over the
-actors of a Ray cluster, which write Parquet shards that one short transaction ingests.
+`map(ws, work, ids, samples, source, sink)` runs any work object over the samples the caller
+could not serve from the cache, and must (1) compute them with `work.run`, (2) persist the rows
+into the workspace's signal cache under (work.namespace, work.key), and embeddings, when the work
+has a `vector_key`, into the vector cache (the store stays the single source of truth), and (3)
+hand the rows to `sink` so the caller has them in memory. `local` does this in this process as
+rows finish; `ray` cuts the samples into `work.tasks(...)` and runs them on a pool of actors that
+write Parquet shards, which one short transaction ingests.
+
+A work object (middo_core.signals.passes has the two kinds) is picklable and has:
+    model_name, namespace, key, vector_key (str | None)
+    load(source) -> model                         # once per process or actor
+    tasks(samples, source, size) -> [[positions]]  # how to cut the samples into tasks
+    run(model, ids, samples, emit, progress) -> {counter: number}   # emit(CacheRows) as rows finish
 """
 
 from __future__ import annotations
@@ -13,36 +21,31 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from middo_core.executors.work import JudgeStats, LossRows
-from middo_core.progress import ProgressFn
+from middo_core.models.source import ModelSource
+from middo_core.progress import Progress, ProgressFn
 from middo_core.registry import Registry
 from middo_core.sample import Sample
-from middo_core.signals.forward import PassStats
+from middo_core.store.signals import CacheRows
 from middo_core.workspace import Workspace
 
-LossSink = Callable[[LossRows], None]
-JudgeSink = Callable[[list[tuple[str, dict]]], None]
+Sink = Callable[[CacheRows], None]
 
 
 class Executor(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def loss_pass(self, ws: Workspace, signal, model_name: str, ids: list[str],
-                  samples: list[Sample], source, keys: tuple[str, str], with_embeddings: bool,
-                  sink: LossSink, progress: ProgressFn | None = None,
-                  stage: str = "loss") -> PassStats:
-        """Losses (and embeddings) of `samples` under `model_name`, cached under keys
-        (loss key, embedding key). signal: a ComplexitySignal; source: a ModelSource."""
+    def map(self, ws: Workspace, work: Any, ids: list[str], samples: list[Sample],
+            source: ModelSource, sink: Sink, progress: ProgressFn | None = None,
+            stage: str = "", done_before: int = 0) -> dict[str, float]:
+        """Run `work` over `samples` (see the module docstring); returns its summed counters.
+        done_before: samples the caller served from the cache (progress counts them as done)."""
 
-    @abstractmethod
-    def judge(self, ws: Workspace, signal, judge_model: str, ids: list[str],
-              samples: list[Sample], source, key: str, sink: JudgeSink, chunk: int,
-              progress: ProgressFn | None = None, stage: str = "quality",
-              done_before: int = 0) -> JudgeStats:
-        """The six ratings and quality of `samples`, cached under `key`, judged `chunk` samples
-        at a time (signal: a QualitySignal). done_before: samples served from the cache (progress
-        counts them as done)."""
+    def refine(self, ws: Workspace, jobs: list, runner, rep, opts,
+               progress: ProgressFn | None = None, stage: str = "refine") -> list[dict]:
+        """Run refinement jobs on the executor's workers; returns the rows not yet stored.
+        Executors that run in this process leave refinement to refine.pipeline."""
+        raise NotImplementedError(f"the {self.name} executor runs no refinement of its own")
 
     def describe(self) -> dict[str, Any]:
         return {"executor": self.name}
@@ -55,6 +58,20 @@ class Executor(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def relabel(progress: ProgressFn | None, stage: str, done_before: int) -> ProgressFn | None:
+    """A work's progress events under `stage`, counting `done_before` samples as done."""
+    if progress is None:
+        return None
+    return lambda ev: progress(Progress(stage, done_before + ev.done, done_before + ev.total,
+                                        ev.message))
+
+
+def add_counters(total: dict[str, float], part: dict[str, Any]) -> None:
+    for name, value in part.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            total[name] = total.get(name, 0) + value
 
 
 EXECUTORS: Registry[Executor] = Registry("executor")

@@ -3,9 +3,9 @@
     with make_executor("ray", address="auto", actors=8, gpus_per_actor=1) as ex:
         diagnose(ws, 0, executor=ex)
 
-The samples a pass must compute become tasks (`ray.data.from_items`), `map_batches` runs them on a
-pool of `actors` model replicas (classes in middo_core.executors.tasks: the model is loaded once
-per actor, then the same functions as in-process run), each task writes one Parquet shard under
+The samples a work object must compute become tasks (`ray.data.from_items`, cut by the work's
+`tasks`), `map_batches` runs them on a pool of `actors` model replicas (middo_core.executors.tasks:
+the model is loaded once per actor, then the same `work.run` as in-process), each task writes one Parquet shard under
 artifacts/shards/ (its embeddings go straight to the vector cache, artifacts/vectors/<key>/), and
 the driver ingests the shards in one transaction. Workers never open the DuckDB file. Progress is
 reported per finished task; a Cancelled from the progress callback stops the pipeline, and the
@@ -30,13 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from middo_core.executors import shards
-from middo_core.executors.base import EXECUTORS, Executor, JudgeSink, LossSink
-from middo_core.executors.tasks import JudgeActor, LossActor, plan_loss_tasks, task_rows
-from middo_core.executors.work import LOSS, JudgeStats, LossRows
+from middo_core.executors.base import EXECUTORS, Executor, Sink, add_counters
+from middo_core.executors.tasks import WorkActor, task_rows
+from middo_core.models.source import ModelSource
 from middo_core.progress import ProgressFn, report
 from middo_core.sample import Sample
-from middo_core.signals.forward import PassStats
+from middo_core.store.signals import CacheRows
 from middo_core.store.vectors import VectorCache, open_vectors, unpack
 from middo_core.workspace import Workspace
 
@@ -117,66 +119,38 @@ class RayExecutor(Executor):
 
     # --- the passes -------------------------------------------------------------------------
 
-    def loss_pass(self, ws: Workspace, signal, model_name: str, ids: list[str],
-                  samples: list[Sample], source, keys: tuple[str, str], with_embeddings: bool,
-                  sink: LossSink, progress: ProgressFn | None = None,
-                  stage: str = "loss") -> PassStats:
-        folder = shards.run_dir(ws, f"loss-{keys[0]}-{keys[1] if with_embeddings else 'noemb'}")
-        vectors = open_vectors(ws, keys[1]) if with_embeddings else None
-        emit = _loss_sink(sink, vectors)
+    def map(self, ws: Workspace, work: Any, ids: list[str], samples: list[Sample],
+            source: ModelSource, sink: Sink, progress: ProgressFn | None = None,
+            stage: str = "", done_before: int = 0) -> dict[str, float]:
+        run = f"{work.namespace}-{work.key}" + (f"-{work.vector_key}" if work.vector_key else "")
+        folder = shards.run_dir(ws, run)
+        vectors = open_vectors(ws, work.vector_key) if work.vector_key else None
+        emit = _emitter(work, sink, vectors)
         done = emit(shards.ingest(ws, folder))  # a stopped run's shards first
         todo = [i for i, sid in enumerate(ids) if sid not in done]
-        total = len(ids)
-        stats = PassStats()
+        total = done_before + len(ids)
+        counters: dict[str, float] = {}
         if not todo:
-            return stats
+            return counters
         report(progress, stage, total - len(todo), total)
-        plan = plan_loss_tasks([samples[i] for i in todo], source.tokenizer(model_name), signal,
-                               self.task_samples)
+        plan = work.tasks([samples[i] for i in todo], source, self.task_samples)
         rows = [task_rows(t, [ids[todo[p]] for p in part], [samples[todo[p]] for p in part])
                 for t, part in enumerate(plan)]
         self.connect()  # sizes the pool and resolves the device before the actors are described
-        actor_args = {"model_name": model_name, "device": self._device(ws), "keys": list(keys),
-                      "signal": signal.model_dump(mode="json"), "with_embeddings": with_embeddings,
+        actor_args = {"work": work, "device": self._device(ws),
                       "vector_dir": str(vectors.folder) if vectors and self.shared_storage else None}
         started = time.perf_counter()
         try:
-            for part in self._run(ws, LossActor, actor_args, rows, folder, progress, stage,
+            for part in self._run(ws, WorkActor, actor_args, rows, folder, progress, stage,
                                   total - len(todo), total, vectors):
-                for name in ("samples", "batches", "tokens", "padded_tokens", "response_tokens"):
-                    setattr(stats, name, getattr(stats, name) + int(part.get(name, 0)))
+                add_counters(counters, {k: v for k, v in part.items()
+                                        if k not in ("compute_s", "load_s", "seconds")})
         finally:
             emit(shards.ingest(ws, folder))
             if vectors is not None:
                 vectors.compact()  # one shard per task: merged here, once the workers are done
-        stats.seconds = time.perf_counter() - started
-        return stats
-
-    def judge(self, ws: Workspace, signal, judge_model: str, ids: list[str],
-              samples: list[Sample], source, key: str, sink: JudgeSink, chunk: int,
-              progress: ProgressFn | None = None, stage: str = "quality",
-              done_before: int = 0) -> JudgeStats:
-        folder = shards.run_dir(ws, f"quality-{key}")
-        done = _judge_emit(sink, shards.ingest(ws, folder))
-        todo = [i for i, sid in enumerate(ids) if sid not in done]
-        total = done_before + len(ids)
-        stats = JudgeStats()
-        if not todo:
-            return stats
-        # the in-process chunks: a sample is judged in the same batch either way
-        rows = [task_rows(t, [ids[i] for i in todo[s:s + chunk]], [samples[i] for i in todo[s:s + chunk]])
-                for t, s in enumerate(range(0, len(todo), chunk))]
-        self.connect()
-        actor_args = {"judge_model": judge_model, "device": self._device(ws), "key": key,
-                      "signal": signal.model_dump(mode="json")}
-        try:
-            for part in self._run(ws, JudgeActor, actor_args, rows, folder, progress, stage,
-                                  total - len(todo), total):
-                stats.add(JudgeStats(int(part.get("tokens", 0)), int(part.get("forward_calls", 0)),
-                                     int(part.get("unparseable", 0))))
-        finally:
-            _judge_emit(sink, shards.ingest(ws, folder))
-        return stats
+        counters["seconds"] = time.perf_counter() - started
+        return counters
 
     def refine(self, ws: Workspace, jobs: list, runner, rep, opts,
                progress: ProgressFn | None = None, stage: str = "refine") -> list[dict]:
@@ -248,7 +222,8 @@ class RayExecutor(Executor):
         Vectors that come back inline are written to `vectors` before the task's rows."""
         started = time.perf_counter()
         args = {**actor_args, "shard_dir": str(folder) if self.shared_storage else None}
-        run = {"actor": actor_cls.__name__, "tasks": len(rows), "samples": 0, "compute_s": 0.0,
+        work = actor_args.get("work")
+        run = {"actor": type(work).__name__ if work is not None else actor_cls.__name__, "tasks": len(rows), "samples": 0, "compute_s": 0.0,
                "load_s": 0.0, "first_result_s": None}
         self.last_runs.append(run)
         for out in self._pool(actor_cls, args, rows):
@@ -268,23 +243,17 @@ class RayExecutor(Executor):
             yield part
 
 
-def _loss_sink(sink: LossSink, vectors: VectorCache | None):
-    """Shard rows -> LossRows for the caller's sink, embeddings read back from `vectors` (None:
-    no embeddings asked for); returns the ids it handed over."""
+def _emitter(work: Any, sink: Sink, vectors: VectorCache | None):
+    """Shard rows -> CacheRows for the caller's sink, embeddings read back from `vectors` (None:
+    the work computes none); returns the ids it handed over."""
 
     def emit(rows: list[shards.Row]) -> set[str]:
-        loss = {sid: p for sig, _, sid, p in rows if sig == LOSS}
-        emb = vectors.get(loss) if vectors is not None and loss else {}
-        ids = [sid for sid in loss if vectors is None or sid in emb]
+        got = {sid: p for sig, key, sid, p in rows if sig == work.namespace and key == work.key}
+        emb = vectors.get(got) if vectors is not None and got else {}
+        ids = [sid for sid in got if vectors is None or sid in emb]
         if ids:
-            sink(LossRows(ids, [loss[i] for i in ids], [emb[i] for i in ids] if vectors is not None else []))
+            sink(CacheRows(ids, [got[i] for i in ids],
+                           np.stack([emb[i] for i in ids]) if vectors is not None else None))
         return set(ids)
 
     return emit
-
-
-def _judge_emit(sink: JudgeSink, rows: list[shards.Row]) -> set[str]:
-    part = [(sid, p) for _, _, sid, p in rows]
-    if part:
-        sink(part)
-    return {sid for sid, _ in part}

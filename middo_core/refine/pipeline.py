@@ -15,7 +15,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from middo_core.config import RefineConfig
 from middo_core.llm import (
@@ -46,6 +46,9 @@ from middo_core.store.proposals import (
 )
 from middo_core.store.samples import get_samples, row_to_sample
 from middo_core.workspace import Workspace
+
+if TYPE_CHECKING:
+    from middo_core.executors.base import Executor
 
 STAGE = "refine"
 
@@ -216,7 +219,7 @@ def plan_jobs(ws: Workspace, iteration: int, flagged: dict[str, list[str]], runn
 def refine(ws: Workspace, iteration: int, flagged: dict[str, list[str]],
            backend: LLMBackend | str | None = None, progress: ProgressFn | None = None,
            dry_run: bool = False, *, retry_failed: bool = False, limit: int | None = None,
-           options: RefineOptions | None = None, executor: Any = None) -> RefineReport:
+           options: RefineOptions | None = None, executor: Executor | None = None) -> RefineReport:
     """Create and store one proposal per (axis, flagged sample id); see the module docstring.
 
     flagged: axis ("complexity", "quality", "diversity") -> sample ids. backend: an instance, a

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from middo_core.files import write_text_atomic
 from middo_core.knn import KnnResult, knn_search, normalize
 from middo_core.progress import ProgressFn
-from middo_core.signals.base import SIGNALS, Signal
+from middo_core.signals.base import SIGNALS, LossPass, Signal
 from middo_core.workspace import Workspace
 
 
@@ -33,8 +33,32 @@ class DiversitySignal(Signal):
     backend: Literal["auto", "torch", "faiss", "faiss-ivf"] = "auto"
     block: int = Field(4096, gt=0)
     device: str = "auto"  # auto: the GPU when one is visible (exact search there), else the CPU
+    columns: ClassVar[tuple[str, ...]] = ("diversity", "neighbours", "neighbour_sims")
+    stage: ClassVar[str] = "diversity: nearest neighbours"
+    report_field: ClassVar[str] = "knn"
+    _knn: dict[str, Any] = PrivateAttr(default_factory=dict)
 
-    def compute(self, ids: list[str], matrix: np.ndarray,
+    @classmethod
+    def from_config(cls, cfg) -> DiversitySignal:
+        return cls(k=cfg.k, backend=cfg.knn_backend)
+
+    def inputs(self) -> dict[str, LossPass]:
+        # the embeddings are a by-product of the post model's loss pass
+        from middo_core.signals.complexity import STAGE_POST
+
+        return {"post": LossPass("post", embeddings=True, stage=STAGE_POST, label="post")}
+
+    def from_inputs(self, ids: list[str], inputs: dict[str, Any],
+                    progress: ProgressFn | None = None) -> dict[str, list]:
+        frame, knn = self.neighbours(ids, inputs["post"].matrix(ids), progress=progress)
+        self._knn = {"backend": knn.backend, "exact": knn.exact, "recall": knn.recall, "k": self.k,
+                     **knn.params}
+        return {c: frame[c].tolist() for c in self.columns}
+
+    def describe(self, stats: dict[str, float]) -> dict[str, Any]:
+        return dict(self._knn)
+
+    def neighbours(self, ids: list[str], matrix: np.ndarray,
                 progress: ProgressFn | None = None) -> tuple[pd.DataFrame, KnnResult]:
         """Per sample: diversity (mean similarity to its k nearest others), neighbours, their sims."""
         if len(ids) != matrix.shape[0]:

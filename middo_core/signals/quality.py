@@ -18,17 +18,18 @@ question after); `faithful=True` uses the paper's order (rubric first) with no r
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
 from middo_core.progress import ProgressFn
 from middo_core.sample import Sample
-from middo_core.signals.base import SIGNALS, Signal
+from middo_core.signals.base import SIGNALS, LossPass, Role, Signal, cache_key
 from middo_core.signals.judge_prompts import DIMENSIONS, METRIC_COLUMNS, JudgeTemplates
 
 if TYPE_CHECKING:
     from middo_core.llm import LLMClient
+    from middo_core.models.source import LoadedModel, ModelSource
 
 COLUMNS: tuple[str, ...] = (*METRIC_COLUMNS, "quality")
 
@@ -71,6 +72,75 @@ class QualitySignal(Signal):
     endpoint_timeout_s: float = 60.0
     _report: QualityReport | None = PrivateAttr(default=None)
     _llm: LLMClient | None = PrivateAttr(default=None)
+    _covered: int | None = PrivateAttr(default=None)
+    _faithful_run: bool | None = PrivateAttr(default=None)  # pmi: the run's layout setting
+    columns: ClassVar[tuple[str, ...]] = COLUMNS
+    role: ClassVar[Role | None] = "judge"
+    stage: ClassVar[str] = "quality: self-judgement"
+    report_field: ClassVar[str] = "quality"
+
+    @classmethod
+    def from_config(cls, cfg) -> QualitySignal:
+        if cfg.quality_mode == "pmi":  # the judge's losses: the loss pass's settings
+            signal = cls(mode="pmi", max_len=cfg.max_len, prompt_format=cfg.prompt_format)
+            signal._faithful_run = cfg.faithful
+            return signal
+        return cls(mode=cfg.quality_mode, faithful=cfg.faithful, max_len=cfg.max_len,
+                   prompt_format=cfg.prompt_format, batch_size=cfg.batch_size)
+
+    def key(self, fingerprint: str) -> str:
+        params = self.model_dump(mode="json", exclude={"name", "batch_size", "endpoint_concurrency",
+                                                       "endpoint_timeout_s"})
+        return cache_key("quality", fingerprint, self.template_hash(), params)
+
+    def inputs(self) -> dict[str, LossPass]:
+        """pmi: two loss passes of the judge. The conditional one is the loss pass under the judge
+        (the post model's pass when the judge is the post model); the other scores each response
+        after an empty user turn (its own sample id). Other modes judge in `compute`."""
+        if self.mode != "pmi":
+            return {}
+        from middo_core.signals.judge_pmi import STAGE
+
+        return {"cond": LossPass("judge", last_nll=True, stage=STAGE, label="quality"),
+                "uncond": LossPass("judge", response_only=True, stage=STAGE, label="quality")}
+
+    def from_inputs(self, ids: list[str], inputs: dict[str, Any],
+                    progress: ProgressFn | None = None) -> dict[str, list]:
+        from middo_core.signals.judge_pmi import end_logprob, pmi_frame
+        from middo_core.signals.passes import finite
+
+        cond, uncond = inputs["cond"].loss, inputs["uncond"].loss
+        bare = inputs["uncond"].ids_of  # sample id -> its response-only sample's id
+        frame = pmi_frame(ids, [(cond[i]["loss"], end_logprob(cond[i]["loss"], cond[i]["last_nll"],
+                                                              cond[i]["truncated"])) for i in ids],
+                          [uncond[bare[i]]["loss"] for i in ids])
+        self._covered = len(ids) + len(set(bare.values()))
+        return {c: [finite(frame.at[i, c]) if c in frame else None for i in ids] for c in COLUMNS}
+
+    def describe(self, stats: dict[str, float]) -> dict[str, Any]:
+        faithful = self.faithful if self._faithful_run is None else self._faithful_run
+        out = {"mode": self.mode, "faithful": faithful, "template_hash": self.template_hash(),
+               "unparseable": int(stats.get("unparseable", 0))}
+        return {**out, "covered": self._covered} if self._covered is not None else out
+
+    def load(self, source: ModelSource, model_name: str) -> LoadedModel:
+        from middo_core.models.source import LoadedModel
+
+        if self.backend == "transformers":
+            return source.loaded(model_name)
+        if self.backend == "vllm" and not self.vllm_model:
+            from middo_core.models.loader import resolve_model_path
+
+            self.vllm_model = resolve_model_path(model_name)  # the engine lives as long as this
+        return LoadedModel(model_name, None, source.tokenizer(model_name))
+
+    def chunk_size(self) -> int:
+        return max(64, self.batch_size)  # samples judged between cache checkpoints
+
+    def batch_stats(self) -> dict[str, float]:
+        rep = self._report
+        return {} if rep is None else {"tokens": rep.tokens_fed, "forward_calls": rep.forward_calls,
+                                       "unparseable": rep.unparseable}
 
     @property
     def report(self) -> QualityReport | None:
@@ -94,9 +164,16 @@ class QualitySignal(Signal):
         layout = "faithful" if self.faithful else "shared"
         return JudgeTemplates.load().hash(layout, self.mode, self.prompt_format)
 
-    def compute(self, samples: list[Sample], model, tokenizer, progress: ProgressFn | None = None):
-        """One row per distinct sample id: the six ratings and `quality`, all 0..10."""
+    def compute(self, samples: list[Sample], model, tokenizer=None,
+                progress: ProgressFn | None = None):
+        """One row per distinct sample id: the six ratings and `quality`, all 0..10. model: a
+        LoadedModel (as the diagnosis hands it), or a model and its tokenizer."""
         import pandas as pd
+
+        from middo_core.models.source import LoadedModel
+
+        if isinstance(model, LoadedModel):
+            model, tokenizer = model.model, model.tokenizer
 
         from middo_core.signals.judge_backends import JUDGE_BACKENDS
 

@@ -144,8 +144,20 @@ ALTER TABLE proposals ADD COLUMN edited_input VARCHAR;
 ALTER TABLE proposals ADD COLUMN edited_output VARCHAR;
 """
 
+# v3: the columns of signals other than the built-in three, one number per row.
+SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS signal_values (
+    iteration INTEGER NOT NULL,
+    sample_id VARCHAR NOT NULL,
+    signal VARCHAR NOT NULL,               -- the registered signal that wrote it
+    name VARCHAR NOT NULL,                 -- its column
+    value DOUBLE,
+    PRIMARY KEY (iteration, sample_id, name)
+);
+"""
+
 # Each entry upgrades the schema by one version. Index i moves version i to i + 1.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,11 +1,18 @@
-"""Per-sample signals and the signal cache: the only SQL about them. Rows join on sample id."""
+"""Per-sample signals and the signal cache: the only SQL about them. Rows join on sample id.
+
+The built-in signals' columns are columns of `signals`; a column of any other registered signal is
+a number in `signal_values` (iteration, sample id, signal, column, value), put beside them by
+load_signals and signals_with_text, so a new signal needs no schema change.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from middo_core.store.db import registered
@@ -14,6 +21,20 @@ QUALITY_COLUMNS = ("instruction_clarity", "instruction_completeness", "instructi
                    "response_clarity", "response_completeness", "response_factuality", "quality")
 SIGNAL_COLUMNS = ("loss_pre", "loss_post", "diversity", "neighbours", "neighbour_sims",
                   *QUALITY_COLUMNS, "truncated", "empty_response")
+
+
+@dataclass
+class CacheRows:
+    """Computed rows of some samples, ready for the signal cache (and embeddings, when computed,
+    for the vector cache)."""
+
+    ids: list[str] = field(default_factory=list)
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+    vectors: np.ndarray | None = None  # (n, dim) float32, rows in `ids` order
+
+    def cache_rows(self) -> list[tuple[str, dict]]:
+        """The rows in the signal cache's (sample id, payload) shape."""
+        return list(zip(self.ids, self.payloads, strict=True))
 
 
 def get_cached(con: duckdb.DuckDBPyConnection, signal: str, key: str,
@@ -44,47 +65,75 @@ def cache_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {s: int(n) for s, n in rows}
 
 
-def write_signals(con: duckdb.DuckDBPyConnection, iteration: int, frame: pd.DataFrame) -> None:
+def write_signals(con: duckdb.DuckDBPyConnection, iteration: int, frame: pd.DataFrame,
+                  signal_of: dict[str, str] | None = None) -> None:
     """Upsert the given columns for D(iteration); other columns of existing rows stay.
 
-    `frame` has `sample_id` and any of SIGNAL_COLUMNS; rows of samples no longer in D(iteration)
-    are removed so the table always describes the dataset version as it is.
+    `frame` has `sample_id`, any of SIGNAL_COLUMNS, and numeric columns of other signals
+    (`signal_of`: column -> the signal that wrote it, default the column's name); rows of samples
+    no longer in D(iteration) are removed so the tables always describe the dataset version as it is.
     """
-    cols = [c for c in frame.columns if c != "sample_id"]
-    unknown = set(cols) - set(SIGNAL_COLUMNS)
-    if unknown:
-        raise ValueError(f"unknown signal columns: {', '.join(sorted(unknown))}")
-    con.execute("""DELETE FROM signals WHERE iteration = ? AND sample_id NOT IN
-                   (SELECT sample_id FROM dataset_members WHERE iteration = ? AND split = 'train')""",
-                [iteration, iteration])
-    with registered(con, "_signals", frame):
+    cols = [c for c in frame.columns if c != "sample_id" and c in SIGNAL_COLUMNS]
+    extra = [c for c in frame.columns if c != "sample_id" and c not in SIGNAL_COLUMNS]
+    for table in ("signals", "signal_values"):
+        con.execute(f"""DELETE FROM {table} WHERE iteration = ? AND sample_id NOT IN
+                       (SELECT sample_id FROM dataset_members WHERE iteration = ? AND split = 'train')""",
+                    [iteration, iteration])
+    with registered(con, "_signals", frame[["sample_id", *cols]]):
         updates = ", ".join(f"{c} = excluded.{c}" for c in cols) or "sample_id = excluded.sample_id"
         con.execute(f"""
             INSERT INTO signals (iteration, sample_id{"".join(", " + c for c in cols)})
             SELECT ?, sample_id{"".join(", " + c for c in cols)} FROM _signals
             ON CONFLICT (iteration, sample_id) DO UPDATE SET {updates}
         """, [iteration])
+    if extra:
+        long = frame.melt(id_vars="sample_id", value_vars=extra, var_name="name", value_name="value")
+        long["signal"] = [(signal_of or {}).get(c, c) for c in long["name"]]
+        try:
+            long["value"] = pd.to_numeric(long["value"]).astype(float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"signal columns {', '.join(extra)}: only numbers are stored") from exc
+        with registered(con, "_values", long[["sample_id", "signal", "name", "value"]]):
+            con.execute("INSERT OR REPLACE INTO signal_values SELECT ?, sample_id, signal, name, "
+                        "value FROM _values", [iteration])
+
+
+def _with_values(con: duckdb.DuckDBPyConnection, iteration: int, frame: pd.DataFrame,
+                 id_column: str) -> pd.DataFrame:
+    """`frame` with a column per other signal's column stored for D(iteration)."""
+    long = con.execute("SELECT sample_id, name, value FROM signal_values WHERE iteration = ?",
+                       [iteration]).df()
+    if long.empty:
+        return frame
+    wide = long.pivot(index="sample_id", columns="name", values="value")
+    wide.columns.name = None
+    return frame.join(wide, on=id_column)
+
+
+def extra_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns of other signals in a frame from load_signals (numbers, drawn as histograms)."""
+    return [c for c in frame.columns if c != "sample_id" and c not in SIGNAL_COLUMNS]
 
 
 def load_signals(con: duckdb.DuckDBPyConnection, iteration: int) -> pd.DataFrame:
     """The signal rows of D(iteration): sample_id plus every signal column, ordered by id."""
-    return con.execute(f"""
+    return _with_values(con, iteration, con.execute(f"""
         SELECT g.sample_id, {", ".join("g." + c for c in SIGNAL_COLUMNS)}
         FROM signals g JOIN dataset_members m
           ON m.iteration = g.iteration AND m.sample_id = g.sample_id AND m.split = 'train'
         WHERE g.iteration = ? ORDER BY g.sample_id
-    """, [iteration]).df()
+    """, [iteration]).df(), "sample_id")
 
 
 def signals_with_text(con: duckdb.DuckDBPyConnection, iteration: int) -> pd.DataFrame:
     """One row per sample of D(iteration): id, text, and every signal value and flag (export)."""
-    return con.execute(f"""
+    return _with_values(con, iteration, con.execute(f"""
         SELECT s.id, s.instruction, s.input, s.output, s.origin,
                {", ".join("g." + c for c in SIGNAL_COLUMNS)}
         FROM dataset_members m JOIN samples s ON s.id = m.sample_id
         LEFT JOIN signals g ON g.iteration = m.iteration AND g.sample_id = m.sample_id
         WHERE m.iteration = ? AND m.split = 'train' ORDER BY s.id
-    """, [iteration]).df()
+    """, [iteration]).df(), "id")
 
 
 def count_signals(con: duckdb.DuckDBPyConnection, iteration: int) -> int:

@@ -6,10 +6,10 @@ import pytest
 
 from middo_core.executors import make_executor
 from middo_core.executors.shards import ingest, read_shards, run_dir, write_shard
-from middo_core.executors.tasks import plan_loss_tasks
 from middo_core.sample import Sample
 from middo_core.signals.complexity import ComplexitySignal
 from middo_core.signals.forward import plan_batches
+from middo_core.signals.passes import plan_loss_tasks
 from middo_core.store.signals import get_cached
 
 

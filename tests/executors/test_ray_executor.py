@@ -67,7 +67,7 @@ def test_ray_cli_diagnosis_gives_the_same_signals_as_in_process(ray_session, loc
     assert rep["executor"]["executor"] == "ray" and rep["executor"]["actors"] == 2
     assert rep["computed"] == local_rep.computed and rep["tokens"] == local_rep.tokens
     runs = rep["executor"]["runs"]
-    assert [r["actor"] for r in runs] == ["LossActor", "JudgeActor"]
+    assert [r["actor"] for r in runs] == ["LossWork", "SignalWork"]
     assert sum(r["samples"] for r in runs) == 2 * local_rep.n
     ours, theirs = _signals(ws), _signals(local_ws)
     assert len(ours) == local_rep.n == 54

@@ -9,8 +9,9 @@ import pytest
 
 from middo_core.diagnose import diagnose
 from middo_core.models.loader import model_fingerprint
+from middo_core.models.source import ModelSource
 from middo_core.sample import Sample
-from middo_core.signals.complexity import ComplexitySignal, ModelSource
+from middo_core.signals.complexity import ComplexitySignal
 from middo_core.signals.diversity import load_embeddings
 from middo_core.store import vectors as V
 from middo_core.store.iterations import upsert_iteration
