@@ -292,3 +292,14 @@ def latest_run(root: str, iteration: int | None, kinds: tuple[str, ...]) -> dict
 
     with workspace(root, store_version(root)).store.read() as con:
         return newest(con, iteration, kinds)
+
+
+def other_signal_columns(root: str, iteration: int, version: int) -> tuple[str, ...]:
+    """Numeric columns of registered signals beyond the three axes that hold a value in D(iteration)."""
+    from middo_core.store.signals import extra_columns
+
+    loaded = signals(root, iteration, version)
+    if loaded is None:
+        return ()
+    frame = loaded[0]
+    return tuple(c for c in extra_columns(frame) if frame[c].notna().any())

@@ -105,10 +105,7 @@ def render_quality_metrics(root: str, iteration: int, compare: int | None, versi
 
 def render_other_signals(root: str, iteration: int, compare: int | None, version: int) -> None:
     """A histogram per numeric column of the signals beyond the three axes (registered signals)."""
-    from middo_core.store.signals import extra_columns
-
-    frame = resources.signals(root, iteration, version)[0]
-    present = tuple(c for c in extra_columns(frame) if frame[c].notna().any())
+    present = resources.other_signal_columns(root, iteration, version)
     if not present:
         return
     st.subheader("Other signals")
