@@ -34,6 +34,7 @@ demo: setup
 	$(BIN)/middo studio $(DEMO_DIR) --port $(PORT)
 
 test: setup browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not gpu and not network" --timeout=900
 
 test-fast: setup
@@ -46,6 +47,7 @@ tour: setup browser
 
 lint: setup
 	$(BIN)/ruff check middo_core app tests benchmarks
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python -m benchmarks.run_all
