@@ -71,9 +71,10 @@ def test_ray_cli_diagnosis_gives_the_same_signals_as_in_process(ray_session, loc
     assert sum(r["samples"] for r in runs) == 2 * local_rep.n
     ours, theirs = _signals(ws), _signals(local_ws)
     assert len(ours) == local_rep.n == 54
-    # Within bf16 noise, not bit for bit: the Ray actors' passes round differently from this
-    # process's since the CPU speed layer moved behind the loader (losses differ by up to ~5e-5
-    # relative on this model); the cause is being traced, and the flags must not move.
+    # Within bf16 noise, not bit for bit: each process picks its CPU attention path (bf16 matrix
+    # products or SDPA) by timing a small case at load, and under load a Ray worker can pick the
+    # other one than this process (losses then differ by up to ~5e-5 relative on this model).
+    # Neighbours and flags must not move.
     numeric = ours.select_dtypes("number").columns
     pd.testing.assert_frame_equal(ours[numeric], theirs[numeric], check_exact=False, rtol=1e-3)
     assert (ours.drop(columns=numeric).astype(str) == theirs.drop(columns=numeric).astype(str)).all().all()
