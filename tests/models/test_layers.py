@@ -117,7 +117,8 @@ def test_other_dtypes_and_other_norms_are_left_alone(monkeypatch):
                                           "native kernels": 0}
 
 
-def test_loss_pass_on_a_loaded_model_matches_the_stock_model(tmp_path):
+def test_loss_pass_on_a_loaded_model_matches_the_stock_model(tmp_path, monkeypatch):
+    monkeypatch.delenv("MIDDO_CPU_PACK", raising=False)  # the loader's default: on
     from middo_core.models.loader import build_tiny_model, load_model
     from middo_core.sample import Sample
     from middo_core.signals.encode import encode_all

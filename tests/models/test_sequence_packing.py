@@ -160,7 +160,8 @@ def test_sequences_must_come_longest_first():
         speedups.loss_pass(_llama()).hidden_states(_sequences([5, 9]))
 
 
-def test_the_loss_pass_plans_unpadded_batches_and_agrees_with_the_stock_pass(tmp_path):
+def test_the_loss_pass_plans_unpadded_batches_and_agrees_with_the_stock_pass(tmp_path, monkeypatch):
+    monkeypatch.delenv("MIDDO_CPU_PACK", raising=False)  # the loader's default: on
     from middo_core.models.loader import build_tiny_model, load_model
     from middo_core.sample import Sample
     from middo_core.signals.encode import encode_all

@@ -1,5 +1,5 @@
 /* Fused bf16 kernels for CPU inference, the loss pass and the judge (loaded by
-   middo_core/models/native.py).
+   middo_core/models/speedups/native.py).
 
 Each kernel does in one sweep over memory what PyTorch does in several, and rounds to bf16
 exactly where the PyTorch code it replaces rounds. Rows are shared among the threads of the
