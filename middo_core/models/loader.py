@@ -5,7 +5,7 @@ loaded model cannot be trained or saved as is, so the first use rebuilds a plain
 its config and weights and saves it into a cache folder; later loads take about two seconds.
 
 A bf16 model on a CPU is handed to the CPU speed layer (`middo_core.models.speedups`) as it
-loads; the loss pass asks for what that layer offers through `loss_pass` here, never directly.
+loads; the loss pass asks for what that layer offers through `fast_path` here, never directly.
 """
 
 from __future__ import annotations
@@ -163,10 +163,10 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto") -> tuple[An
     return model, load_tokenizer(name)
 
 
-def loss_pass(model: Any) -> speedups.LossPass | None:
+def fast_path(model: Any) -> speedups.FastPath | None:
     """The CPU speed layer's padding-free pass and loss kernel for a model loaded here (None: the
     model's own forward and PyTorch's cross-entropy)."""
-    return speedups.loss_pass(model)
+    return speedups.fast_path(model)
 
 
 def model_fingerprint(name: str) -> str:

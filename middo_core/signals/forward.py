@@ -5,7 +5,7 @@ decoder runs with no attention mask (right padding + causal attention means real
 see padding, so the fused causal kernel is used); the LM head, a vocabulary-sized matrix
 product, runs only at the positions that predict response tokens, not at every position.
 On a CPU, a Llama-architecture bf16 model takes a batch laid end to end with no padding at all
-(the loader's `loss_pass`, from the CPU speed layer): batches then fill up to their token budget
+(the loader's `fast_path`, from the CPU speed layer): batches then fill up to their token budget
 whatever the lengths, and only attention sees padding, per group of similar lengths.
 Why the embedding is free: in a causal model the hidden states of the prompt positions do not
 depend on what follows, so mean-pooling them in the loss pass equals a separate prompt-only pass.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from middo_core.models.loader import loss_pass
+from middo_core.models.loader import fast_path
 from middo_core.progress import ProgressFn, report
 from middo_core.signals.encode import Encoded
 
@@ -67,7 +67,7 @@ def plan_batches(encoded: list[Encoded], batch_tokens: int = 4096,
     """Longest first (memory problems show at once); each batch's padded size <= batch_tokens,
     and no sequence padded by more than `max_padding` of the batch's width (padding is work
     thrown away: on a CPU it costs more than the larger batch saves). `packed`: the batch is
-    laid end to end with no padding (the loader's `loss_pass`), so only its real tokens count and
+    laid end to end with no padding (the loader's `fast_path`), so only its real tokens count and
     lengths may differ freely."""
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].ids))
     batches: list[list[int]] = []
@@ -101,12 +101,12 @@ def _decoder(model):
 
 def run_batch(model, encoded: list[Encoded], batch: list[int], want_loss: bool = True,
               want_embedding: bool = False, packed: bool | None = None) -> PassOutput:
-    """packed: lay the batch end to end (the loader's `loss_pass`; None: where the model allows
+    """packed: lay the batch end to end (the loader's `fast_path`; None: where the model allows
     it)."""
     import torch
 
     device = next(model.parameters()).device
-    fast = loss_pass(model)
+    fast = fast_path(model)
     packed = (fast is not None and fast.packs()) if packed is None else packed
     if packed and fast is None:
         raise ValueError("packed batches need a model the loader sped up (load_model on a CPU)")
@@ -162,7 +162,7 @@ def _response_nll(model, flat, rows, targets, fast=None):
     copy stays in cache: 2.2x faster than on the whole chunk, same values. (With a 49k
     vocabulary a 256-position float32 copy is 50 MB, past the 32 MB last-level cache, and was
     9x slower than in 32-position pieces.) Where the speed layer's native kernels are built
-    (`fast`, the loader's `loss_pass`), the loss comes from the bf16 logits in one sweep per row,
+    (`fast`, the loader's `fast_path`), the loss comes from the bf16 logits in one sweep per row,
     with no float32 copy at all (3.1x faster)."""
     import torch
     import torch.nn.functional as F
@@ -195,7 +195,7 @@ def run_pass(model, encoded: list[Encoded], *, want_loss: bool = True, want_embe
     stats = PassStats()
     started = time.perf_counter()
     on_gpu = next(model.parameters()).device.type == "cuda"
-    fast = loss_pass(model)
+    fast = fast_path(model)
     packed = fast is not None and fast.packs()
     batches = plan_batches(encoded, batch_tokens, max_padding=1.0 if on_gpu else MAX_PADDING,
                            packed=packed)

@@ -34,7 +34,7 @@ def _llama(seed: int = 0, settings: Speedups = GEMM, **extra):
 
 
 def _packs(model) -> bool:
-    fast = speedups.loss_pass(model)
+    fast = speedups.fast_path(model)
     return fast is not None and fast.packs()
 
 
@@ -59,7 +59,7 @@ def test_every_sequence_gets_the_hidden_states_it_gets_alone(bias, native):
     assert [(g.first, g.last) for g in groups] == [(0, 4), (4, 5), (5, 7), (7, 8), (8, 9)]
     sequences = _sequences(LENGTHS)
     with torch.inference_mode():
-        packed = speedups.loss_pass(model).hidden_states(sequences)
+        packed = speedups.fast_path(model).hidden_states(sequences)
         assert packed.shape == (sum(LENGTHS), 64)
         row = 0
         for seq in sequences:
@@ -84,7 +84,7 @@ def test_it_matches_the_padded_pass_of_the_same_fast_paths_closely(prepacked, mo
     assert _packs(model)
     sequences = _sequences([120, 117, 111, 40], seed=3)
     with torch.inference_mode():
-        packed = speedups.loss_pass(model).hidden_states(sequences)
+        packed = speedups.fast_path(model).hidden_states(sequences)
         ids = torch.zeros((4, 120), dtype=torch.long)
         for b, seq in enumerate(sequences):
             ids[b, :len(seq)] = torch.tensor(seq)
@@ -101,7 +101,7 @@ def test_it_matches_the_padded_pass_of_the_same_fast_paths_closely(prepacked, mo
 def test_a_changed_projection_weight_is_used_at_once():
     model = _llama(2)
     seq = _sequences([50])
-    fast = speedups.loss_pass(model)
+    fast = speedups.fast_path(model)
     with torch.inference_mode():
         before = fast.hidden_states(seq).clone()
         model.model.layers[0].self_attn.k_proj.weight.mul_(2)
@@ -157,7 +157,7 @@ def test_models_behind_transformers_shared_decorators_are_told_apart():
 
 def test_sequences_must_come_longest_first():
     with pytest.raises(ValueError, match="longest first"):
-        speedups.loss_pass(_llama()).hidden_states(_sequences([5, 9]))
+        speedups.fast_path(_llama()).hidden_states(_sequences([5, 9]))
 
 
 def test_the_loss_pass_plans_unpadded_batches_and_agrees_with_the_stock_pass(tmp_path, monkeypatch):

@@ -60,12 +60,12 @@ def test_a_model_the_loader_did_not_load_runs_its_own_code():
     model = LlamaForCausalLM(LlamaConfig(
         vocab_size=300, hidden_size=64, intermediate_size=160, num_hidden_layers=1,
         num_attention_heads=4, num_key_value_heads=2)).to(torch.bfloat16).eval()
-    assert speedups.loss_pass(model) is None
+    assert speedups.fast_path(model) is None
     assert speedups.applied_to(model) == {"packed linear": 0, "lean RMSNorm": 0, "fused MLP": 0,
                                           "native kernels": 0}
     # nothing of the layer's is kept on the model: its state is the stock model's
     before = set(vars(model))
     speedups.apply(model, Speedups(attention="gemm"))
-    assert speedups.loss_pass(model) is not None
+    assert speedups.fast_path(model) is not None
     assert not {k for k in set(vars(model)) - before if k.startswith("_middo")}
     assert not any(k.startswith("_middo") for m in model.modules() for k in vars(m))

@@ -8,7 +8,7 @@ applies; this file does both:
 - native.py and kernels.c: fused elementwise kernels, compiled for this machine on first use.
 
 `Speedups.from_env()` reads the switches, in this one place; the loader calls `apply` on every
-model it loads and hands the loss pass `loss_pass(model)`. The fallback is always the model's own
+model it loads and hands the loss pass `fast_path(model)`. The fallback is always the model's own
 transformers code: a GPU, another dtype, training, a failed build or a switch set to off.
 What `apply` did to a model is kept here, by model, never on the model itself.
 """
@@ -25,7 +25,7 @@ from typing import Any
 from middo_core.models.speedups import attention, layers, native, sequence_packing
 from middo_core.models.speedups.layers import oneDNN_bf16_available
 
-__all__ = ["LossPass", "Speedups", "applied_to", "apply", "loss_pass", "oneDNN_bf16_available",
+__all__ = ["FastPath", "Speedups", "applied_to", "apply", "fast_path", "oneDNN_bf16_available",
            "restore_stock"]
 
 
@@ -118,13 +118,13 @@ def applied_to(model: Any) -> dict[str, int]:
             "native kernels": int(state is not None and state.kernels is not None)}
 
 
-def loss_pass(model: Any) -> LossPass | None:
+def fast_path(model: Any) -> FastPath | None:
     """What the loss pass may use for a model `apply` saw (None: its own forward only)."""
     state = _applied.get(model)
-    return None if state is None else LossPass(model, state)
+    return None if state is None else FastPath(model, state)
 
 
-class LossPass:
+class FastPath:
     """The loss pass's fast paths for one model: the padding-free decoder pass and the head's
     cross-entropy kernel. Made for each use (it holds the model only while in use)."""
 

@@ -19,7 +19,7 @@ concatenation), and attention is
 It applies only where that is so: the body's, the layers' and the attention modules' `forward`
 are byte for byte transformers' Llama code (`llama_code`: Llama, SmolLM, and the models that
 copy it), the model runs `grouped_attention`, and it is bf16 inference on a CPU; this package's
-`LossPass.packs` decides. Anything else runs the model's own forward.
+`FastPath.packs` decides. Anything else runs the model's own forward.
 """
 
 from __future__ import annotations
