@@ -7,7 +7,7 @@ import re
 import time
 
 import pytest
-from browser import chromium_missing, chromium_page, shot, studio_server, wait_idle
+from browser import chromium_page, shot, studio_server, wait_idle
 
 from middo_core.data import import_file
 from middo_core.store.iterations import get_iteration
@@ -19,12 +19,6 @@ NASTY = ("Summarise: <script>window.__pwned = 1; alert(1)</script> "
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-
-@pytest.fixture(scope="module")
-def browser_ready():
-    reason = chromium_missing()
-    if reason:
-        pytest.skip(reason)
 
 
 def read_one(ws, sql: str, params: list):

@@ -6,19 +6,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from browser import chromium_missing, chromium_page, shot, studio_server, wait_idle
+from browser import chromium_page, shot, studio_server, wait_idle
 
 from middo_core.data.demo import create_demo_workspace
 from middo_core.store.runs import list_runs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-
-@pytest.fixture(scope="module")
-def browser_ready():
-    reason = chromium_missing()
-    if reason:
-        pytest.skip(reason)
 
 
 def fresh_demo(tmp_path, tiny_model, size: int = 60):

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from browser import ARTIFACTS, chromium_missing, chromium_page, studio_server, wait_idle
+from browser import ARTIFACTS, chromium_page, studio_server, wait_idle
 
 from middo_core.data.demo import create_demo_workspace
 from middo_core.loop import build_step, first_iteration, refine_step, select_step
@@ -20,12 +20,6 @@ from middo_core.review import apply_policy
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-
-@pytest.fixture(scope="module")
-def browser_ready():
-    reason = chromium_missing()
-    if reason:
-        pytest.skip(reason)
 
 
 def photograph(page, folder: Path, name: str) -> None:

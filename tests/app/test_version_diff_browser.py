@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from browser import chromium_missing, chromium_page, shot, studio_server, wait_idle
+from browser import chromium_page, shot, studio_server, wait_idle
 from studio_helpers import write_proposals
 
 from middo_core.build import build_next
@@ -16,12 +16,6 @@ from middo_core.review import accept, edit
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-
-@pytest.fixture(scope="module")
-def browser_ready():
-    reason = chromium_missing()
-    if reason:
-        pytest.skip(reason)
 
 
 def choose(page, key: str, option: str) -> None:
