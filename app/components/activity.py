@@ -13,7 +13,7 @@ import streamlit as st
 from app import state
 from app.components.common import render_error
 from app.components.jobs import ACTIVE, POLL_S, render_job_status
-from middo_core.jobs import cancel_job, job_status, list_jobs
+from middo_core.jobs import active_jobs, cancel_job, job_status
 
 SIGNATURE_KEY = "activity_signature"
 KIND_LABELS = {
@@ -35,7 +35,7 @@ def render_activity(ctx: state.Context) -> None:
     """The banner (nothing when no run is active), after starting iteration 0 where it is due."""
     _autostart(ctx)
     try:
-        active = [r["id"] for r in list_jobs(ctx.ws, 20) if r["status"] in ACTIVE]
+        active = [r["id"] for r in active_jobs(ctx.ws)]
     except Exception as exc:  # a busy or damaged store must not take every page down
         render_error(exc, "Could not read the background runs")
         return

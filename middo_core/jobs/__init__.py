@@ -6,7 +6,14 @@
 """
 
 from middo_core.jobs.kinds import KINDS, UnknownJobKind, get_job_kind, job_kinds
-from middo_core.jobs.manager import JobError, cancel_job, job_status, list_jobs, start_job
+from middo_core.jobs.manager import (
+           JobError,
+           active_jobs,
+           cancel_job,
+           job_status,
+           list_jobs,
+           start_job,
+)
 
-__all__ = ["KINDS", "JobError", "UnknownJobKind", "cancel_job", "get_job_kind", "job_kinds",
+__all__ = ["KINDS", "JobError", "active_jobs", "UnknownJobKind", "cancel_job", "get_job_kind", "job_kinds",
            "job_status", "list_jobs", "start_job"]

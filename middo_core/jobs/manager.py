@@ -136,6 +136,13 @@ def list_jobs(ws: Workspace, limit: int = 50) -> list[dict[str, Any]]:
     return [job_status(ws, run_id, log_lines=0) for run_id in ids]
 
 
+def active_jobs(ws: Workspace) -> list[dict[str, Any]]:
+    """The queued and running runs, each checked for a dead process (which marks it failed)."""
+    with ws.store.read() as con:
+        ids = run_store.active_run_ids(con)
+    return [s for s in (job_status(ws, run_id, log_lines=0) for run_id in ids) if s["status"] in ACTIVE]
+
+
 def cancel_job(ws: Workspace, run_id: str, grace_s: float = CANCEL_GRACE_S) -> dict[str, Any]:
     """Ask the worker to stop (it checks between steps), then SIGTERM its process group if it
     has not stopped within `grace_s`. Returns the final status."""

@@ -42,3 +42,9 @@ def get_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any] | Non
 
 def list_runs(con: duckdb.DuckDBPyConnection, limit: int = 50):
     return con.execute("SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", [limit]).df()
+
+
+def active_run_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Runs recorded as queued or running, oldest first (their process may have died since)."""
+    return [r[0] for r in con.execute(
+        "SELECT id FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at").fetchall()]

@@ -60,3 +60,14 @@ def test_first_iteration_trains_diagnoses_and_evaluates_with_its_steps_in_the_pr
     assert steps == ["step 1 of 3, train M(0)", "step 2 of 3, diagnose D(0)", "step 3 of 3, evaluate M(0)"]
     assert not autostart_due(ws)  # M(0) is trained: nothing to start
     assert first_iteration(ws) == []  # every step done: nothing runs twice
+
+
+def test_active_jobs_lists_only_the_running_ones(tmp_path, tiny_model):
+    from middo_core.jobs import active_jobs
+
+    ws = demo(tmp_path, tiny_model)
+    assert active_jobs(ws) == []
+    run_id = autostart(ws)
+    assert [s["id"] for s in active_jobs(ws)] == [run_id]
+    cancel_job(ws, run_id)
+    assert active_jobs(ws) == []
