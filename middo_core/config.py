@@ -86,6 +86,20 @@ class LoopConfig(_Section):
     autostart: bool = False
 
 
+class CanaryConfig(_Section):
+    """Synthetic defects scored beside every diagnosis to measure each signal's power on this
+    workspace's own data (middo_core/canaries.py). They are stored apart from the samples and
+    never enter a version, an export, a training set, a threshold or a flag count."""
+
+    enabled: bool = True
+    # canaries per kind; None: 10% of the samples spread over the kinds, at least `min_per_kind`
+    per_kind: int | None = Field(None, gt=0)
+    min_per_kind: int = Field(6, gt=0)
+    max_per_kind: int = Field(64, gt=0)
+    kinds: list[str] | None = None  # None: every kind (middo_core.canaries.KINDS)
+    seed: int = 0
+
+
 class WorkspaceConfig(_Section):
     name: str = "workspace"
     base_model: str = DEFAULT_MODEL
@@ -96,6 +110,7 @@ class WorkspaceConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
+    canaries: CanaryConfig = Field(default_factory=CanaryConfig)
 
 
 class ConfigError(ValueError):
