@@ -4,8 +4,11 @@ Everything is generated in code from a fixed seed, so the same size gives the sa
 ids) every time. Defects of the three kinds Middo targets are planted in the training split:
 quality (wrong answer, irrelevant response, truncated response), complexity (convoluted, verbose,
 nested instructions for simple tasks) and diversity (isolated rare topics). Their labels go to
-artifacts/planted_labels.json, never to the store, so no signal can see them. A clean held-out
-split of verifiable items backs exact-match evaluation (artifacts/demo_eval.jsonl).
+artifacts/planted_labels.json, never to the store, so no signal can see them; the clean original
+of each planted sample (the sample before its defect was planted; an isolated topic is its own)
+goes beside them to artifacts/planted_originals.json, for oracle experiments that replace flagged
+samples by what they should have been (benchmarks/oracle_demo.py). A clean held-out split of
+verifiable items backs exact-match evaluation (artifacts/demo_eval.jsonl).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ DEFAULT_SIZE = 400
 MIN_SIZE, MAX_SIZE = 40, 5000
 HELDOUT_FRACTION = 0.10
 LABELS_FILE = "planted_labels.json"
+ORIGINALS_FILE = "planted_originals.json"
 EVAL_FILE = "demo_eval.jsonl"
 
 # (axis, kind) -> share of the whole demo set
@@ -95,6 +99,7 @@ def create_demo_workspace(root: str | Path, size: int = DEFAULT_SIZE, seed: int 
         set_members(con, 0, [s.id for s in train], split="train")
         add_members(con, 0, [s.id for s in heldout], split="heldout")
     _write_json(ws.artifacts / LABELS_FILE, demo["labels"])
+    _write_json(ws.artifacts / ORIGINALS_FILE, demo["originals"])
     lines = [json.dumps({"id": s.id, "family": t.family, "prompt": s.prompt, "answer": t.answer},
                         ensure_ascii=False) for s, t in demo["heldout"]]
     write_text_atomic(ws.artifacts / EVAL_FILE, "\n".join(lines) + "\n")
@@ -102,7 +107,8 @@ def create_demo_workspace(root: str | Path, size: int = DEFAULT_SIZE, seed: int 
 
 
 def build_demo(size: int = DEFAULT_SIZE, seed: int = 0) -> dict[str, Any]:
-    """The demo set in memory: train [(sample, task)], heldout [(sample, task)], labels."""
+    """The demo set in memory: train [(sample, task)], heldout [(sample, task)], labels, and
+    originals: {planted sample id: its clean original as {"instruction", "input", "output"}}."""
     rng = random.Random(seed)
     n_isolated = min(round(size * PLANTED_RATES[("diversity", "isolated_topic")]), len(RARE_TOPICS))
     tasks = _unique_tasks(rng, size - n_isolated)
@@ -125,6 +131,7 @@ def build_demo(size: int = DEFAULT_SIZE, seed: int = 0) -> dict[str, Any]:
 
     train: list[tuple[Sample, Task]] = []
     labels: dict[str, dict[str, str]] = {}
+    originals: dict[str, dict[str, str]] = {}
     seen: set[str] = set()
     for i in sorted(train_idx):
         task = tasks[i]
@@ -135,18 +142,28 @@ def build_demo(size: int = DEFAULT_SIZE, seed: int = 0) -> dict[str, Any]:
         train.append((sample, task))
         if i in planted:
             labels[sample.id] = {"axis": planted[i][0], "kind": planted[i][1]}
+            originals[sample.id] = _fields(_sample(task))  # draws nothing: the samples stay as they were
     for instruction, output in rng.sample(RARE_TOPICS, n_isolated):
         task = Task("rare", instruction, output)
         sample = _sample(task)
         train.append((sample, task))
         labels[sample.id] = {"axis": "diversity", "kind": "isolated_topic"}
+        originals[sample.id] = _fields(sample)  # a rare topic is not a broken sample: it is its own
     heldout = [(_sample(tasks[i]), tasks[i]) for i in heldout_idx]
-    return {"train": train, "heldout": heldout, "labels": dict(sorted(labels.items()))}
+    return {"train": train, "heldout": heldout, "labels": dict(sorted(labels.items())),
+            "originals": dict(sorted(originals.items()))}
 
 
 def load_planted_labels(ws: Workspace) -> dict[str, dict[str, str]]:
     """{sample_id: {"axis", "kind"}} of a demo workspace ({} for other workspaces)."""
     path = ws.artifacts / LABELS_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def load_planted_originals(ws: Workspace) -> dict[str, dict[str, str]]:
+    """{planted sample id: {"instruction", "input", "output"} of its clean original} of a demo
+    workspace ({} for other workspaces and demos created before this record existed)."""
+    path = ws.artifacts / ORIGINALS_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
@@ -178,6 +195,10 @@ def _unique_tasks(rng: random.Random, n: int) -> list[Task]:
 
 def _sample(task: Task) -> Sample:
     return Sample(instruction=task.instruction, input=task.input, output=task.output)
+
+
+def _fields(sample: Sample) -> dict[str, str]:
+    return {"instruction": sample.instruction, "input": sample.input, "output": sample.output}
 
 
 def _plant(rng: random.Random, task: Task, kind: str, tasks: list[Task]) -> Sample:
