@@ -13,12 +13,17 @@ A work object (middo_core.signals.passes has the two kinds) is picklable and has
     load(source) -> model                         # once per process or actor
     tasks(samples, source, size) -> [[positions]]  # how to cut the samples into tasks
     run(model, ids, samples, emit, progress) -> {counter: number}   # emit(CacheRows) as rows finish
+
+`run_tasks(ws, work, tasks)` is the plainer shape, for work whose results are not signal rows
+(refinement's proposals): each task, any picklable value, is run by `work.run_task(state, task)`
+with `state = work.load(source)` made once per process or worker, and the results come back to
+the caller as tasks finish; nothing is stored. `workers()` says how many run at once.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from middo_core.models.source import ModelSource
@@ -41,11 +46,18 @@ class Executor(ABC):
         """Run `work` over `samples` (see the module docstring); returns its summed counters.
         done_before: samples the caller served from the cache (progress counts them as done)."""
 
-    def refine(self, ws: Workspace, jobs: list, runner, rep, opts,
-               progress: ProgressFn | None = None, stage: str = "refine") -> list[dict]:
-        """Run refinement jobs on the executor's workers; returns the rows not yet stored.
-        Executors that run in this process leave refinement to refine.pipeline."""
-        raise NotImplementedError(f"the {self.name} executor runs no refinement of its own")
+    def run_tasks(self, ws: Workspace, work: Any, tasks: list[Any],
+                  source: ModelSource | None = None) -> Iterator[Any]:
+        """`work.run_task(state, task)` for each task, `state = work.load(source)` made once per
+        worker; yields the results as tasks finish (see the module docstring). Here: in this
+        process, in order."""
+        state = work.load(source or ModelSource())
+        for task in tasks:
+            yield work.run_task(state, task)
+
+    def workers(self) -> int:
+        """How many workers run tasks at once."""
+        return 1
 
     def describe(self) -> dict[str, Any]:
         return {"executor": self.name}

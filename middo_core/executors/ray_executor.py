@@ -11,6 +11,9 @@ the driver ingests the shards in one transaction. Workers never open the DuckDB 
 reported per finished task; a Cancelled from the progress callback stops the pipeline, and the
 shards already written are ingested so a rerun computes only the rest.
 
+`run_tasks` maps plainer work (refinement's LLM calls: middo_core.refine.distributed) over the
+same kind of pool: each task is pickled to an actor and its result pickled back to the caller.
+
 `address`: None starts a local Ray instance in this process (or joins the one already started
 here); "auto" joins the cluster of this machine (`ray start --head`); "ray://host:10001" or
 "host:6379" joins a remote one. On a multi-node cluster every node needs this package installed
@@ -25,7 +28,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,7 +39,7 @@ import numpy as np
 
 from middo_core.executors import shards
 from middo_core.executors.base import EXECUTORS, Executor, Sink, add_counters
-from middo_core.executors.tasks import WorkActor, task_rows
+from middo_core.executors.tasks import CallActor, WorkActor, task_rows
 from middo_core.models.source import ModelSource
 from middo_core.progress import ProgressFn, report
 from middo_core.sample import Sample
@@ -152,50 +157,21 @@ class RayExecutor(Executor):
         counters["seconds"] = time.perf_counter() - started
         return counters
 
-    def refine(self, ws: Workspace, jobs: list, runner, rep, opts,
-               progress: ProgressFn | None = None, stage: str = "refine") -> list[dict]:
-        """Run refinement jobs (refine.pipeline.Job) on a pool of LLM actors; proposal rows are
-        stored in short transactions as tasks finish. Fills rep's tallies and usage."""
-        from middo_core.executors.refine_tasks import RefineActor, backend_settings, job_row
-        from middo_core.refine.pipeline import tally, write_rows
-
-        if not jobs:
-            return []
+    def run_tasks(self, ws: Workspace, work: Any, tasks: list[Any],
+                  source: ModelSource | None = None) -> Iterator[Any]:
+        """Each task on a pool of actors (middo_core.executors.tasks.CallActor), pickled both
+        ways; the results in the order tasks finish."""
+        if not tasks:
+            return
         self.connect()
-        cfg = runner.cfg
-        per_task = max(1, min(64, -(-len(jobs) // (4 * (self.actors or 1)))))
-        rows = [job_row(t, jobs[s:s + per_task]) for t, s in enumerate(range(0, len(jobs), per_task))]
-        budget = None if cfg.budget_usd is None else cfg.budget_usd / (self.actors or 1)
-        args = {"iteration": runner.iteration, "refine_config": cfg.model_dump(mode="json"),
-                "backend": runner.backend.name, "settings": backend_settings(runner.backend),
-                "variant": runner.variant, "options": vars(opts),
-                "cache_dir": str(ws.artifacts / "llm_cache"), "budget_usd": budget}
-        usage: dict[str, float] = {}
-        done, buffer = 0, []
-        report(progress, stage, 0, len(jobs), "starting")
-        try:
-            for out in self._pool(RefineActor, args, rows):
-                for row in json.loads(out["rows"]):
-                    done += 1
-                    if row is None:
-                        rep.not_created_budget += 1
-                    else:
-                        tally(rep, row)
-                        buffer.append(row)
-                for k, v in json.loads(out["usage"]).items():
-                    usage[k] = usage.get(k, 0) + v
-                if len(buffer) >= opts.flush_every:
-                    write_rows(ws, buffer)
-                    buffer = []
-                report(progress, stage, done, len(jobs),
-                       f"{rep.total_created} proposals, {rep.total_failed} failed")
-            rows_left, buffer = buffer, []
-            return rows_left  # stored with the iteration record, in one transaction
-        finally:
-            if buffer:
-                write_rows(ws, buffer)  # whatever finished before a stop or an error is kept
-            rep.retries = int(usage.pop("retries", 0))
-            rep.usage = usage
+        rows = [{"task": t, "payload": pickle.dumps(task)} for t, task in enumerate(tasks)]
+        actor_source = ModelSource(self._device(ws))
+        for out in self._pool(CallActor, {"work": work, "source": actor_source}, rows):
+            yield pickle.loads(out["result"])
+
+    def workers(self) -> int:
+        self.connect()  # sizes the pool
+        return self.actors or 1
 
     # --- plumbing ---------------------------------------------------------------------------
 

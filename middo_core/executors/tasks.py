@@ -5,11 +5,13 @@ work needs once (`work.load`), `__call__` runs whole tasks with `work.run`, the 
 in-process, and writes one Parquet shard per task (and, for embeddings, one vector-cache shard
 first, so a loss row never lands without its vector). They never open the store. Without shared
 storage both travel back in the output row instead: the rows as JSON, the vectors as .npy bytes.
+`CallActor` is the plainer one behind `Executor.run_tasks`: pickled task in, pickled result out.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from typing import Any
 
@@ -103,6 +105,22 @@ class WorkActor(_TaskActor):
         ids, parts = self._vectors
         self._vectors = ([], [])
         return (ids, np.concatenate(parts)) if ids else None
+
+
+class CallActor:
+    """Any task work (`Executor.run_tasks`): `work.load` once per actor, `work.run_task` per task."""
+
+    def __init__(self, work, source) -> None:
+        self.work = work
+        self.state = work.load(source)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        out: dict[str, list] = {"task": [], "result": []}
+        for i in range(len(batch["task"])):
+            result = self.work.run_task(self.state, pickle.loads(batch["payload"][i]))
+            out["task"].append(int(batch["task"][i]))
+            out["result"].append(pickle.dumps(result))
+        return out
 
 
 class EchoActor(_TaskActor):

@@ -225,7 +225,7 @@ def refine(ws: Workspace, iteration: int, flagged: dict[str, list[str]],
     flagged: axis ("complexity", "quality", "diversity") -> sample ids. backend: an instance, a
     registered name, or None for middo.yaml's refine.backend. dry_run: plan and estimate calls,
     tokens and cost; nothing is called or stored. executor: None or local runs the calls here;
-    a Ray executor (middo_core.executors) runs them on its actors, the same Runner on each.
+    a Ray executor runs them on its workers (refine.distributed), the same Runner on each.
     """
     cfg = ws.config.refine
     opts = options or RefineOptions()
@@ -248,7 +248,9 @@ def refine(ws: Workspace, iteration: int, flagged: dict[str, list[str]],
         return rep
     if distributed:
         try:
-            leftover = executor.refine(ws, jobs, runner, rep, opts, progress, stage=STAGE)
+            from middo_core.refine.distributed import refine_on  # it builds on this module
+
+            leftover = refine_on(executor, ws, jobs, runner, rep, opts, progress, stage=STAGE)
         finally:
             rep.elapsed_s = time.monotonic() - started
         _record_iteration(ws, iteration, rep, leftover)
