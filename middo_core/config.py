@@ -94,7 +94,7 @@ class CanaryConfig(_Section):
     enabled: bool = True
     # canaries per kind; None: 10% of the samples spread over the kinds, at least `min_per_kind`
     per_kind: int | None = Field(None, gt=0)
-    min_per_kind: int = Field(6, gt=0)
+    min_per_kind: int = Field(2, gt=0)
     max_per_kind: int = Field(64, gt=0)
     kinds: list[str] | None = None  # None: every kind (middo_core.canaries.KINDS)
     seed: int = 0

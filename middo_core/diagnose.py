@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from middo_core.canaries import KINDS, Canary, make_canaries, per_kind
 from middo_core.executors.base import Executor
 from middo_core.models.source import ModelSource
 from middo_core.progress import Cancelled, ProgressFn, report
@@ -35,6 +36,7 @@ from middo_core.signals.base import SIGNAL_NAMES, LossPass, Signal, registered
 from middo_core.signals.complexity import STAGE_POST, STAGE_PRE
 from middo_core.signals.diversity import embeddings_meta, save_embeddings
 from middo_core.signals.passes import LossSettings, PassResult, SignalWork, loss_pass, response_only
+from middo_core.store.canaries import write_canaries
 from middo_core.store.iterations import get_iteration, upsert_iteration
 from middo_core.store.samples import dataset, row_to_sample
 from middo_core.store.signals import write_signals
@@ -76,6 +78,10 @@ class DiagnoseReport:
     # {"drawn": False, "reason"} when it was not (too many samples, or the error that stopped it)
     map: dict[str, Any] = field(default_factory=dict)
     executor: dict[str, Any] = field(default_factory=dict)
+    # the synthetic defects scored beside the samples (middo_core.canaries): {"count", "per_kind",
+    # "kinds", "seed", "share" (canaries per sample), "token_share" (their tokens per sample token
+    # in the post model's pass)}; empty when canaries are off
+    canaries: dict[str, Any] = field(default_factory=dict)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)  # other signals' describe()
     seconds: float = 0.0
 
@@ -133,7 +139,9 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
     if any(s.role == "judge" or any(p.role == "judge" for p in s.inputs().values())
            for s in chosen):
         out.judge_model = models["judge"]
-    run = _Run(ws, samples, source, executor, progress, out, LossSettings.from_config(cfg))
+    canaries = _canaries(ws, iteration, samples)
+    run = _Run(ws, samples, source, executor, progress, out, LossSettings.from_config(cfg),
+               canaries={c.id: c.sample for c in canaries})
 
     passes = _plan(chosen)  # (role, response_only) -> the merged pass
     results: dict[tuple[str, bool], PassResult] = {}
@@ -160,8 +168,12 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
         else:
             columns.update({c: [own[signal.name][i].get(c) for i in ids] for c in signal.columns})
         _describe(out, signal, signal.describe(stats.get(signal.name, {})))
+    canary_rows = _canary_values(canaries, ids, chosen, results, own)
     flags = next((results[w].loss for w, p in passes.items()
                   if p.role in ("post", "base") and not p.response_only), None)
+    if canaries:
+        out.canaries = {**_canary_report(ws, canaries, ids, flags), **run.canary_work,
+                        "model_work": _work_share(run.canary_work["tokens"], out.tokens)}
     if flags:
         columns["truncated"] = [bool(flags[i]["truncated"]) for i in ids]
         columns["empty_response"] = [bool(flags[i]["empty"]) for i in ids]
@@ -181,6 +193,8 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
     signal_of = {c: s.name for s in chosen for c in s.columns}
     with ws.store.write() as con:  # every row of this diagnosis, or none
         write_signals(con, iteration, pd.DataFrame(columns), signal_of)
+        write_canaries(con, iteration, _canary_frame(canaries, ws.config.canaries.seed),
+                       canary_rows)
         upsert_iteration(con, iteration, status="diagnosed", k=cfg.k, base_model=base, counts={
             "diagnosis": out.to_dict(), "post_model_is_base": out.post_model_is_base,
             "diagnosed_with": post})
@@ -190,6 +204,64 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
         with ws.store.write() as con:
             upsert_iteration(con, iteration, counts={"diagnosis": out.to_dict()})
     return out
+
+
+def _canaries(ws: Workspace, iteration: int, samples: dict[str, Sample]) -> list[Canary]:
+    """This diagnosis's canaries (none when the workspace turns them off)."""
+    cfg = ws.config.canaries
+    if not cfg.enabled:
+        return []
+    kinds = cfg.kinds or list(KINDS)
+    count = per_kind(len(samples), len(kinds), cfg.min_per_kind, cfg.max_per_kind, cfg.per_kind)
+    return make_canaries(samples, count, seed=cfg.seed * 1_000_003 + iteration, kinds=kinds)
+
+
+def _canary_values(canaries: list[Canary], ids: list[str], chosen: list[Signal],
+                   results: dict[tuple[str, bool], PassResult],
+                   own: dict[str, dict[str, dict]]) -> pd.DataFrame:
+    """The canaries' numeric signal values, long: canary_id, name, value."""
+    canary_ids, source_ids = [c.id for c in canaries], [c.source_id for c in canaries]
+    columns: dict[str, list] = {}
+    for signal in chosen:
+        if signal.inputs():
+            got = {name: results[(p.role, p.response_only)] for name, p in signal.inputs().items()}
+            columns.update(signal.canary_columns(canary_ids, source_ids, ids, got))
+        else:
+            columns.update({c: [own[signal.name][i].get(c) for i in canary_ids]
+                            for c in signal.columns})
+    numeric = {name: values for name, values in columns.items()
+               if all(v is None or isinstance(v, (int, float, np.number)) for v in values)}
+    frame = pd.DataFrame({"canary_id": canary_ids, **numeric})
+    return frame.melt(id_vars="canary_id", var_name="name", value_name="value")
+
+
+def _canary_frame(canaries: list[Canary], seed: int) -> pd.DataFrame:
+    return pd.DataFrame([{"id": c.id, "kind": c.kind, "axis": c.axis, "source_id": c.source_id,
+                          "seed": seed, "instruction": c.sample.instruction,
+                          "input": c.sample.input, "output": c.sample.output} for c in canaries],
+                        columns=["id", "kind", "axis", "source_id", "seed", "instruction", "input",
+                                 "output"])
+
+
+def _canary_report(ws: Workspace, canaries: list[Canary], ids: list[str],
+                   flags: dict[str, dict] | None) -> dict[str, Any]:
+    """How many canaries, and their share of the model work (tokens in the post model's pass)."""
+    kinds = sorted({c.kind for c in canaries})
+    out: dict[str, Any] = {"count": len(canaries), "kinds": kinds, "seed": ws.config.canaries.seed,
+                           "per_kind": {k: sum(c.kind == k for c in canaries) for k in kinds},
+                           "share": round(len(canaries) / max(len(ids), 1), 4)}
+    if flags:
+        spent = sum(flags[c.id].get("tokens", 0) for c in canaries if c.id in flags)
+        base = sum(flags[i].get("tokens", 0) for i in ids if i in flags)
+        out["token_share"] = round(spent / base, 4) if base else None
+    return out
+
+
+def _work_share(canary_tokens: int, tokens: dict[str, int]) -> float | None:
+    """The canaries' tokens per token of the samples, over every model pass of this run (cached
+    values cost nothing either side)."""
+    spent = sum(tokens.values())
+    return round(canary_tokens / spent, 4) if spent else None
 
 
 def _plan(chosen: list[Signal]) -> dict[tuple[str, bool], LossPass]:
@@ -209,7 +281,10 @@ def _plan(chosen: list[Signal]) -> dict[tuple[str, bool], LossPass]:
 
 @dataclass
 class _Run:
-    """Runs the passes of one diagnosis through its executor and counts them in its report."""
+    """Runs the passes of one diagnosis through its executor and counts them in its report.
+
+    The canaries go through every pass after the samples, as work of their own: the samples'
+    values are the same with or without them, and their cost is counted apart (out.canaries)."""
 
     ws: Workspace
     samples: dict[str, Sample]
@@ -218,49 +293,73 @@ class _Run:
     progress: ProgressFn | None
     out: DiagnoseReport
     settings: LossSettings
+    canaries: dict[str, Sample] = field(default_factory=dict)
+    canary_work: dict[str, int] = field(default_factory=lambda: {"computed": 0, "tokens": 0})
 
     def loss(self, model: str, spec: LossPass) -> PassResult:
-        samples, ids_of = (response_only(self.samples) if spec.response_only
-                           else (self.samples, {}))
+        res = self._loss(model, spec, self.samples, spec.stage)
+        label = spec.label or spec.role
+        self._count(label, res.computed, res.stats.get("tokens", 0), res.stats.get("batches", 0))
+        if self.canaries:
+            more = self._loss(model, spec, self.canaries, f"{spec.stage} · canaries")
+            res.loss.update(more.loss)
+            res.embedding.update(more.embedding)
+            res.ids_of.update(more.ids_of)
+            self._count_canaries(more.computed, more.stats.get("tokens", 0))
+        return res
+
+    def _loss(self, model: str, spec: LossPass, samples: dict[str, Sample], stage: str) -> PassResult:
+        samples, ids_of = response_only(samples) if spec.response_only else (samples, {})
 
         def run_work(work, ids, batch, sink):
             return self.executor.map(self.ws, work, ids, batch, self.source, sink,
-                                     progress=self.progress, stage=spec.stage)
+                                     progress=self.progress, stage=stage)
 
         res = loss_pass(self.ws, self.settings, model, samples, self.source, run_work,
                         with_embeddings=spec.embeddings, need_last_nll=spec.last_nll)
         res.ids_of = ids_of
-        label = spec.label or spec.role
-        self._count(label, res.computed, res.stats.get("tokens", 0), res.stats.get("batches", 0))
         return res
 
     def own(self, signal: Signal, model: str | None) -> tuple[dict[str, dict], dict[str, float]]:
         """A signal's own rows: from the cache, the rest computed under `model`."""
+        stage = signal.stage or signal.name
+        values, stats, computed = self._own(signal, model, self.samples, stage)
+        self._count(signal.name, computed, stats.get("tokens", 0), stats.get("forward_calls", 0))
+        if self.canaries:
+            more, extra, computed = self._own(signal, model, self.canaries, f"{stage} · canaries")
+            values.update(more)
+            self._count_canaries(computed, extra.get("tokens", 0))
+        return values, stats
+
+    def _own(self, signal: Signal, model: str | None, samples: dict[str, Sample], stage: str
+             ) -> tuple[dict[str, dict], dict[str, float], int]:
         from middo_core.models.loader import model_fingerprint
         from middo_core.store.signals import get_cached
 
-        ids = list(self.samples)
+        ids = list(samples)
         key = signal.key(model_fingerprint(model) if model else "")
         with self.ws.store.read() as con:
             values = get_cached(con, signal.name, key, ids)
         todo = [i for i in ids if i not in values]
-        stage = signal.stage or signal.name
         report(self.progress, stage, len(ids) - len(todo), len(ids))
         stats: dict[str, float] = {}
         if todo:
             work = SignalWork(signal, model, key)
             stats = self.executor.map(
-                self.ws, work, todo, [self.samples[i] for i in todo], self.source,
+                self.ws, work, todo, [samples[i] for i in todo], self.source,
                 lambda rows: values.update(rows.cache_rows()), progress=self.progress,
                 stage=stage, done_before=len(ids) - len(todo))
-        self._count(signal.name, len(todo), stats.get("tokens", 0), stats.get("forward_calls", 0))
-        return values, stats
+        return values, stats, len(todo)
 
     def _count(self, label: str, computed: int, tokens: float, calls: float) -> None:
         out = self.out
         out.computed[label] = out.computed.get(label, 0) + int(computed)
         out.tokens[label] = out.tokens.get(label, 0) + int(tokens)
         out.forward_calls[label] = out.forward_calls.get(label, 0) + int(calls)
+
+    def _count_canaries(self, computed: int, tokens: float) -> None:
+        self.canary_work["computed"] += int(computed)
+        self.canary_work["tokens"] += int(tokens)
 
 
 def _describe(out: DiagnoseReport, signal: Signal, info: dict[str, Any]) -> None:

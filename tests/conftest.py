@@ -45,11 +45,15 @@ def tiny_model_b(tmp_path_factory) -> str:
 
 @pytest.fixture
 def workspace_factory(tmp_path):
-    """Create fresh workspaces under tmp_path: ws = workspace_factory("name", base_model=...)."""
+    """Create fresh workspaces under tmp_path: ws = workspace_factory("name", base_model=...).
+
+    Canaries are off unless a test asks for them (canaries={"enabled": True}): the other tests
+    count the model's passes over their samples exactly."""
     from middo_core.config import WorkspaceConfig
     from middo_core.workspace import init_workspace
 
     def make(name: str = "ws", **config):
+        config.setdefault("canaries", {"enabled": False})
         return init_workspace(tmp_path / name, WorkspaceConfig(name=name, **config))
 
     return make

@@ -96,3 +96,21 @@ def topk_cosine(emb: np.ndarray, k: int, block: int = 4096,
     """(idx, sims): each row's k most cosine-similar other rows, nearest first."""
     result = knn_search(emb, k, block=block, backend=backend)
     return result.idx, result.sims
+
+
+def nearest_in(database: np.ndarray, queries: np.ndarray, k: int, block: int = 65536,
+               exclude: np.ndarray | None = None) -> np.ndarray:
+    """(q, k) cosine similarities of each query row to its k nearest rows of `database`, nearest
+    first: exact, over blocks of the database, so memory stays q x block (few queries, any n).
+    exclude: per query, a database row it may not list (-1: none)."""
+    unit_q = normalize(queries)
+    k = min(k, database.shape[0] - (exclude is not None))
+    best = np.full((unit_q.shape[0], 0), -np.inf, dtype=np.float32)
+    for start in range(0, database.shape[0], block):
+        sims = unit_q @ normalize(database[start:start + block]).T
+        if exclude is not None:
+            hit = (exclude >= start) & (exclude < start + sims.shape[1])
+            sims[np.flatnonzero(hit), exclude[hit] - start] = -np.inf
+        both = np.concatenate([best, sims], axis=1)
+        best = -np.sort(-both, axis=1)[:, :k]
+    return best

@@ -122,6 +122,15 @@ class Signal(BaseModel):
         """Its columns (each a list in `ids` order) from the results of `inputs()`."""
         raise NotImplementedError(f"signal '{self.name}' declares no inputs")
 
+    def canary_columns(self, canary_ids: list[str], source_ids: list[str], ids: list[str],
+                       inputs: dict[str, Any]) -> dict[str, list]:
+        """Its columns for the canaries (middo_core.canaries; source_ids: the sample each was
+        made from), read from the same passes, scored against the dataset `ids` without changing
+        the dataset's values. Default: each canary like a sample of its own; a signal whose
+        value depends on the other samples (diversity) places each canary among `ids` in its
+        source's stead."""
+        return self.from_inputs(canary_ids, inputs)
+
     def describe(self, stats: dict[str, float]) -> dict[str, Any]:
         """What the diagnosis report keeps about this run of the signal (stats: its own pass's;
         a `covered` entry: the sequences its passes covered, where that is not the sample count)."""

@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import Field, PrivateAttr
 
 from middo_core.files import write_text_atomic
-from middo_core.knn import KnnResult, knn_search, normalize
+from middo_core.knn import KnnResult, knn_search, nearest_in, normalize
 from middo_core.progress import ProgressFn
 from middo_core.signals.base import SIGNALS, LossPass, Signal
 from middo_core.workspace import Workspace
@@ -54,6 +54,20 @@ class DiversitySignal(Signal):
         self._knn = {"backend": knn.backend, "exact": knn.exact, "recall": knn.recall, "k": self.k,
                      **knn.params}
         return {c: frame[c].tolist() for c in self.columns}
+
+    def canary_columns(self, canary_ids: list[str], source_ids: list[str], ids: list[str],
+                       inputs: dict[str, Any]) -> dict[str, list]:
+        """Each canary's mean similarity to its k nearest samples of the dataset other than its
+        source (it stands in the source's place; canaries are never one another's neighbours,
+        and the dataset's own values stay as they are)."""
+        if not canary_ids:
+            return {"diversity": []}
+        post = inputs["post"]
+        queries = np.stack([post.embedding[i] for i in canary_ids])
+        row = {sid: i for i, sid in enumerate(ids)}
+        sims = nearest_in(post.matrix(ids), queries, self.k,
+                          exclude=np.array([row.get(s, -1) for s in source_ids]))
+        return {"diversity": sims.mean(axis=1).astype(float).tolist()}
 
     def describe(self, stats: dict[str, float]) -> dict[str, Any]:
         return dict(self._knn)

@@ -156,8 +156,43 @@ CREATE TABLE IF NOT EXISTS signal_values (
 );
 """
 
+# v4: canaries (synthetic defects scored beside each diagnosis, never samples) and their values;
+# curators' verdicts on flagged samples, an append-only log (the latest per sample and axis holds).
+SCHEMA_V4 = """
+CREATE TABLE IF NOT EXISTS canaries (
+    iteration INTEGER NOT NULL,
+    id VARCHAR NOT NULL,                   -- content hash of its text, like a sample id
+    kind VARCHAR NOT NULL,                 -- middo_core.canaries.KINDS
+    axis VARCHAR NOT NULL,                 -- the axis that should flag it
+    source_id VARCHAR NOT NULL,            -- the clean sample it was made from
+    seed INTEGER NOT NULL,
+    instruction VARCHAR NOT NULL,
+    input VARCHAR NOT NULL DEFAULT '',
+    output VARCHAR NOT NULL,
+    PRIMARY KEY (iteration, id)
+);
+
+CREATE TABLE IF NOT EXISTS canary_values (
+    iteration INTEGER NOT NULL,
+    canary_id VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,                 -- a signal column (loss_post, diversity, quality, ...)
+    value DOUBLE,
+    PRIMARY KEY (iteration, canary_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS verdicts (
+    iteration INTEGER NOT NULL,            -- the iteration whose selection flagged the sample
+    sample_id VARCHAR NOT NULL,
+    axis VARCHAR NOT NULL,
+    verdict VARCHAR NOT NULL,              -- real | false_alarm | cleared (withdrawn)
+    actor VARCHAR NOT NULL,
+    note VARCHAR,
+    decided_at TIMESTAMP DEFAULT current_timestamp
+);
+"""
+
 # Each entry upgrades the schema by one version. Index i moves version i to i + 1.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
