@@ -7,9 +7,11 @@ The samples a work object must compute become tasks (`ray.data.from_items`, cut 
 `tasks`), `map_batches` runs them on a pool of `actors` model replicas (middo_core.executors.tasks:
 the model is loaded once per actor, then the same `work.run` as in-process), each task writes one Parquet shard under
 artifacts/shards/ (its embeddings go straight to the vector cache, artifacts/vectors/<key>/), and
-the driver ingests the shards in one transaction. Workers never open the DuckDB file. Progress is
-reported per finished task; a Cancelled from the progress callback stops the pipeline, and the
-shards already written are ingested so a rerun computes only the rest.
+the driver ingests the shards in one transaction. Workers never open the DuckDB file, and load
+models with the CPU speed layer's choices the driver settled (models.loader.settled_speedups)
+instead of timing the attention paths under their own load. Progress is reported per finished
+task; a Cancelled from the progress callback stops the pipeline, and the shards already written
+are ingested so a rerun computes only the rest.
 
 `run_tasks` maps plainer work (refinement's LLM calls: middo_core.refine.distributed) over the
 same kind of pool: each task is pickled to an actor and its result pickled back to the caller.
@@ -40,6 +42,7 @@ import numpy as np
 from middo_core.executors import shards
 from middo_core.executors.base import EXECUTORS, Executor, Sink, add_counters
 from middo_core.executors.tasks import CallActor, WorkActor, task_rows
+from middo_core.models.loader import settled_speedups
 from middo_core.models.source import ModelSource
 from middo_core.progress import ProgressFn, report
 from middo_core.sample import Sample
@@ -142,7 +145,7 @@ class RayExecutor(Executor):
         rows = [task_rows(t, [ids[todo[p]] for p in part], [samples[todo[p]] for p in part])
                 for t, part in enumerate(plan)]
         self.connect()  # sizes the pool and resolves the device before the actors are described
-        actor_args = {"work": work, "device": self._device(ws),
+        actor_args = {"work": work, "device": self._device(ws), "speedups": settled_speedups(),
                       "vector_dir": str(vectors.folder) if vectors and self.shared_storage else None}
         started = time.perf_counter()
         try:
@@ -165,8 +168,9 @@ class RayExecutor(Executor):
             return
         self.connect()
         rows = [{"task": t, "payload": pickle.dumps(task)} for t, task in enumerate(tasks)]
-        actor_source = ModelSource(self._device(ws))
-        for out in self._pool(CallActor, {"work": work, "source": actor_source}, rows):
+        args = {"work": work, "source": ModelSource(self._device(ws)),
+                "speedups": settled_speedups()}
+        for out in self._pool(CallActor, args, rows):
             yield pickle.loads(out["result"])
 
     def workers(self) -> int:

@@ -77,12 +77,14 @@ class _TaskActor:
 class WorkActor(_TaskActor):
     """Any work object (middo_core.executors.base), its model loaded once per actor."""
 
-    def __init__(self, work, device: str, shard_dir: str | None,
+    def __init__(self, work, device: str, speedups, shard_dir: str | None,
                  vector_dir: str | None = None) -> None:
+        from middo_core.models.loader import follow_speedups
         from middo_core.models.source import ModelSource
 
         super().__init__(shard_dir, vector_dir)
         started = time.perf_counter()
+        follow_speedups(speedups)  # the driver's choices, never this actor's own timing
         self.work = work
         self.model = work.load(ModelSource(device))
         self._vectors: tuple[list[str], list[np.ndarray]] = ([], [])
@@ -110,7 +112,10 @@ class WorkActor(_TaskActor):
 class CallActor:
     """Any task work (`Executor.run_tasks`): `work.load` once per actor, `work.run_task` per task."""
 
-    def __init__(self, work, source) -> None:
+    def __init__(self, work, source, speedups) -> None:
+        from middo_core.models.loader import follow_speedups
+
+        follow_speedups(speedups)  # a model loaded here (a local LLM) runs as the driver's would
         self.work = work
         self.state = work.load(source)
 

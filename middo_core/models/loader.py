@@ -5,7 +5,9 @@ loaded model cannot be trained or saved as is, so the first use rebuilds a plain
 its config and weights and saves it into a cache folder; later loads take about two seconds.
 
 A bf16 model on a CPU is handed to the CPU speed layer (`middo_core.models.speedups`) as it
-loads; the loss pass asks for what that layer offers through `fast_path` here, never directly.
+loads; the loss pass asks for what that layer offers through `fast_path` here, never directly. A
+distributed run settles the layer's choices once on the driver (`settled_speedups`) and its
+workers load with those (`follow_speedups`), so every process computes the same numbers.
 """
 
 from __future__ import annotations
@@ -158,9 +160,26 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto") -> tuple[An
     if str(dev) == "cpu":
         keep_cpu_buffers_in_heap()
     # CPU bf16 inference: attention as bf16 matrix products, prepacked weights, lean RMSNorm,
-    # native kernels; the layer's switches are read from the environment here, once per load
-    speedups.apply(model, speedups.Speedups.from_env())
+    # native kernels; the layer's switches are read from the environment here, once per load,
+    # unless this process is a worker following its driver's
+    speedups.apply(model, _followed or speedups.Speedups.from_env())
     return model, load_tokenizer(name)
+
+
+_followed: speedups.Speedups | None = None  # a worker's: the settings its driver settled
+
+
+def settled_speedups() -> speedups.Speedups:
+    """The speed layer's settings of this process with every choice made (the attention path is
+    timed once per process), to hand to worker processes (`follow_speedups`)."""
+    return _followed or speedups.Speedups.from_env().settled()
+
+
+def follow_speedups(settings: speedups.Speedups) -> None:
+    """Load every model of this process (a worker) with its driver's settled settings: a worker
+    timing the attention paths itself, under load, can choose the other one and round differently."""
+    global _followed
+    _followed = settings
 
 
 def fast_path(model: Any) -> speedups.FastPath | None:

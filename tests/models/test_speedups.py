@@ -69,3 +69,21 @@ def test_a_model_the_loader_did_not_load_runs_its_own_code():
     assert speedups.fast_path(model) is not None
     assert not {k for k in set(vars(model)) - before if k.startswith("_middo")}
     assert not any(k.startswith("_middo") for m in model.modules() for k in vars(m))
+
+
+def test_the_attention_path_is_settled_once_and_a_worker_follows_its_driver(tiny_model,
+                                                                             monkeypatch):
+    from middo_core.models import loader
+
+    monkeypatch.delenv("MIDDO_ATTENTION", raising=False)
+    monkeypatch.setattr(loader, "_followed", None)  # this process is no worker after the test
+    settled = loader.settled_speedups()
+    assert settled.attention in ("gemm", "sdpa") and loader.settled_speedups() == settled
+    assert Speedups(attention="sdpa").settled() == Speedups(attention="sdpa")
+    # a worker whose own switches (or timing, under load) would choose the other path
+    other = "sdpa" if settled.attention == "gemm" else "gemm"
+    monkeypatch.setenv("MIDDO_ATTENTION", other)
+    loader.follow_speedups(settled)
+    model, _ = loader.load_model(tiny_model, "cpu")
+    assert (model.config._attn_implementation == "middo_gemm") == (settled.attention == "gemm")
+    assert loader.settled_speedups() == settled  # and hands on the same choice

@@ -8,7 +8,8 @@ applies; this file does both:
 - native.py and kernels.c: fused elementwise kernels, compiled for this machine on first use.
 
 `Speedups.from_env()` reads the switches, in this one place; the loader calls `apply` on every
-model it loads and hands the loss pass `fast_path(model)`. The fallback is always the model's own
+model it loads and hands the loss pass `fast_path(model)`. `settled()` makes the one timed choice
+(the attention path) so that a driver can hand it to its workers. The fallback is always the model's own
 transformers code: a GPU, another dtype, training, a failed build or a switch set to off.
 What `apply` did to a model is kept here, by model, never on the model itself.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,15 @@ class Speedups:
                    attention=env.get("MIDDO_ATTENTION", "auto").lower(),
                    native=env.get("MIDDO_NATIVE", "1") != "0",
                    kernel_cache=cache, compiler=env.get("CC") or "cc")
+
+    def settled(self) -> Speedups:
+        """These settings with every choice made: `auto` attention becomes gemm or sdpa, timed
+        here once per process. Other processes handed them (Ray workers) never time again, so
+        a busy worker cannot pick the other path and round differently from its driver."""
+        if self.attention != "auto":
+            return self
+        faster = attention.faster_than_sdpa_here(self.kernels())
+        return replace(self, attention="gemm" if faster else "sdpa")
 
     def kernels(self) -> native.Kernels | None:
         """The native kernels these settings allow (built once per process), or None."""
