@@ -303,3 +303,43 @@ def other_signal_columns(root: str, iteration: int, version: int) -> tuple[str, 
         return ()
     frame = loaded[0]
     return tuple(c for c in extra_columns(frame) if frame[c].notna().any())
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def canaries(root: str, iteration: int, version: int) -> pd.DataFrame:
+    """D(iteration)'s canaries with their signal values (empty when none were scored)."""
+    from middo_core.store.canaries import load_canaries
+
+    with workspace(root, version).store.read() as con:
+        return load_canaries(con, iteration)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def verdicts(root: str, iteration: int, version: int) -> pd.DataFrame:
+    """The standing curators' verdicts on D(iteration)'s flags."""
+    from middo_core.store.canaries import current_verdicts
+
+    with workspace(root, version).store.read() as con:
+        return current_verdicts(con, iteration)
+
+
+def health(root: str, iteration: int, version: int, m: dict[str, float]):
+    """The canary health of D(iteration)'s signals at m (None: no canaries); cheap per m."""
+    from middo_core.health import health_of
+
+    found = canaries(root, iteration, version)
+    loaded = signals(root, iteration, version)
+    if found.empty or loaded is None:
+        return None
+    return health_of(iteration, loaded[1], found, m)
+
+
+def verdict_precision(root: str, iteration: int, version: int, m: dict[str, float]):
+    """Per axis: precision of its flags at m against the verdicts, and the m they suggest."""
+    from middo_core.health import verdict_precision as precision
+
+    loaded = signals(root, iteration, version)
+    if loaded is None:
+        return {}
+    return precision(workspace(root, version), iteration, loaded[1], m,
+                     verdicts(root, iteration, version))

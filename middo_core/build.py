@@ -114,7 +114,10 @@ def build_next(ws: Workspace, iteration: int) -> BuildReport:
 
 
 def lineage(ws: Workspace, sample_id: str) -> list[dict]:
-    """The sample and its ancestors, newest first, each with the versions it belongs to."""
+    """The sample and its ancestors, newest first, each with the versions it belongs to and the
+    curators' verdicts on its flags (`verdicts`: iteration, axis, verdict, actor, note, when)."""
+    from middo_core.store.canaries import verdict_history
+
     chain: list[dict] = []
     seen: set[str] = set()
     with ws.store.read() as con:
@@ -127,6 +130,8 @@ def lineage(ws: Workspace, sample_id: str) -> list[dict]:
             rec = frame.iloc[0].to_dict()
             rec["history"] = json.loads(rec["history"])
             rec["versions"] = sample_versions(con, current)
+            said = verdict_history(con, [current])
+            rec["verdicts"] = said.drop(columns="sample_id").to_dict("records")
             chain.append(rec)
             current = rec.get("parent_id")
     return chain

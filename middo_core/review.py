@@ -70,6 +70,51 @@ def review_counts(ws: Workspace, iteration: int) -> dict[str, dict[str, int]]:
         return q.review_counts(con, iteration)
 
 
+def mark(ws: Workspace, iteration: int, target: str, verdict: str, axis: str | None = None,
+         actor: str = "cli", note: str | None = None) -> tuple[str, str]:
+    """A curator's verdict on a flag, apart from any decision on its proposal: "real" (a real
+    problem), "false_alarm", or "cleared" (withdraws the last one). `target` is a proposal id
+    (its source sample and axis) or a sample id of D(iteration) (then `axis` names the flag,
+    unless the stored selection flags it on one axis only). Returns (sample id, axis)."""
+    from middo_core.selection import AXES, flagged_sets
+    from middo_core.store.canaries import VERDICTS, add_verdict
+
+    if verdict not in (*VERDICTS, "cleared"):
+        raise ReviewError(f"unknown verdict {verdict!r}: use real, false_alarm or cleared")
+    if axis is not None and axis not in AXES:
+        raise ReviewError(f"unknown axis {axis!r}: use {', '.join(AXES)}")
+    with ws.store.read() as con:
+        row = con.execute("SELECT source_id, axis FROM proposals WHERE id = ? AND iteration = ?",
+                          [target, iteration]).fetchall()
+        in_version = not row and bool(con.execute(
+            "SELECT 1 FROM dataset_members WHERE iteration = ? AND sample_id = ? AND split = 'train'",
+            [iteration, target]).fetchall())
+    if row:
+        sample_id, axis = row[0][0], axis or row[0][1]
+    elif in_version:
+        sample_id = target
+        if axis is None:
+            on = [a for a, ids in flagged_sets(ws, iteration).items() if target in set(ids)]
+            if len(on) != 1:
+                raise ReviewError(f"sample {target} is flagged on {', '.join(on) or 'no axis'} in "
+                                  f"D({iteration}): say which flag the verdict is about (--axis)")
+            axis = on[0]
+    else:
+        raise ReviewError(f"{target}: neither a proposal of iteration {iteration} nor a sample "
+                          f"of D({iteration})")
+    with ws.store.write() as con:
+        add_verdict(con, iteration, sample_id, axis, verdict, actor, note)
+    return sample_id, axis
+
+
+def verdicts(ws: Workspace, iteration: int | None = None) -> pd.DataFrame:
+    """The standing verdicts (the latest per sample and axis) of one iteration, or of all."""
+    from middo_core.store.canaries import current_verdicts
+
+    with ws.store.read() as con:
+        return current_verdicts(con, iteration)
+
+
 def audit_trail(ws: Workspace, proposal_id: str | None = None) -> pd.DataFrame:
     with ws.store.read() as con:
         return q.audit_trail(con, proposal_id)

@@ -26,7 +26,20 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
         "iterations": iterations,
         "runs": runs,
         "metrics": _metrics(metrics),
+        "health": _health(ws, iterations),
     }
+
+
+def _health(ws: Workspace, iterations: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The signal health of the newest diagnosed iteration, at its stored m's (None: no
+    diagnosis with canaries yet)."""
+    from middo_core.health import signal_health
+
+    diagnosed = [r["number"] for r in iterations if r.get("counts", {}).get("diagnosis")]
+    if not diagnosed:
+        return None
+    found = signal_health(ws, max(diagnosed))
+    return found.to_dict() if found else None
 
 
 def _metrics(frame) -> dict[str, Any]:

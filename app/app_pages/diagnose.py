@@ -18,6 +18,8 @@ from app.components.selection import (
 )
 from middo_core.selection import AXES, auto_m, save_selection
 
+QUALITY_MODES = {"logprobs": "self-judged", "generate": "self-judged", "pmi": "relevance × completion"}
+
 ctx = state.require()
 it = ctx.iteration
 st.title(f"Diagnose D({it})")
@@ -53,6 +55,12 @@ for axis in axes:  # first visit: the stored m's of this iteration, else the con
         st.session_state[key] = float(stored if stored is not None and stored == stored else default)
 
 
+quality_run = record.get("counts", {}).get("diagnosis", {}).get("quality") or {}
+quality_title = None
+if quality_run.get("mode"):
+    quality_title = f"Quality ({QUALITY_MODES.get(quality_run['mode'], quality_run['mode'])}, 0-10)"
+
+
 def use_auto_m() -> None:
     chosen = auto_m(table, target=cfg.selection.target_fraction, axes=axes)
     for axis in axes:
@@ -72,10 +80,13 @@ def selection_panel() -> None:
     render_strip(counts)
     for warning in counts["warnings"]:
         st.warning(warning, icon=":material/warning:")
+    health = resources.health(ctx.root, it, version, selection.m)
+    precision = resources.verdict_precision(ctx.root, it, version, selection.m)
     columns = st.columns(len(axes))
     for axis, column in zip(axes, columns, strict=True):
         with column:
-            render_axis(axis, ctx.root, it, ctx.compare, version, selection, counts)
+            render_axis(axis, ctx.root, it, ctx.compare, version, selection, counts, health,
+                        precision, title=quality_title if axis == "quality" else None)
     render_drilldown(ctx, AXIS_CHARTS, selection, table)  # a clicked bar's samples, below the charts
     b1, b2, b3 = st.columns([1, 1, 2])
     b1.button("Auto m", on_click=use_auto_m, icon=":material/auto_fix:",
@@ -105,6 +116,9 @@ st.caption(f"{len(table):,} samples of D({it}) diagnosed. Move an m to see what 
            "nothing is recomputed. Click a bar to list its samples. Save the selection, then "
            "refine the flagged samples.")
 selection_panel()
+if quality_run.get("reason"):
+    st.caption(f"Quality signal: {quality_run['mode']} ({quality_run['reason']}). The paper's "
+               "self-judge is one setting away: signals.quality_mode: logprobs.")
 if "quality" in axes:  # the six ratings do not depend on m: drawn outside the slider fragment
     with st.expander("Quality: the six metrics", expanded=False):
         render_quality_metrics(ctx.root, it, ctx.compare, ctx.version)

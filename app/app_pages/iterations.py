@@ -111,6 +111,9 @@ with st.expander("Lineage of a sample"):
             versions = ", ".join(f"D({v})" for v in rec.get("versions", [])) or "no version"
             st.caption(f"{'this sample' if i == 0 else 'its parent'} · {rec['id']} · "
                        f"{rec['origin']} · in {versions}")
+            for v in rec.get("verdicts", []):
+                st.caption(f"verdict in iteration {v['iteration']} on its {v['axis']} flag: "
+                           f"{v['verdict'].replace('_', ' ')} ({v['actor']})")
             render_sample_text("Sample" if i == 0 else "Parent", rec)
 
 # --- ablations and the random control ---------------------------------------------------------------

@@ -89,6 +89,32 @@ def decide(action: str, proposal_id: str, seen: str | None = None, **fields) -> 
         st.session_state[POS] = st.session_state.get(POS, 0) + 1
 
 
+VERDICT_LABELS = {"real": "Real problem", "false_alarm": "False alarm"}
+
+
+def set_verdict(proposal_id: str, key: str) -> None:
+    """The curator's verdict on the flag behind a proposal (None: withdrawn)."""
+    chosen = st.session_state.get(key)
+    verdict = next((v for v, label in VERDICT_LABELS.items() if label == chosen), "cleared")
+    try:
+        review.mark(ctx.ws, it, proposal_id, verdict, actor=ACTOR)
+    except Exception as exc:
+        st.session_state["review_error"] = str(exc)
+
+
+def render_verdict(row: dict) -> None:
+    marked = resources.verdicts(ctx.root, it, ctx.version)
+    mine = marked[(marked["sample_id"] == row["source_id"]) & (marked["axis"] == row["axis"])]
+    current = VERDICT_LABELS.get(mine["verdict"].iloc[0]) if len(mine) else None
+    key = f"verdict_{row['id']}_{current}"  # a new key when the stored verdict changes
+    st.segmented_control(
+        f"Was the {row['axis']} flag right?", list(VERDICT_LABELS.values()), default=current,
+        key=key, on_change=set_verdict, args=(row["id"], key),
+        help="Apart from accepting or rejecting the proposal: is the original sample really a "
+             f"{row['axis']} problem? The Diagnose page shows each axis's precision against these "
+             "verdicts and the m they suggest.")
+
+
 def move(step: int) -> None:
     st.session_state[POS] = max(0, st.session_state.get(POS, 0) + step)
     st.session_state.pop("review_edit_id", None)
@@ -144,6 +170,7 @@ def render_one() -> None:
         st.error(error)
     for reason in reasons_for(row["source_id"]):
         st.caption(f"Flagged: {reason}")
+    render_verdict(row)
     if row["status"] == "failed":
         st.error("This proposal failed: the LLM's answer could not be used.")
         if row.get("reason"):

@@ -45,12 +45,43 @@ def render_strip(counts: dict) -> None:
             st.caption("Overlaps: " + " · ".join(f"{k.replace('&', ' & ')} {v:,}" for k, v in overlaps.items()))
 
 
+BADGE = {"good": ("green", ":material/verified:"), "weak": ("orange", ":material/warning:"),
+         "uncertain": ("gray", ":material/help:"), "near chance": ("red", ":material/error:")}
+
+
+def render_health(axis: str, health, precision) -> None:
+    """The axis's power on this data: canary AUROC and recall at m, the curators' precision."""
+    h = health.axes.get(axis) if health is not None else None
+    if h is None or h.auroc is None:
+        st.caption("Health: no canaries in this diagnosis (rerun it to measure this signal).")
+    else:
+        colour, icon = BADGE[h.status]
+        st.badge(f"{h.status}: AUROC {h.auroc:.2f}", color=colour, icon=icon)
+        recall = f"{h.recall:.0%}" if h.recall is not None else "–"
+        st.caption(f"On {h.n} canaries (synthetic {axis} defects made from this data) against "
+                   f"their clean sources; this m flags {recall} of them.",
+                   help="AUROC 1.0: every canary looks worse than every clean source; 0.5: "
+                        "chance. `middo signals DIR --health` lists each kind.")
+        if h.status == "near chance":
+            st.warning(h.message, icon=":material/error:")
+        elif h.status in ("uncertain", "weak"):
+            st.caption(h.message)
+    p = precision.get(axis) if precision else None
+    if p is not None and p.marked:
+        shown = f"{p.precision:.0%}" if p.precision is not None else "–"
+        hint = f"; they suggest m = {p.suggested_m:+.2f}" if p.suggested_m is not None else ""
+        st.caption(f"Curators' verdicts: precision {shown} at this m ({p.real} real, "
+                   f"{p.false_alarm} false alarms among the flagged; {p.marked} marked){hint}.")
+
+
 def render_axis(axis: str, root: str, iteration: int, compare: int | None, version: int,
-                selection: Selection, counts: dict) -> None:
+                selection: Selection, counts: dict, health=None, precision=None,
+                title: str | None = None) -> None:
     hists = resources.histograms(root, iteration, compare, version,
                                  ("loss_pre", "loss_post", "diversity", "quality"), bins=AXIS_BINS)
     th = selection.thresholds
-    st.markdown(f"#### {AXIS_TITLES[axis]}")
+    st.markdown(f"#### {title or AXIS_TITLES[axis]}")
+    render_health(axis, health, precision)
     if axis == "complexity":
         for col, name in (("loss_pre", "L_pre"), ("loss_post", "L_post")):
             fig = histogram_figure(f"{name} per sample, iteration {iteration}", name, hists[col],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,6 +18,9 @@ from middo_core.commands.common import (
 )
 from middo_core.progress import Cancelled
 from middo_core.workspace import Workspace
+
+if TYPE_CHECKING:
+    from middo_core.health import Health
 
 
 def latest_version(ws: Workspace) -> int:
@@ -48,6 +52,23 @@ def _map_line(drawn: dict) -> str:
         return f"[yellow]not drawn[/yellow]: {drawn['reason']}"
     how = "kept (same embeddings)" if drawn.get("reused") else f"drawn in {drawn['seconds']:.1f} s"
     return f"UMAP of {drawn['points']:,} points {how}"
+
+
+def print_health(health: Health | None) -> None:
+    """The health lines of a diagnosis: one per axis, then what to do about a weak one."""
+    if health is None:
+        return
+    results.print("  signal health (canaries against their clean sources, at the current m):")
+    for axis, h in health.axes.items():
+        if h.auroc is None:
+            results.print(f"    {axis:<11} unmeasured")
+            continue
+        recall = f"{h.recall:.0%}" if h.recall is not None else "-"
+        results.print(f"    {axis:<11} AUROC {h.auroc:.2f} on {h.n} canaries, recall at m {recall}: "
+                      f"{h.status}", markup=False, highlight=False)
+    for h in health.axes.values():
+        if h.status in ("near chance", "uncertain", "weak"):
+            console.print(f"  warning: {h.message}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -107,9 +128,13 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         except (ImportError, ConnectionError) as exc:  # Ray missing, or no cluster at --address
             fail(f"{executor} executor: {exc}")
+        from middo_core.health import signal_health
+
         summary = _signal_summary(ws, it)
+        health = signal_health(ws, it)
         if as_json:
-            emit_json({**rep.to_dict(), "summary": summary})
+            emit_json({**rep.to_dict(), "summary": summary,
+                       "health": health.to_dict() if health else None})
             return
         post = rep.post_model + ("  [yellow](post model = base model: not trained yet)[/yellow]"
                                  if rep.post_model_is_base else "")
@@ -131,6 +156,11 @@ def register(app: typer.Typer) -> None:
         for col, s in summary.items():
             results.print(f"  {col:<10} mean {s['mean']:.3f}  std {s['std']:.3f}  "
                           f"min {s['min']:.3f}  max {s['max']:.3f}")
+        if rep.canaries:
+            c = rep.canaries
+            results.print(f"  canaries: {c['count']:,} ({c['share']:.1%} of the samples, "
+                          f"{c.get('model_work') or 0:.1%} more model work)")
+        print_health(health)
 
     @app.command()
     def select(
@@ -144,6 +174,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Machine-readable counts"),
     ) -> None:
         """Flag hard, sparse and low-quality samples with tau = mu + m*sigma; store the m's."""
+        from middo_core.health import signal_health
         from middo_core.selection import SelectionError, auto_m, save_selection, signal_table
 
         ws = workspace(directory)
@@ -165,8 +196,9 @@ def register(app: typer.Typer) -> None:
                 cfg.m_quality if m_quality is None else m_quality)
         save_selection(ws, it, selection)
         counts = selection.counts()
+        health = signal_health(ws, it, table=table, m=counts["m"])
         if as_json:
-            emit_json({"iteration": it, **counts})
+            emit_json({"iteration": it, **counts, "health": health.to_dict() if health else None})
             return
         n = max(counts["n"], 1)
         results.print(f"[bold]D({it})[/bold]: {counts['n']:,} samples, m = " + ", ".join(
@@ -178,18 +210,53 @@ def register(app: typer.Typer) -> None:
         results.print(f"  union       {counts['union']:>7,} ({counts['union_fraction']:.1%})")
         for warning in counts["warnings"]:
             console.print(f"  [yellow]warning:[/yellow] {warning}")
+        print_health(health)
+
+    def _health_report(ws, it: int, as_json: bool) -> None:
+        from middo_core.health import signal_health
+        from middo_core.selection import SelectionError
+        from middo_core.tables import text_table
+
+        try:
+            found = signal_health(ws, it)
+        except SelectionError as exc:
+            fail(str(exc))
+        if found is None:
+            fail(f"D({it}) has no canaries: diagnose it with canaries on (middo.yaml canaries.enabled)")
+        if as_json:
+            emit_json(found.to_dict())
+            return
+        print_health(found)
+        results.print("  per kind (AUROC against the clean sources; recall of its axis at m):")
+        signals = list(found.kinds[0].auroc) if found.kinds else []
+        import pandas as pd
+
+        rows = [[k.kind, k.axis, k.n, *(k.auroc[s] for s in signals), k.recall] for k in found.kinds]
+        frame = pd.DataFrame(rows, columns=["kind", "axis", "n", *signals, "recall"])
+        results.print(text_table(frame), markup=False, highlight=False)
 
     @app.command("signals")
     def signals_cmd(
         directory: Path = typer.Argument(..., help="Workspace folder"),
-        out: Path = typer.Option(..., "--out", help="Output file: .parquet, .csv or .jsonl"),
+        out: Path | None = typer.Option(None, "--out", help="Output file: .parquet, .csv or .jsonl"),
         iteration: int | None = typer.Option(None, help="Dataset version (default: the newest)"),
+        health: bool = typer.Option(False, "--health", help="Print each signal's health on this "
+                                    "data: per canary kind, AUROC against the clean sources and "
+                                    "recall at the stored m"),
+        as_json: bool = typer.Option(False, "--json", help="With --health: machine-readable"),
     ) -> None:
-        """Write the per-sample signal table (text, every signal value, flags) to a file."""
+        """Write the per-sample signal table (text, every signal value, flags) to a file, and/or
+        print how well each signal finds the canaries planted in this diagnosis."""
         from middo_core.store.signals import signals_with_text
 
         ws = workspace(directory)
         it = latest_version(ws) if iteration is None else iteration
+        if out is None and not health:
+            fail("nothing to do: give --out FILE to write the signal table, or --health")
+        if health:
+            _health_report(ws, it, as_json)
+            if out is None:
+                return
         with ws.store.read() as con:
             frame = signals_with_text(con, it)
         if frame.empty:

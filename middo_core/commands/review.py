@@ -14,9 +14,11 @@ from middo_core.review import (
     apply_policy,
     bulk_decide,
     edit,
+    mark,
     reject,
     review_counts,
     review_queue,
+    verdicts,
 )
 
 
@@ -44,6 +46,12 @@ def register(app: typer.Typer) -> None:
         min_quality: float | None = typer.Option(None, help="Filter: source quality at least"),
         max_quality: float | None = typer.Option(None, help="Filter: source quality at most"),
         policy: str | None = typer.Option(None, help="Let a policy decide: auto | quality-gate"),
+        real: list[str] = typer.Option([], "--real", help="Verdict: this proposal's (or sample's) "
+                                       "flag is a real problem (repeatable)"),
+        false_alarm: list[str] = typer.Option([], "--false-alarm", help="Verdict: this flag is a "
+                                              "false alarm (repeatable)"),
+        clear: list[str] = typer.Option([], "--clear-verdict", help="Withdraw the verdict on this "
+                                        "flag (repeatable)"),
         note: str | None = typer.Option(None, help="Reviewer note stored with the decision"),
         actor: str = typer.Option("cli", help="Who decides (stored in the audit trail)"),
         as_json: bool = typer.Option(False, "--json"),
@@ -65,12 +73,18 @@ def register(app: typer.Typer) -> None:
             if policy:
                 n = apply_policy(ws, it, policy)
                 results.print(f"policy {policy}: accepted {n:,} proposals")
+            for verdict, targets in (("real", real), ("false_alarm", false_alarm), ("cleared", clear)):
+                for target in targets:
+                    sid, on = mark(ws, it, target, verdict, axis=axis, actor=actor, note=note)
+                    results.print(f"verdict on {sid} ({on}): {verdict.replace('_', ' ')}")
         except ReviewError as exc:
             fail(str(exc))
         counts = review_counts(ws, it)
+        marked = verdicts(ws, it)
         if as_json:
             queue = review_queue(ws, it, axis=axis)
             emit_json({"iteration": it, "counts": counts,
+                       "verdicts": marked[["sample_id", "axis", "verdict", "actor"]].to_dict("records"),
                        "proposals": queue[["id", "axis", "status", "reason", "source_id", "instruction"]]
                        .to_dict("records")})
             return
@@ -79,6 +93,10 @@ def register(app: typer.Typer) -> None:
             return
         for ax, by_status in counts.items():
             parts = ", ".join(f"{n:,} {s}" for s, n in by_status.items())
+            said = marked[marked["axis"] == ax]["verdict"].value_counts()
+            if len(said):
+                parts += "; verdicts: " + ", ".join(f"{n:,} {v.replace('_', ' ')}"
+                                                    for v, n in said.items())
             results.print(f"  {ax}: {parts}")
         pending = review_queue(ws, it, axis=axis, status="pending")
         for row in pending.head(10).itertuples():
