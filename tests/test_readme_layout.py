@@ -31,4 +31,5 @@ def test_every_studio_file_is_in_the_tree_and_every_listed_file_exists():
     entries = [p.name for p in (REPO / "app").iterdir() if not p.name.startswith("__")]
     assert not [e for e in entries if not named(tree, e)]
     for listed in re.findall(r"^\s+([\w.]+\.py)\s", tree, re.MULTILINE):
-        assert list(REPO.glob(f"**/{listed}")), f"README layout lists {listed}, which does not exist"
+        found = [hit for top in ("middo_core", "app") for hit in (REPO / top).glob(f"**/{listed}")]
+        assert found, f"README layout lists {listed}, which does not exist"
