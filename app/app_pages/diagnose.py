@@ -117,8 +117,9 @@ st.caption(f"{len(table):,} samples of D({it}) diagnosed. Move an m to see what 
            "refine the flagged samples.")
 selection_panel()
 if quality_run.get("reason"):
-    st.caption(f"Quality signal: {quality_run['mode']} ({quality_run['reason']}). The paper's "
-               "self-judge is one setting away: signals.quality_mode: logprobs.")
+    away = "" if "logprobs" in quality_run["reason"] else (
+        " The paper's self-judge is one setting away: signals.quality_mode: logprobs.")
+    st.caption(f"Quality signal: {quality_run['mode']}. Why: {quality_run['reason']}.{away}")
 if "quality" in axes:  # the six ratings do not depend on m: drawn outside the slider fragment
     with st.expander("Quality: the six metrics", expanded=False):
         render_quality_metrics(ctx.root, it, ctx.compare, ctx.version)
