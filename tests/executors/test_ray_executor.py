@@ -3,17 +3,21 @@
 The same demo workspace is diagnosed in-process and through Ray: every signal column and the
 embeddings must be identical, bit for bit. They can be, because a Ray task is made of whole
 in-process batches (same samples, same padded shape, same kernels), the judge runs the same chunks
-with the same seed, and the kNN runs on the driver over the same matrix.
+with the same seed, the kNN runs on the driver over the same matrix, and the actors load the
+model with the attention path this process settled.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from ray_toy_signal import LastLogSumExp
 from typer.testing import CliRunner
 
 from middo_core.cli import app
@@ -22,17 +26,21 @@ from middo_core.diagnose import STAGE_POST, diagnose
 from middo_core.executors import make_executor
 from middo_core.executors.shards import shards_root
 from middo_core.progress import Cancelled
+from middo_core.signals.base import SIGNALS, registered
 from middo_core.signals.diversity import load_embeddings
 from middo_core.store.signals import load_signals
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'middo-studio[ray]'")
 pytestmark = pytest.mark.slow
+HERE = Path(__file__).parent
 
 
 @pytest.fixture(scope="module")
 def ray_session():
+    # the actors import the toy signal's module as this process does, from this folder
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING)
+             logging_level=logging.WARNING, runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield
     ray.shutdown()
 
@@ -142,3 +150,33 @@ def test_ray_refinement_stores_the_same_proposals_as_in_process(ray_session, wor
         assert len(server.requests) == 2 * 12  # two calls per proposal, per run (no cache shared)
     cols = ["axis", "source_id", "status", "instruction", "output", "raw_text", "template_hash"]
     pd.testing.assert_frame_equal(frames[0][cols], frames[1][cols])
+
+
+@pytest.fixture
+def toy_signal():
+    registered()
+    SIGNALS.register(LastLogSumExp)
+    yield LastLogSumExp
+    SIGNALS.unregister("last_logsumexp")
+
+
+def test_a_registered_toy_signal_gives_the_same_values_on_ray_as_in_process(
+        ray_session, toy_signal, tmp_path, tiny_model):
+    import torch
+
+    # An actor has one CPU, so one intra-op thread (Ray sets OMP_NUM_THREADS), and a model's own
+    # forward rounds a few last bits differently across thread counts (the loss pass does not):
+    # the in-process run here uses one thread too.
+    threads = torch.get_num_threads()
+    values = []
+    for name, executor in (("here", None), ("ray", make_executor("ray", actors=2))):
+        ws = _demo(tmp_path / name, tiny_model)
+        torch.set_num_threads(1 if executor is None else threads)
+        try:
+            rep = diagnose(ws, 0, signals=("last_logsumexp",), executor=executor)
+        finally:
+            torch.set_num_threads(threads)
+        assert rep.computed["last_logsumexp"] == rep.n
+        values.append(_signals(ws)["last_logsumexp"])
+    assert values[0].notna().all()
+    pd.testing.assert_series_equal(values[0], values[1], check_exact=True)  # bit for bit
