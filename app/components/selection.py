@@ -70,8 +70,9 @@ def render_health(axis: str, health, precision) -> None:
     if p is not None and p.marked:
         shown = f"{p.precision:.0%}" if p.precision is not None else "–"
         hint = f"; they suggest m = {p.suggested_m:+.2f}" if p.suggested_m is not None else ""
-        st.caption(f"Curators' verdicts: precision {shown} at this m ({p.real} real, "
-                   f"{p.false_alarm} false alarms among the flagged; {p.marked} marked){hint}.")
+        alarms = f"{p.false_alarm} false alarm" + ("" if p.false_alarm == 1 else "s")
+        st.caption(f"Curators' verdicts: precision {shown} at this m ({p.real} real, {alarms} "
+                   f"among the flagged; {p.marked} marked){hint}.")
 
 
 def render_axis(axis: str, root: str, iteration: int, compare: int | None, version: int,

@@ -10,6 +10,7 @@ import pytest
 from browser import chromium_page, shot, studio_server, wait_idle
 
 from middo_core.data import import_file
+from middo_core.store.canaries import current_verdicts
 from middo_core.store.iterations import get_iteration
 from middo_core.store.proposals import put_proposals
 
@@ -78,6 +79,9 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
         page.get_by_text("Union flagged").wait_for(timeout=240_000)
         wait_idle(page)
         shot(page, "02-diagnose")
+        # each axis's health beside its distribution; the one at chance on this data says so
+        assert page.get_by_text(re.compile(r"AUROC \d\.\d\d")).count() >= 3
+        page.get_by_text(re.compile(r"near chance on this data .* tunes noise")).first.wait_for()
 
         # Move the diversity m: the count under its slider changes, nothing is recomputed
         before = flagged_count(page, "diversity")
@@ -123,6 +127,12 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
         # the second proposal is on screen: the Reject button now belongs to it, not the first
         page.get_by_text("Rewritten prompt number 1: plain").first.wait_for()
         wait_idle(page)
+        # a verdict on the flag itself, apart from the proposal
+        page.locator('[class*="st-key-verdict_e2e-1"] button', has_text="Real problem").click()
+        wait_idle(page)
+        with ws.store.read() as con:
+            assert current_verdicts(con, 0)[["sample_id", "axis", "verdict"]].values.tolist() == [
+                [sources[1], "quality", "real"]]
         page.get_by_role("button", name="Reject (r)").click()
         page.wait_for_timeout(1500)
         shot(page, "05-review-rejected")

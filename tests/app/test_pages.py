@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 
 import duckdb
+import numpy as np
+import pandas as pd
 import pytest
 from studio_helpers import APP, N, open_app, shown_table, texts, write_proposals, write_signals
+
+from middo_core.canaries import AXIS_OF_KIND
 
 
 def status_of(ws, proposal_id: str) -> str:
@@ -88,6 +92,42 @@ def test_diagnose_slider_moves_the_count_and_saves(studio_ws):
     m_div, status = con.execute("SELECT m_diversity, status FROM iterations WHERE number = 0").fetchall()[0]
     con.close()
     assert status == "selected" and m_div == pytest.approx(at.slider(key="m_diversity_0").value)
+
+
+def test_diagnose_shows_each_signals_health_and_the_precision_of_the_verdicts(studio_ws):
+    from middo_core.review import mark
+    from middo_core.store.canaries import write_canaries
+
+    ws, samples = studio_ws
+    ids = [s.id for s in samples]
+    frame = write_signals(ws, 0, ids)
+    rng = np.random.default_rng(1)
+    canaries, values = [], []
+    for j, src in enumerate(rng.choice(len(ids), 24, replace=False)):
+        kind = "noised" if j < 12 else "truncated"
+        canaries.append({"id": f"canary-{j}", "kind": kind, "axis": AXIS_OF_KIND[kind],
+                         "source_id": ids[src], "seed": 0, "instruction": "q", "input": "",
+                         "output": "a"})
+        if kind == "noised":  # the loss sees them: far above their sources
+            values += [(f"canary-{j}", c, frame[c][src] + 5) for c in ("loss_pre", "loss_post")]
+        else:  # quality misses them: values unrelated to their sources
+            values.append((f"canary-{j}", "quality", rng.uniform(3, 9)))
+    with ws.store.write() as con:
+        write_canaries(con, 0, pd.DataFrame(canaries),
+                       pd.DataFrame(values, columns=["canary_id", "name", "value"]))
+    at = open_app(ws.root, "diagnose")
+    shown = texts(at)
+    assert "good: AUROC 1.00" in shown and "this m flags 100% of them" in shown
+    assert "quality: near chance on this data" in shown and "Curators' verdicts" not in shown
+
+    flagged = frame.sort_values("diversity")["sample_id"].tolist()[:3]
+    mark(ws, 0, flagged[0], "real", axis="diversity", actor="ana")
+    mark(ws, 0, flagged[1], "false_alarm", axis="diversity", actor="ana")
+    at = open_app(ws.root, "diagnose")
+    assert "Curators' verdicts: precision 50% at this m (1 real, 1 false alarm among" in texts(at)
+    mark(ws, 0, flagged[2], "real", axis="diversity", actor="bo")
+    at = open_app(ws.root, "diagnose")
+    assert "Curators' verdicts: precision 67% at this m (2 real, 1 false alarm among" in texts(at)
 
 
 def test_review_accept_reject_edit_and_bulk(studio_ws):
