@@ -69,3 +69,24 @@ def test_loss_tasks_are_whole_in_process_batches(tiny_model):
 def test_unknown_executor_names_the_choices():
     with pytest.raises(KeyError, match="local, ray"):
         make_executor("dask")
+
+
+class _Squares:
+    """Task work that counts its loads: each task is a number, its result the square."""
+
+    loads = 0
+
+    def load(self, source):
+        _Squares.loads += 1
+        return {"power": 2}
+
+    def run_task(self, state, task):
+        return task ** state["power"]
+
+
+def test_the_local_executor_runs_task_work_in_order_loading_once(workspace_factory):
+    ws = workspace_factory("tasks")
+    with make_executor("local") as ex:
+        assert list(ex.run_tasks(ws, _Squares(), [3, 1, 2])) == [9, 1, 4]
+        assert ex.workers() == 1
+    assert _Squares.loads == 1
