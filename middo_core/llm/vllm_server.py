@@ -37,6 +37,7 @@ from middo_core.llm.base import LLMConfigError
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"  # loopback only: the server has no API key
 LOG_TAIL_LINES = 20
+_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit|Interrupt)\b")  # a traceback's final line
 _ERROR_LINE = re.compile(r"(Error|Exception|error:|Traceback|Killed|No such file)", re.IGNORECASE)
 
 
@@ -317,8 +318,12 @@ def _signal_group(pid: int, sig: int) -> None:
 
 
 def _reason(tail: list[str]) -> str:
-    """The line that says why: the last error-looking line of the log, else its last line."""
+    """Why it stopped: the last exception of the log with its message's lines, else the last
+    error-looking line, else the last line."""
+    for i in range(len(tail) - 1, -1, -1):
+        if _EXCEPTION_LINE.match(tail[i]):
+            return " ".join(line.strip() for line in tail[i:])[:400]
     for line in reversed(tail):
         if _ERROR_LINE.search(line):
-            return line.strip()[:300]
-    return tail[-1].strip()[:300] if tail else "no output in the log"
+            return line.strip()[:400]
+    return tail[-1].strip()[:400] if tail else "no output in the log"

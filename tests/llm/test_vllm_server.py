@@ -1,0 +1,146 @@
+"""vLLM for real on this CPU: one `vllm serve` of the packaged SmolLM2 on loopback, started by the
+product's server manager and shared by the tests, then the refiner and the endpoint judge
+through it, and a server that crashes while starting.
+
+They need vLLM's own environment (`make vllm-env`) and skip without it. Each test's time and
+the server's start time go to test-artifacts/vllm_timings.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from middo_core.llm import ChatRequest, LLMClient, OpenAIBackend, VLLMBackend, run_sync
+from middo_core.llm.vllm_server import VLLMServer, VLLMServerError, vllm_env
+from middo_core.refine import RefineOptions, refine
+from middo_core.sample import Sample
+from middo_core.signals.quality import QualitySignal
+from middo_core.store.proposals import list_proposals
+
+MODEL = "smollm2-135m"
+REPO = Path(__file__).resolve().parents[2]
+TIMINGS: dict[str, float] = {}
+needs_vllm = pytest.mark.skipif(
+    not (vllm_env() / "bin" / "vllm").is_file(),
+    reason=f"vLLM's environment is missing ({vllm_env()}): run `make vllm-env`")
+pytestmark = [pytest.mark.slow, needs_vllm]
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory):
+    """The packaged SmolLM2 served by vLLM on loopback, for the whole session; MIDDO_VLLM_HOME
+    points at its folder so that `refine.backend: vllm` and `middo serve` find it."""
+    home = tmp_path_factory.mktemp("vllm")
+    before = os.environ.get("MIDDO_VLLM_HOME")
+    os.environ["MIDDO_VLLM_HOME"] = str(home)
+    server = VLLMServer(MODEL, home, start_timeout_s=900)
+    began = time.monotonic()
+    record = server.start()
+    TIMINGS["server_start_s"] = round(time.monotonic() - began, 1)
+    yield server, record
+    began = time.monotonic()
+    server.stop()
+    TIMINGS["server_stop_s"] = round(time.monotonic() - began, 1)
+    if before is None:
+        os.environ.pop("MIDDO_VLLM_HOME", None)
+    else:
+        os.environ["MIDDO_VLLM_HOME"] = before
+    out = REPO / "test-artifacts" / "vllm_timings.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({**TIMINGS, "load": os.getloadavg()[0]}, indent=1))
+
+
+@pytest.fixture
+def timed(request):
+    began = time.monotonic()
+    yield
+    TIMINGS[request.node.name] = round(time.monotonic() - began, 1)
+
+
+@pytest.fixture
+def flagged_ws(workspace_factory):
+    """A workspace whose D(1) holds two samples, refined greedily with short answers."""
+    from middo_core.store.samples import insert_samples, samples_frame, set_members
+
+    ws = workspace_factory("vllm", refine={"temperature": 0.0, "max_new_tokens": 96,
+                                           "keep_truncated": True})
+    samples = [Sample(instruction="List three uses of copper.", output="Wiring, plumbing, coins."),
+               Sample(instruction="Sort these numbers: 9, 2, 7, 4.", output="2, 4, 7, 9")]
+    with ws.store.write() as con:
+        insert_samples(con, samples_frame(samples))
+        set_members(con, 1, [s.id for s in samples])
+    ws.ids = [s.id for s in samples]  # type: ignore[attr-defined]
+    return ws
+
+
+def test_refiner_openai_backend_writes_a_proposal_through_vllm(vllm_server, flagged_ws, timed):
+    _, record = vllm_server
+    backend = OpenAIBackend(model=MODEL, base_url=record.base_url, timeout_s=300)
+    rep = refine(flagged_ws, 1, {"quality": flagged_ws.ids[:1]}, backend=backend,
+                 options=RefineOptions(lenient_marker=True))
+    with flagged_ws.store.read() as con:
+        rows = list_proposals(con, 1)
+    assert rep.total_created + rep.total_failed == 1 and len(rows) == 1
+    row = rows.iloc[0]
+    assert row["model"] == MODEL and row["usage"]["rewrite"]["completion_tokens"] > 0
+    assert row["raw_text"].strip()  # the 135M model's own words, whatever their quality
+    if rep.total_created:
+        assert row["status"] == "pending" and row["instruction"] and row["output"]
+    else:  # a rewrite a 135M model got wrong is stored as failed, with why
+        assert rows.iloc[0]["status"] == "failed" and rep.failure_reasons
+
+
+def test_refine_backend_vllm_reuses_the_managed_server(vllm_server, flagged_ws, timed):
+    server, record = vllm_server
+    cfg = flagged_ws.config.refine.model_copy(update={"backend": "vllm"})
+    backend = VLLMBackend.from_config(cfg, MODEL)
+    began = time.monotonic()
+    # a seed in the request must not reach the CPU engine, which dies of it: the server lives on
+    answer = run_sync(LLMClient(backend).complete(ChatRequest(
+        model=MODEL, messages=(("user", "Name a colour."),), max_tokens=8, seed=7)))
+    assert backend.base_url == record.base_url and time.monotonic() - began < 60
+    assert answer.completion_tokens > 0 and server.state() == "up"
+    assert server.record().pid == record.pid
+
+
+def test_middo_serve_shows_and_reuses_the_server(vllm_server, timed):
+    from middo_core.cli import app
+
+    _, record = vllm_server
+    runner = CliRunner()
+    status = runner.invoke(app, ["serve", "status", "--json"])
+    assert status.exit_code == 0, status.output
+    [state] = json.loads(status.stdout)
+    assert state["state"] == "up" and state["pid"] == record.pid and state["model"] == MODEL
+    again = runner.invoke(app, ["serve", "start", "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["pid"] == record.pid
+
+
+def test_endpoint_judge_reads_logprobs_through_vllm(vllm_server, timed):
+    _, record = vllm_server
+    client = LLMClient(OpenAIBackend(model=MODEL, base_url=record.base_url, timeout_s=300))
+    signal = QualitySignal(backend="endpoint", mode="logprobs").use_llm(client)
+    samples = [Sample(instruction="Name three primary colors.", output="Red, blue and yellow.")]
+    frame = signal.compute(samples, None, None)
+    # every rating came from the first token's log-probs: none fell back to reading a reply
+    assert client.usage.calls == 6 and client.usage.completion_tokens == 6
+    assert signal.report.unparseable == 0 and 0 < signal.report.score_mass_mean <= 1.0
+    assert 0.0 <= frame["quality"].iloc[0] <= 10.0
+
+
+def test_a_server_that_crashes_while_starting_fails_fast_with_the_log_reason(tmp_path, timed):
+    bad = tmp_path / "broken-model"
+    bad.mkdir()
+    (bad / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    server = VLLMServer(str(bad), tmp_path / "home", start_timeout_s=1800)
+    # the exit is seen when it happens (vLLM's imports, then the config check), not at the timeout
+    with pytest.raises(VLLMServerError, match="exited .* while starting") as caught:
+        server.start()
+    assert "no-such-architecture" in caught.value.reason
+    assert str(server.log_path) in caught.value.reason and server.state() == "stopped"
