@@ -22,9 +22,12 @@ finished training.
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass, field, replace
 
 from middo_core.build import BuildReport, build_next
+from middo_core.files import write_text_atomic
 from middo_core.progress import ProgressFn, report
 from middo_core.review import apply_policy, review_counts
 from middo_core.selection import Selection, choose, save_selection
@@ -188,6 +191,32 @@ def run_loop(ws: Workspace, iterations: int | None = None, progress: ProgressFn 
     return out
 
 
+# --- what the last loop was asked to do, so that `middo loop --resume` goes on with it ----------
+
+LOOP_RECORD = "loop.json"  # under artifacts/
+
+
+def record_loop(ws: Workspace, settings: dict, started_at: float | None = None) -> dict:
+    """Remember the settings a loop starts with (iterations, review); a resume reuses them."""
+    record = {"started_at": started_at or time.time(), "settings": settings, "finished": False}
+    write_text_atomic(ws.artifacts / LOOP_RECORD, json.dumps(record))
+    return record
+
+
+def last_loop(ws: Workspace) -> dict | None:
+    """The record of the last loop started here, or None."""
+    try:
+        record = json.loads((ws.artifacts / LOOP_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("settings"), dict) else None
+
+
+def finish_loop(ws: Workspace, record: dict) -> None:
+    """Mark the loop done: every iteration it was asked for is trained and evaluated."""
+    write_text_atomic(ws.artifacts / LOOP_RECORD, json.dumps({**record, "finished": True}))
+
+
 # --- iteration 0 on a fresh workspace (what the Studio starts by itself on the demo) -------------
 
 FIRST_STEPS = ("train", "diagnose", "evaluate")  # the diagnosis before the scores: it is what a
@@ -237,6 +266,7 @@ def autostart(ws: Workspace) -> str | None:
     import fcntl
 
     from middo_core.jobs import start_job
+    from middo_core.jobs.lock import RunLocked
 
     lock = ws.artifacts / ".autostart.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -244,7 +274,10 @@ def autostart(ws: Workspace) -> str | None:
         fcntl.flock(handle, fcntl.LOCK_EX)
         if not autostart_due(ws):
             return None
-        return start_job(ws, "first_iteration", 0, {})
+        try:
+            return start_job(ws, "first_iteration", 0, {})
+        except RunLocked:
+            return None  # a `middo loop` (or another run) is already at work on it
 
 
 # --- background job functions (kinds "loop", "diagnose", "first_iteration"; see jobs/kinds.py) ----

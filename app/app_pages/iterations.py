@@ -12,6 +12,7 @@ from app.components.jobs import render_job_panel, start_job_button
 from app.components.review_view import render_sample_text
 from middo_core import loop, tables
 from middo_core.build import lineage
+from middo_core.jobs.lock import run_lock
 from middo_core.review import review_counts
 from middo_core.variants import list_variants
 
@@ -37,7 +38,8 @@ if not running:
         if buildable and st.button(f"Build D({it + 1})", type="primary", key="build_next",
                                    help="Replace accepted hard and low-quality samples, add accepted new ones"):
             try:
-                report = loop.build_step(ctx.ws, it)
+                with run_lock(ctx.ws, "build", f"Studio: build D({it + 1})"):
+                    report = loop.build_step(ctx.ws, it)
             except Exception as exc:
                 render_error(exc, f"Could not build D({it + 1})")
             else:

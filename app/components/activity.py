@@ -14,6 +14,7 @@ from app import state
 from app.components.common import render_error
 from app.components.jobs import ACTIVE, POLL_S, render_job_status
 from middo_core.jobs import active_jobs, cancel_job, job_status
+from middo_core.jobs.lock import describe, holder
 
 SIGNATURE_KEY = "activity_signature"
 KIND_LABELS = {
@@ -41,8 +42,13 @@ def render_activity(ctx: state.Context) -> None:
         return
     if active:
         _banner(ctx, tuple(active))
-    else:
-        st.session_state.pop(SIGNATURE_KEY, None)
+        return
+    st.session_state.pop(SIGNATURE_KEY, None)
+    owner = holder(ctx.ws)
+    if owner and not owner.get("run_id"):  # a command (`middo loop`) at work on this workspace
+        st.info(f"{describe(owner)} is at work on this workspace: runs that train, diagnose, refine "
+                "or build can start once it ends. The pages show what it has stored so far.",
+                icon=":material/lock:")
 
 
 def _autostart(ctx: state.Context) -> None:

@@ -8,6 +8,7 @@ the terminal wraps what is too long for it.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,12 +68,40 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressFn]:
         yield update
 
 
+def command_line() -> str:
+    """This command as the user typed it (for the run lock's owner record)."""
+    return "middo " + shlex.join(sys.argv[1:])
+
+
+@contextmanager
+def run_lock(ws: Workspace, kind: str) -> Iterator[None]:
+    """Hold the workspace's run lock while this command writes models or datasets; refuse with
+    who holds it and since when (middo_core.jobs.lock)."""
+    from middo_core.jobs.lock import RunLocked, acquire, describe, release
+
+    try:
+        owner = acquire(ws, kind, command_line())
+    except RunLocked as exc:
+        fail(str(exc))
+    if owner.get("reclaimed"):
+        console.print(f"took over the workspace's run lock from {describe(owner['reclaimed'])}, "
+                      "which no longer runs", markup=False)
+    try:
+        yield
+    finally:
+        release(ws)
+
+
 def start_background(ws: Workspace, kind: str, iteration: int, args: dict[str, Any],
                      as_json: bool) -> None:
     """Start `kind` as a background job and say how to follow and stop it (or print its id)."""
     from middo_core.jobs import start_job
+    from middo_core.jobs.lock import RunLocked
 
-    run_id = start_job(ws, kind, iteration, args)
+    try:
+        run_id = start_job(ws, kind, iteration, args)
+    except RunLocked as exc:
+        fail(str(exc))
     if as_json:
         emit_json({"run_id": run_id})
         return

@@ -13,6 +13,7 @@ from middo_core.commands.common import (
     fail,
     progress_bar,
     results,
+    run_lock,
     start_background,
     workspace,
 )
@@ -117,7 +118,7 @@ def register(app: typer.Typer) -> None:
         except (ImportError, ValueError) as exc:
             fail(str(exc))
         try:
-            with runner, progress_bar(not as_json) as bar:
+            with run_lock(ws, "diagnose"), runner, progress_bar(not as_json) as bar:
                 rep = run_diagnose(ws, it, post_model=model, signals=chosen, progress=bar,
                                    executor=runner, faithful=faithful or None)
         except (Cancelled, KeyboardInterrupt):

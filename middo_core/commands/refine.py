@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -13,6 +14,7 @@ from middo_core.commands.common import (
     fail,
     progress_bar,
     results,
+    run_lock,
     start_background,
     workspace,
 )
@@ -91,7 +93,8 @@ def register(app: typer.Typer) -> None:
                                 rewrite_max_tokens=max_new_tokens, response_max_tokens=max_new_tokens)
         llm = make_backend(ws.config.refine, name=backend, model=model)
         try:
-            with progress_bar(enabled=not as_json and not dry_run) as bar:
+            with run_lock(ws, "refine") if not dry_run else nullcontext(), \
+                    progress_bar(enabled=not as_json and not dry_run) as bar:
                 rep = run_refine(ws, it, flagged, backend=llm, progress=bar, dry_run=dry_run,
                                  retry_failed=retry_failed, limit=limit, options=options)
         except LLMConfigError as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from middo_core.build import BuildError, build_next
-from middo_core.commands.common import emit_json, fail, results, workspace
+from middo_core.commands.common import emit_json, fail, results, run_lock, workspace
 from middo_core.review import (
     ReviewError,
     accept,
@@ -115,7 +115,8 @@ def register(app: typer.Typer) -> None:
         """Make the next dataset version from the accepted and edited proposals."""
         ws = workspace(directory)
         try:
-            rep = build_next(ws, iteration)
+            with run_lock(ws, "build"):
+                rep = build_next(ws, iteration)
         except BuildError as exc:
             fail(str(exc))
         if as_json:

@@ -15,6 +15,7 @@ from middo_core.commands.common import (
     emit_json,
     fail,
     results,
+    run_lock,
     start_background,
     workspace,
 )
@@ -101,7 +102,7 @@ def register(app: typer.Typer) -> None:
             return
         started = time.monotonic()
         try:
-            with _step_bar(not as_json) as bar:
+            with run_lock(ws, "train"), _step_bar(not as_json) as bar:
                 result = run_train(ws, it, progress=bar, resume=not restart, overrides=overrides,
                                    preset=preset)
         except (Cancelled, KeyboardInterrupt):

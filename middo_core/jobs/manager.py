@@ -13,8 +13,10 @@ import sys
 import time
 from typing import Any
 
-from middo_core.jobs import runfiles
+from middo_core.jobs import lock, runfiles
 from middo_core.jobs.kinds import get_job_kind
+from middo_core.jobs.lock import process_alive as _alive
+from middo_core.jobs.lock import process_identity as _identity
 from middo_core.store import runs as run_store
 from middo_core.workspace import Workspace
 
@@ -29,49 +31,37 @@ class JobError(RuntimeError):
 
 
 def start_job(ws: Workspace, kind: str, iteration: int | None, args: dict[str, Any] | None = None) -> str:
-    """Launch a worker for a `kind` job; returns its run id at once."""
+    """Launch a worker for a `kind` job; returns its run id at once. A kind that writes models or
+    datasets (lock.WRITERS) takes the workspace's run lock first: lock.RunLocked, and nothing
+    recorded, while another run holds it."""
     get_job_kind(kind)  # refuse an unknown kind (or a broken install) here, not in a log file later
     args = dict(args or {})
     json.dumps(args)  # job arguments must survive the trip through the store
-    with ws.store.write() as con:
-        run_id = run_store.create_run(con, kind, iteration, args)
-    folder = runfiles.run_dir(ws, run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
-    with (folder / runfiles.LOG_FILE).open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "middo_core.jobs.worker", str(ws.root), run_id],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=str(ws.root), env=env,
-        )
+    # a process already holding the lock (a CLI command) covers the jobs it starts itself
+    locking = kind in lock.WRITERS and not lock.held_here(ws)
+    if locking:
+        lock.acquire(ws, kind, f"{kind} job")
+        args["_run_lock"] = True  # the worker adopts the lock handed to it
+    try:
+        with ws.store.write() as con:
+            run_id = run_store.create_run(con, kind, iteration, args)
+        folder = runfiles.run_dir(ws, run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+        with (folder / runfiles.LOG_FILE).open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "middo_core.jobs.worker", str(ws.root), run_id],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=str(ws.root), env=env,
+            )
+    except BaseException:
+        if locking:
+            lock.release(ws)
+        raise
+    if locking:
+        lock.hand_over(ws, proc.pid, run_id)
     runfiles.write_json_atomic(folder / runfiles.PROCESS_FILE, _identity(proc.pid))
     return run_id
-
-
-def _identity(pid: int) -> dict[str, Any]:
-    import psutil
-
-    try:
-        created = psutil.Process(pid).create_time()
-    except psutil.Error:
-        created = None
-    return {"pid": pid, "create_time": created}
-
-
-def _alive(identity: dict[str, Any] | None) -> bool:
-    """The recorded process still runs (not a zombie, not a new process reusing the pid)."""
-    import psutil
-
-    if not identity or not identity.get("pid"):
-        return False
-    try:
-        proc = psutil.Process(int(identity["pid"]))
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        created = identity.get("create_time")
-        return created is None or abs(proc.create_time() - created) < 1.0
-    except psutil.Error:
-        return False
 
 
 def job_status(ws: Workspace, run_id: str, log_lines: int = 20) -> dict[str, Any]:

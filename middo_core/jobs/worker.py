@@ -29,7 +29,7 @@ def _was_cancelled(exc: BaseException) -> bool:
 
 
 def run(workspace: Path, run_id: str) -> int:
-    from middo_core.jobs import runfiles
+    from middo_core.jobs import lock, runfiles
     from middo_core.jobs.kinds import get_job_kind
     from middo_core.store import runs as run_store
     from middo_core.workspace import open_workspace
@@ -43,12 +43,15 @@ def run(workspace: Path, run_id: str) -> int:
         run_store.set_run(con, run_id, "running")
     args = json.loads(record["args"] or "{}")
     args.pop("_module", None)  # recorded by earlier versions; the kinds table says it now
+    locked = args.pop("_run_lock", False)  # start_job took the workspace's run lock for this run
     iteration = None if record["iteration"] != record["iteration"] or record["iteration"] is None \
         else int(record["iteration"])
     folder = runfiles.run_dir(ws, run_id)
     progress = runfiles.ProgressWriter.for_run(ws, run_id)
     print(f"run {run_id}: {record['kind']} iteration {iteration} args {args}", flush=True)
     try:
+        if locked:
+            lock.adopt(ws, run_id)
         fn = get_job_kind(record["kind"])
         result = fn(ws, run_id, iteration, args, progress)
         if result is not None:
@@ -63,8 +66,12 @@ def run(workspace: Path, run_id: str) -> int:
         with ws.store.write() as con:
             run_store.set_run(con, run_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         return 1
-    with ws.store.write() as con:
-        run_store.set_run(con, run_id, "done")
+    else:
+        with ws.store.write() as con:
+            run_store.set_run(con, run_id, "done")
+    finally:
+        if locked:  # after the final status: the next run finds this one ended
+            lock.release(ws)
     print(f"run {run_id}: done", flush=True)
     return 0
 
