@@ -50,7 +50,7 @@ class RefineConfig(_Section):
     budget_usd: float | None = None
     price_per_1k_input: float = 0.0
     price_per_1k_output: float = 0.0
-    vllm_start_timeout_s: float = Field(600.0, gt=0)  # model load on a 2-core CPU: 1-2 min
+    vllm_start_timeout_s: float = Field(600.0, gt=0)  # ~1.5 min on 2 cores, 4+ under heavy load
     vllm_kv_cache_gib: float = Field(2.0, gt=0)  # VLLM_CPU_KVCACHE_SPACE for vLLM's CPU build
     vllm_args: list[str] = Field(default_factory=list)  # more `vllm serve` arguments
 
