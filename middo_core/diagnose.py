@@ -79,8 +79,9 @@ class DiagnoseReport:
     map: dict[str, Any] = field(default_factory=dict)
     executor: dict[str, Any] = field(default_factory=dict)
     # the synthetic defects scored beside the samples (middo_core.canaries): {"count", "per_kind",
-    # "kinds", "seed", "share" (canaries per sample), "token_share" (their tokens per sample token
-    # in the post model's pass)}; empty when canaries are off
+    # "kinds", "seed", "share" (canaries per sample), "token_share" (their tokens per token of the
+    # samples as the model reads them: the extra model work of every pass, cached or not),
+    # "computed" and "tokens" (what this run computed for them)}; empty when canaries are off
     canaries: dict[str, Any] = field(default_factory=dict)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)  # other signals' describe()
     seconds: float = 0.0
@@ -172,8 +173,7 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
     flags = next((results[w].loss for w, p in passes.items()
                   if p.role in ("post", "base") and not p.response_only), None)
     if canaries:
-        out.canaries = {**_canary_report(ws, canaries, ids, flags), **run.canary_work,
-                        "model_work": _work_share(run.canary_work["tokens"], out.tokens)}
+        out.canaries = {**_canary_report(ws, canaries, ids, flags), **run.canary_work}
     if flags:
         columns["truncated"] = [bool(flags[i]["truncated"]) for i in ids]
         columns["empty_response"] = [bool(flags[i]["empty"]) for i in ids]
@@ -255,13 +255,6 @@ def _canary_report(ws: Workspace, canaries: list[Canary], ids: list[str],
         base = sum(flags[i].get("tokens", 0) for i in ids if i in flags)
         out["token_share"] = round(spent / base, 4) if base else None
     return out
-
-
-def _work_share(canary_tokens: int, tokens: dict[str, int]) -> float | None:
-    """The canaries' tokens per token of the samples, over every model pass of this run (cached
-    values cost nothing either side)."""
-    spent = sum(tokens.values())
-    return round(canary_tokens / spent, 4) if spent else None
 
 
 def _plan(chosen: list[Signal]) -> dict[tuple[str, bool], LossPass]:

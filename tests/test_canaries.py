@@ -131,7 +131,8 @@ def test_canaries_are_scored_and_stored_apart_from_every_dataset(diagnosed, tmp_
     ids = set(canaries["id"])
     assert rep.canaries["count"] == len(ids) == 16 and set(canaries["kind"]) == set(KINDS)
     assert canaries[["loss_pre", "loss_post", "diversity", "quality"]].notna().all(axis=None)
-    assert rep.canaries["model_work"] > 0 and rep.computed == plain.computed  # counted apart
+    assert 0 < rep.canaries["token_share"] < 0.3 and rep.canaries["tokens"] > 0
+    assert rep.computed == plain.computed and rep.tokens == plain.tokens  # counted apart
     assert not ids & {r[0] for r in stored} and not ids & {r[0] for r in members}
     with ws.store.read() as con, plain_ws.store.read() as plain_con:
         ours, theirs = load_signals(con, 0), load_signals(plain_con, 0)

@@ -160,7 +160,7 @@ def register(app: typer.Typer) -> None:
         if rep.canaries:
             c = rep.canaries
             results.print(f"  canaries: {c['count']:,} ({c['share']:.1%} of the samples, "
-                          f"{c.get('model_work') or 0:.1%} more model work)")
+                          f"{c.get('token_share') or 0:.1%} more tokens for the model to read)")
         print_health(health)
 
     @app.command()
