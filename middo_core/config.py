@@ -22,7 +22,7 @@ class SignalsConfig(_Section):
     batch_size: int = Field(8, gt=0)
     k: int = Field(2, gt=0)
     knn_backend: Literal["auto", "torch", "faiss"] = "auto"
-    quality_mode: Literal["logprobs", "generate", "pmi"] = "logprobs"  # pmi: small-judge proxy
+    quality_mode: Literal["auto", "logprobs", "generate", "pmi", "pmi-ppl"] = "auto"
     judge_model: str | None = None  # None: the current fine-tuned model, as in the paper
     faithful: bool = False  # the paper's prompt layout (rubric first) instead of prefix sharing
     device: str = "auto"

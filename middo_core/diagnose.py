@@ -136,7 +136,8 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
         executor = LocalExecutor()
     out.executor = executor.describe()
     models = {"base": base, "post": post, "judge": cfg.judge_model or post}
-    chosen = [known.get(name).from_config(cfg) for name in signals]
+    judged = cfg.model_copy(update={"judge_model": models["judge"]})  # quality_mode auto reads it
+    chosen = [known.get(name).from_config(judged) for name in signals]
     if any(s.role == "judge" or any(p.role == "judge" for p in s.inputs().values())
            for s in chosen):
         out.judge_model = models["judge"]

@@ -8,6 +8,9 @@ L_uncond - L_cond. A response unrelated to its instruction gains nothing from it
 The same pass gives P(end of turn | instruction, response): near 0 when the response stops
 mid-way. quality = 10 * clip(1 - IFD, 0, 1) * P(end of turn): relevance times completion, on
 the 0-10 scale of the judge. docs/BENCHMARKS.md ("Quality judge") measures it against the judge.
+The `pmi-ppl` mode (the default below 7B parameters) also multiplies by exp(-L_pre): how
+plausible the base model, which was not fine-tuned on these samples, finds the response
+(docs/EVIDENCE.md, "Default quality signal").
 """
 
 from __future__ import annotations
@@ -65,12 +68,15 @@ def pmi_scores(samples: list[Sample], model, tokenizer, prompt_format: str = "ch
 
 
 def pmi_frame(ids: list[str], conditional: list[tuple[float | None, float | None]],
-              unconditional: list[float | None]):
+              unconditional: list[float | None], reference: list[float | None] | None = None):
     """DataFrame by sample id: loss_conditional, loss_unconditional, pmi, ifd, end_logprob, quality.
 
     conditional: (response loss, log P(end of turn)) per sample; unconditional: the response loss
     after an empty user turn. An empty response scores 0. When max_len cut the response its end
-    is not seen: end_logprob is NaN and the completion factor 1.
+    is not seen: end_logprob is NaN and the completion factor 1. reference (the `pmi-ppl` mode):
+    the response loss under a reference model (the base model); quality is then also multiplied
+    by exp(-reference loss), the reference model's per-token probability of the response
+    (column loss_reference).
     """
     import numpy as np
     import pandas as pd
@@ -82,9 +88,11 @@ def pmi_frame(ids: list[str], conditional: list[tuple[float | None, float | None
     uncond = arr(unconditional)
     ifd = cond / np.maximum(uncond, 1e-6)
     done = np.where(np.isnan(end), 1.0, np.exp(end))
-    quality = np.nan_to_num(10 * np.clip(1 - ifd, 0, 1) * done, nan=0.0)
-    return pd.DataFrame(
-        {"loss_conditional": cond, "loss_unconditional": uncond, "pmi": uncond - cond, "ifd": ifd,
-         "end_logprob": end, "quality": quality},
-        index=pd.Index(ids, name="sample_id"),
-    )
+    quality = 10 * np.clip(1 - ifd, 0, 1) * done
+    columns = {"loss_conditional": cond, "loss_unconditional": uncond, "pmi": uncond - cond,
+               "ifd": ifd, "end_logprob": end}
+    if reference is not None:
+        columns["loss_reference"] = arr(reference)
+        quality = quality * np.exp(-columns["loss_reference"])
+    return pd.DataFrame({**columns, "quality": np.nan_to_num(quality, nan=0.0)},
+                        index=pd.Index(ids, name="sample_id"))

@@ -11,6 +11,13 @@ ratings. Modes:
   no rating prompt; quality = 10 * (1 - IFD) * P(end of turn): how much the instruction explains
   the response (its loss with and without the instruction) times how sure the model is that the
   response is finished (middo_core/signals/judge_pmi.py). The six metric columns are NaN here.
+- pmi-ppl (the small-model default; docs/EVIDENCE.md "Default quality signal"): pmi times
+  exp(-L_pre), the base model's per-token probability of the response (its inverse perplexity):
+  a response the reference model finds implausible scores lower. No extra pass: L_pre is the
+  complexity signal's loss under the base model.
+- auto (the configured default) is not a mode of its own: `resolve_quality_mode` picks logprobs
+  for a judge model of 7B parameters or more, the paper's scale, and pmi-ppl below it; the
+  diagnosis report's `quality` entry records the mode run, the setting and the reason.
 The default prompt layout shares each sample's prefix across its six prompts (sample first,
 question after); `faithful=True` uses the paper's order (rubric first) with no reuse.
 """
@@ -32,6 +39,9 @@ if TYPE_CHECKING:
     from middo_core.models.source import LoadedModel, ModelSource
 
 COLUMNS: tuple[str, ...] = (*METRIC_COLUMNS, "quality")
+SELF_JUDGE_PARAMS = 7e9  # the paper's self-judges: LLaMA-3.1-8B and Mistral-7B
+SMALL_JUDGE_MODE = "pmi-ppl"  # what `auto` runs below that size
+LOSS_MODES = ("pmi", "pmi-ppl")  # modes read from the shared loss passes, with no rating prompt
 
 
 class QualityReport(BaseModel):
@@ -55,7 +65,7 @@ class QualitySignal(Signal):
     """Six self-judge ratings and their average per sample (see the module docstring)."""
 
     name: Literal["quality"] = "quality"
-    mode: Literal["logprobs", "generate", "pmi"] = "logprobs"
+    mode: Literal["logprobs", "generate", "pmi", "pmi-ppl"] = "logprobs"
     faithful: bool = False  # the paper's layout: rubric first, then the sample (no prefix sharing)
     batch_size: int = Field(8, gt=0)  # samples per step (shared layout) or prompts (faithful)
     max_len: int = Field(1024, gt=64)
@@ -74,6 +84,7 @@ class QualitySignal(Signal):
     _llm: LLMClient | None = PrivateAttr(default=None)
     _covered: int | None = PrivateAttr(default=None)
     _faithful_run: bool | None = PrivateAttr(default=None)  # pmi: the run's layout setting
+    _setting: tuple[str, str] | None = PrivateAttr(default=None)  # (quality_mode as set, reason)
     columns: ClassVar[tuple[str, ...]] = COLUMNS
     role: ClassVar[Role | None] = "judge"
     stage: ClassVar[str] = "quality: self-judgement"
@@ -81,12 +92,16 @@ class QualitySignal(Signal):
 
     @classmethod
     def from_config(cls, cfg) -> QualitySignal:
-        if cfg.quality_mode == "pmi":  # the judge's losses: the loss pass's settings
-            signal = cls(mode="pmi", max_len=cfg.max_len, prompt_format=cfg.prompt_format)
+        """cfg.judge_model: the model that judges (the diagnosis names it; `auto` reads its size)."""
+        mode, reason = resolve_quality_mode(cfg, cfg.judge_model)
+        if mode in LOSS_MODES:  # the judge's losses: the loss pass's settings
+            signal = cls(mode=mode, max_len=cfg.max_len, prompt_format=cfg.prompt_format)
             signal._faithful_run = cfg.faithful
-            return signal
-        return cls(mode=cfg.quality_mode, faithful=cfg.faithful, max_len=cfg.max_len,
-                   prompt_format=cfg.prompt_format, batch_size=cfg.batch_size)
+        else:
+            signal = cls(mode=mode, faithful=cfg.faithful, max_len=cfg.max_len,
+                         prompt_format=cfg.prompt_format, batch_size=cfg.batch_size)
+        signal._setting = (cfg.quality_mode, reason)
+        return signal
 
     def key(self, fingerprint: str) -> str:
         params = self.model_dump(mode="json", exclude={"name", "batch_size", "endpoint_concurrency",
@@ -96,13 +111,18 @@ class QualitySignal(Signal):
     def inputs(self) -> dict[str, LossPass]:
         """pmi: two loss passes of the judge. The conditional one is the loss pass under the judge
         (the post model's pass when the judge is the post model); the other scores each response
-        after an empty user turn (its own sample id). Other modes judge in `compute`."""
-        if self.mode != "pmi":
+        after an empty user turn (its own sample id). pmi-ppl: also the base model's loss pass
+        (the complexity signal's L_pre). Other modes judge in `compute`."""
+        if self.mode not in LOSS_MODES:
             return {}
+        from middo_core.signals.complexity import STAGE_PRE
         from middo_core.signals.judge_pmi import STAGE
 
-        return {"cond": LossPass("judge", last_nll=True, stage=STAGE, label="quality"),
-                "uncond": LossPass("judge", response_only=True, stage=STAGE, label="quality")}
+        passes = {"cond": LossPass("judge", last_nll=True, stage=STAGE, label="quality"),
+                  "uncond": LossPass("judge", response_only=True, stage=STAGE, label="quality")}
+        if self.mode == "pmi-ppl":
+            passes["reference"] = LossPass("base", stage=STAGE_PRE, label="base")
+        return passes
 
     def from_inputs(self, ids: list[str], inputs: dict[str, Any],
                     progress: ProgressFn | None = None) -> dict[str, list]:
@@ -111,9 +131,11 @@ class QualitySignal(Signal):
 
         cond, uncond = inputs["cond"].loss, inputs["uncond"].loss
         bare = inputs["uncond"].ids_of  # sample id -> its response-only sample's id
+        reference = ([inputs["reference"].loss[i]["loss"] for i in ids]
+                     if "reference" in inputs else None)
         frame = pmi_frame(ids, [(cond[i]["loss"], end_logprob(cond[i]["loss"], cond[i]["last_nll"],
                                                               cond[i]["truncated"])) for i in ids],
-                          [uncond[bare[i]]["loss"] for i in ids])
+                          [uncond[bare[i]]["loss"] for i in ids], reference)
         self._covered = len(ids) + len(set(bare.values()))
         return {c: [finite(frame.at[i, c]) if c in frame else None for i in ids] for c in COLUMNS}
 
@@ -121,6 +143,8 @@ class QualitySignal(Signal):
         faithful = self.faithful if self._faithful_run is None else self._faithful_run
         out = {"mode": self.mode, "faithful": faithful, "template_hash": self.template_hash(),
                "unparseable": int(stats.get("unparseable", 0))}
+        if self._setting is not None:  # how the mode was chosen (the rule's choice under `auto`)
+            out["setting"], out["reason"] = self._setting
         return {**out, "covered": self._covered} if self._covered is not None else out
 
     def load(self, source: ModelSource, model_name: str) -> LoadedModel:
@@ -180,6 +204,9 @@ class QualitySignal(Signal):
         unique = list({s.id: s for s in samples}.values())
         started = time.perf_counter()
         index = pd.Index([s.id for s in unique], name="sample_id")
+        if self.mode == "pmi-ppl":
+            raise ValueError("mode 'pmi-ppl' reads the base model's losses too: run it through "
+                             "the diagnosis (middo_core.diagnose), which shares the loss passes")
         if self.mode == "pmi":
             result = self._pmi(unique, model, tokenizer, progress)
             frame = pd.DataFrame(float("nan"), index=index, columns=list(METRIC_COLUMNS))
@@ -220,6 +247,64 @@ class QualitySignal(Signal):
             ratings=scores["quality"].tolist(), tokens_fed=counter.get("tokens_fed", 0),
             forward_calls=counter.get("forward_calls", 0),
         )
+
+
+def parameter_count(model_name: str) -> int | None:
+    """Parameters of a model folder, read from its safetensors headers (no weights loaded), or
+    from config.json on the meta device; None for a hub id this machine cannot read."""
+    import json
+    import struct
+    from pathlib import Path
+
+    from middo_core.models.loader import resolve_model_path
+
+    path = Path(resolve_model_path(model_name))
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else []
+    if files:
+        total = 0
+        for file in files:
+            with file.open("rb") as fh:
+                (size,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(size))
+            for name, info in header.items():
+                if name != "__metadata__":
+                    count = 1
+                    for dim in info["shape"]:
+                        count *= dim
+                    total += count
+        return total
+    if not (path / "config.json").exists():
+        return None
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    return sum(p.numel() for p in model.parameters())
+
+
+def _size(params: int) -> str:
+    return f"{params / 1e9:.1f}B" if params >= 1e9 else f"{params / 1e6:.0f}M"
+
+
+def resolve_quality_mode(cfg, judge_model: str | None) -> tuple[str, str]:
+    """The quality mode a diagnosis runs, and why. `signals.quality_mode` as set; `auto` (the
+    default): the paper's self-judge (`logprobs`) when the judge model has SELF_JUDGE_PARAMS
+    parameters or more, the paper's scale, else SMALL_JUDGE_MODE, which needs no rating from the
+    model; a model whose size cannot be read (a hub id offline) counts as small."""
+    if cfg.quality_mode != "auto":
+        return cfg.quality_mode, f"signals.quality_mode is set to {cfg.quality_mode}"
+    params = parameter_count(judge_model) if judge_model else None
+    if params is None:
+        return SMALL_JUDGE_MODE, (f"auto: the size of the judge model {judge_model or '(none)'} "
+                                  f"is unknown, so the {SMALL_JUDGE_MODE} mode, which needs no "
+                                  "rating from the model")
+    if params >= SELF_JUDGE_PARAMS:
+        return "logprobs", (f"auto: the judge model has {_size(params)} parameters (7B or more, "
+                            "the paper's scale): the paper's self-judge")
+    return SMALL_JUDGE_MODE, (f"auto: the judge model has {_size(params)} parameters (under 7B, "
+                              f"where a self-judge rates near chance): the {SMALL_JUDGE_MODE} "
+                              "mode; set signals.quality_mode: logprobs for the paper's self-judge")
 
 
 def aggregate(frame):

@@ -49,6 +49,7 @@ def _demo(root, tiny_model):
     ws = create_demo_workspace(root, size=60)
     ws.config.base_model = tiny_model
     ws.config.canaries.enabled = False  # these tests count the passes over the samples exactly
+    ws.config.signals.quality_mode = "logprobs"  # the self-judge's own pass runs on actors too
     ws.save_config()
     return ws
 

@@ -80,7 +80,7 @@ def test_bad_arguments_give_one_clear_sentence(ws):
 
 
 def test_quality_is_judged_by_the_post_model_and_cached(workspace_factory, tiny_model):
-    ws = workspace_factory("quality", base_model=tiny_model)
+    ws = workspace_factory("quality", base_model=tiny_model, signals={"quality_mode": "logprobs"})
     fill(ws, make_samples(4))
     rep = diagnose(ws, 0, signals=("quality",))
     assert rep.judge_model == tiny_model and rep.computed["quality"] == 4 and rep.tokens["quality"] > 0
@@ -93,6 +93,8 @@ def test_quality_is_judged_by_the_post_model_and_cached(workspace_factory, tiny_
 
 
 def test_faithful_flag_uses_the_paper_layout_for_this_run_only(ws):
+    ws.config.signals.quality_mode = "logprobs"  # the layout is the self-judge's
+    ws.save_config()
     shared = runner.invoke(app, ["diagnose", str(ws.root), "--signals", "quality", "--json"])
     assert shared.exit_code == 0, shared.output
     faithful = runner.invoke(app, ["diagnose", str(ws.root), "--signals", "quality", "--faithful",
