@@ -161,7 +161,8 @@ def main() -> None:
         ws.config.signals.quality_mode = "logprobs"  # in memory only: middo.yaml is not changed
         judge, _ = product_default(ws)
         lines.append(row("the paper's self-judge (logprobs)", labels, judge))
-        ws.config.signals.quality_mode = type(ws.config.signals)().quality_mode
+    # the product's default, whatever this workspace's middo.yaml says (in memory only)
+    ws.config.signals.quality_mode = type(ws.config.signals)().quality_mode
     default, described = product_default(ws)
     lines.append(row(f"product default ({described.get('mode')})", labels, default))
     print("\n".join(lines))

@@ -134,8 +134,13 @@ def build(root: Path) -> None:
     from middo_core.data.importer import import_file
     from middo_core.loop import train_step
     from middo_core.sample import Sample
-    from middo_core.workspace import init_workspace
+    from middo_core.workspace import init_workspace, open_workspace
 
+    if (root / "middo.duckdb").exists():  # built before: training resumes from its checkpoint
+        t0 = time.time()
+        train_step(open_workspace(root), 0)
+        print(f"trained M(0) in {(time.time() - t0) / 60:.1f} min", flush=True)
+        return
     records, kinds = build_records()
     root.mkdir(parents=True, exist_ok=True)
     source = root.parent / f"{root.name}-records.json"
