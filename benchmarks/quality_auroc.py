@@ -105,8 +105,10 @@ def candidates(f: pd.DataFrame) -> dict[str, pd.Series]:
         "z: -loss base - IFD + log P(end)": z(-f.loss_pre) + z(-ifd) + z(end),
         "sum: -loss base + log P(end)": -f.loss_pre + end,
         "sum: -loss base - IFD + log P(end)": -f.loss_pre - ifd + end,
-        "pmi-ppl: 10 (1 - IFD) P(end) exp(-loss base)":
+        "plain product: 10 (1 - IFD) P(end) exp(-loss base)":
             10 * (1 - ifd).clip(0, 1) * np.exp(end) * np.exp(-f.loss_pre),
+        "pmi-ppl: 10 ((1 - IFD) P(end) exp(-loss base))^(1/3)":
+            10 * np.cbrt((1 - ifd).clip(0, 1) * np.exp(end) * np.exp(-f.loss_pre)),
     }
     return out
 
@@ -167,6 +169,14 @@ def main() -> None:
     lines.append(row(f"product default ({described.get('mode')})", labels, default))
     print("\n".join(lines))
     print(f"\nresolved: {described.get('mode')}: {described.get('reason', '')}")
+    scores = {**candidates(frame), "product default": default}
+    for name in ("pmi mode: 10 (1 - IFD) P(end)",
+                 "plain product: 10 (1 - IFD) P(end) exp(-loss base)", "product default"):
+        q = scores[name]
+        for m in (-1.5, -1.0):  # flagged at tau = mu + m sigma, as the selection computes it
+            flagged = q[q < q.mean() + m * q.std(ddof=0)].index
+            hits = sum(labels.get(sid, {}).get("axis") == "quality" for sid in flagged)
+            print(f"{name}, m = {m}: {len(flagged)} flagged, {hits} of them planted quality defects")
     print(f"{len(frame)} samples; {time.time() - started:.0f} s; {os.cpu_count()} CPU cores, "
           f"load average {os.getloadavg()[0]:.1f}")
 

@@ -8,9 +8,9 @@ L_uncond - L_cond. A response unrelated to its instruction gains nothing from it
 The same pass gives P(end of turn | instruction, response): near 0 when the response stops
 mid-way. quality = 10 * clip(1 - IFD, 0, 1) * P(end of turn): relevance times completion, on
 the 0-10 scale of the judge. docs/BENCHMARKS.md ("Quality judge") measures it against the judge.
-The `pmi-ppl` mode (the default below 7B parameters) also multiplies by exp(-L_pre): how
-plausible the base model, which was not fine-tuned on these samples, finds the response
-(docs/EVIDENCE.md, "Default quality signal").
+The `pmi-ppl` mode (the default below 7B parameters) adds a third factor, exp(-L_pre): how
+plausible the base model, which was not fine-tuned on these samples, finds the response; quality
+= 10 x the geometric mean of the three (docs/EVIDENCE.md, "Default quality signal").
 """
 
 from __future__ import annotations
@@ -74,9 +74,10 @@ def pmi_frame(ids: list[str], conditional: list[tuple[float | None, float | None
     conditional: (response loss, log P(end of turn)) per sample; unconditional: the response loss
     after an empty user turn. An empty response scores 0. When max_len cut the response its end
     is not seen: end_logprob is NaN and the completion factor 1. reference (the `pmi-ppl` mode):
-    the response loss under a reference model (the base model); quality is then also multiplied
-    by exp(-reference loss), the reference model's per-token probability of the response
-    (column loss_reference).
+    the response loss under a reference model (the base model, column loss_reference); quality is
+    then 10 x the geometric mean of relevance, completion and exp(-reference loss), the reference
+    model's per-token probability of the response. (The plain product ranks the samples the same
+    but piles them near 0, where tau = mu + m*sigma with m = -1.5 falls below every score.)
     """
     import numpy as np
     import pandas as pd
@@ -91,8 +92,8 @@ def pmi_frame(ids: list[str], conditional: list[tuple[float | None, float | None
     quality = 10 * np.clip(1 - ifd, 0, 1) * done
     columns = {"loss_conditional": cond, "loss_unconditional": uncond, "pmi": uncond - cond,
                "ifd": ifd, "end_logprob": end}
-    if reference is not None:
+    if reference is not None:  # the geometric mean of the three factors, on 0-10
         columns["loss_reference"] = arr(reference)
-        quality = quality * np.exp(-columns["loss_reference"])
+        quality = 10 * np.cbrt(quality / 10 * np.exp(-columns["loss_reference"]))
     return pd.DataFrame({**columns, "quality": np.nan_to_num(quality, nan=0.0)},
                         index=pd.Index(ids, name="sample_id"))

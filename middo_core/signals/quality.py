@@ -11,10 +11,10 @@ ratings. Modes:
   no rating prompt; quality = 10 * (1 - IFD) * P(end of turn): how much the instruction explains
   the response (its loss with and without the instruction) times how sure the model is that the
   response is finished (middo_core/signals/judge_pmi.py). The six metric columns are NaN here.
-- pmi-ppl (the small-model default; docs/EVIDENCE.md "Default quality signal"): pmi times
-  exp(-L_pre), the base model's per-token probability of the response (its inverse perplexity):
-  a response the reference model finds implausible scores lower. No extra pass: L_pre is the
-  complexity signal's loss under the base model.
+- pmi-ppl (the small-model default; docs/EVIDENCE.md "Default quality signal"): 10 x the
+  geometric mean of pmi's two factors and exp(-L_pre), the base model's per-token probability of
+  the response (its inverse perplexity): a response the reference model finds implausible scores
+  lower. No extra pass: L_pre is the complexity signal's loss under the base model.
 - auto (the configured default) is not a mode of its own: `resolve_quality_mode` picks logprobs
   for a judge model of 7B parameters or more, the paper's scale, and pmi-ppl below it; the
   diagnosis report's `quality` entry records the mode run, the setting and the reason.
