@@ -7,7 +7,7 @@
 share of them (CORRUPT_SHARE, seeded) with the recipe below, imports all of them into a new
 workspace with the product's importer and trains M(0) on them with the product's training
 (`cpu-small` preset). The labels go to artifacts/corruption_labels.json, never to the store.
-`evaluate` diagnoses D(0) with the workspace's default signals and prints the AUROC of `quality`
+`evaluate` diagnoses D(0) with the product's default quality mode and prints the AUROC of `quality`
 (low = corrupted) against the labels, overall and per kind. The set was never used to choose or
 tune the quality method (benchmarks/quality_auroc.py chooses it on the demo); it is evaluated
 once, with the default that choice produced.
@@ -171,6 +171,9 @@ def evaluate(root: Path) -> None:
 
     ws = open_workspace(root)
     ws.config.canaries.enabled = False  # in memory: the canaries are not part of this measure
+    # the product's default, whatever the workspace's middo.yaml says (it was written when the
+    # default was still the self-judge)
+    ws.config.signals.quality_mode = type(ws.config.signals)().quality_mode
     labels = json.loads((ws.artifacts / LABELS_FILE).read_text(encoding="utf-8"))
     with ws.store.read() as con:
         model = (get_iteration(con, 0) or {}).get("model")
