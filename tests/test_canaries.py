@@ -171,6 +171,7 @@ def test_the_cli_prints_health_and_the_json_carries_it(diagnosed):
     assert chosen["health"]["m"]["quality"] == 1.0
     again = run("diagnose", ws.root, "--iteration", "0")
     assert "signal health" in again.stdout and "canaries: 16" in again.stdout
+    assert "quality: pmi (signals.quality_mode is set to pmi)" in again.stdout  # the mode and why
 
 
 def test_verdicts_change_the_precision_shown_and_suggest_an_m(diagnosed):

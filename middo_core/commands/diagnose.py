@@ -143,6 +143,9 @@ def register(app: typer.Typer) -> None:
         results.print(f"  base model: {rep.base_model}\n  post model: {post}")
         if rep.judge_model:
             results.print(f"  judge model: {rep.judge_model}")
+        if rep.quality.get("mode"):
+            results.print(f"  quality: {rep.quality['mode']} ({rep.quality.get('reason', '')})",
+                          markup=False, highlight=False)
         results.print(f"  truncated: {rep.truncated:,}   empty responses: {rep.empty_responses:,}")
         for name in rep.computed:
             covered = rep.covered.get(name, rep.n)
