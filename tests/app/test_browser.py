@@ -80,7 +80,7 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
         wait_idle(page)
         shot(page, "02-diagnose")
         # each axis's health beside its distribution; the one at chance on this data says so
-        assert page.get_by_text(re.compile(r"AUROC \d\.\d\d")).count() >= 3
+        page.get_by_text(re.compile(r"AUROC \d\.\d\d")).nth(2).wait_for()  # drawn as the page fills
         page.get_by_text(re.compile(r"near chance on this data .* tunes noise")).first.wait_for()
 
         # Move the diversity m: the count under its slider changes, nothing is recomputed
@@ -129,16 +129,23 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
         wait_idle(page)
         # a verdict on the flag itself, apart from the proposal
         page.locator('[class*="st-key-verdict_e2e-1"] button', has_text="Real problem").click()
+        def verdicts():
+            with ws.store.read() as con:
+                return current_verdicts(con, 0)[["sample_id", "axis", "verdict"]].values.tolist()
+
+        assert wait_for_change(verdicts, []) == [[sources[1], "quality", "real"]]
         wait_idle(page)
-        with ws.store.read() as con:
-            assert current_verdicts(con, 0)[["sample_id", "axis", "verdict"]].values.tolist() == [
-                [sources[1], "quality", "real"]]
         page.get_by_role("button", name="Reject (r)").click()
         page.wait_for_timeout(1500)
         shot(page, "05-review-rejected")
         page.get_by_text("2 of 2 decided").wait_for()
 
-        # Build D(1) and find the accepted rewrite in it
+        # Build D(1) and find the accepted rewrite in it, once the diagnosis has drawn its map: a
+        # build while a run still writes the workspace is refused
+        deadline = time.monotonic() + 240
+        while read_one(ws, "SELECT count(*) FROM runs WHERE status IN ('queued', 'running')", [])[0][0]:
+            assert time.monotonic() < deadline, "the diagnosis run did not end"
+            time.sleep(0.5)
         page.goto(url + "/iterations")
         wait_idle(page)
         page.get_by_role("button", name="Build D(1)").click()
