@@ -29,3 +29,13 @@ class Cancelled(Exception):
 def report(progress: ProgressFn | None, stage: str, done: int, total: int, message: str = "") -> None:
     if progress is not None:
         progress(Progress(stage, done, total, message))
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as people say it: "45 s", "12 min", "2 h 5 min"."""
+    seconds = int(max(seconds, 0))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"

@@ -12,6 +12,7 @@ import streamlit as st
 from app import resources, state
 from app.components.common import render_error
 from middo_core.jobs import start_job
+from middo_core.progress import format_duration
 
 ACTIVE = ("queued", "running")
 POLL_S = 1.0
@@ -66,7 +67,7 @@ def render_job_status(status: dict, run_id: str, log_expanded: bool = True) -> N
     if prog.get("loss") is not None:
         parts.append(f"loss {prog['loss']:.3f}")
     if prog.get("eta_s") is not None:
-        parts.append(f"about {_duration(prog['eta_s'])} left")
+        parts.append(f"about {format_duration(prog['eta_s'])} left")
     st.progress(frac, text=f"Job {run_id}: " + " · ".join(parts))
     if prog.get("message"):
         st.caption(str(prog["message"]))
@@ -78,12 +79,3 @@ def render_job_status(status: dict, run_id: str, log_expanded: bool = True) -> N
     elif lines:
         with st.expander("Last log lines"):
             st.code("\n".join(lines[-8:]), language=None)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    if seconds < 90:
-        return f"{seconds} s"
-    if seconds < 5400:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"

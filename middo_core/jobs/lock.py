@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from middo_core.files import write_text_atomic
+from middo_core.progress import format_duration
 from middo_core.workspace import Workspace
 
 LOCK_FILE = "run.lock"
@@ -171,7 +172,8 @@ def describe(owner: dict[str, Any]) -> str:
 def describe_refusal(root: Path, owner: dict[str, Any], path: Path) -> str:
     since = float(owner.get("since") or 0)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
-    text = (f"{root} is in use by {describe(owner)} since {when} ({_ago(time.time() - since)} ago); "
+    ago = format_duration(time.time() - since)
+    text = (f"{root} is in use by {describe(owner)} since {when} ({ago} ago); "
             "it trains, diagnoses, refines or builds, and a second run would write over its work. "
             "Wait for it to finish, or stop it (")
     text += (f"`middo cancel {root} {owner['run_id']}`" if owner.get("run_id")
@@ -180,15 +182,6 @@ def describe_refusal(root: Path, owner: dict[str, Any], path: Path) -> str:
     if owner.get("host") != socket.gethostname():
         text += f" It runs on another host; if it is gone, delete {path}."
     return text
-
-
-def _ago(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def _read(path: Path) -> dict[str, Any] | None:
