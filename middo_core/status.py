@@ -10,7 +10,9 @@ from middo_core.store.samples import dataset_sizes
 from middo_core.workspace import Workspace
 
 
-def workspace_status(ws: Workspace) -> dict[str, Any]:
+def workspace_status(ws: Workspace, with_health: bool = False) -> dict[str, Any]:
+    """with_health: also the newest diagnosis's signal health (reads its whole signal table, so
+    only `middo status` asks for it, not the Studio's sidebar on every store change)."""
     with ws.store.read() as con:
         sizes = dataset_sizes(con)
         iterations = list_iterations(con)
@@ -26,7 +28,7 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
         "iterations": iterations,
         "runs": runs,
         "metrics": _metrics(metrics),
-        "health": _health(ws, iterations),
+        **({"health": _health(ws, iterations)} if with_health else {}),
     }
 
 

@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
     ) -> None:
         """Samples per iteration, iteration records and runs."""
-        state = workspace_status(workspace(directory))
+        state = workspace_status(workspace(directory), with_health=True)
         if as_json:
             emit_json(state)
             return
