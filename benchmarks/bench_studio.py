@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_studio [--samples 100000] [--points 200000] [--moves 12]
 
-Builds two workspaces under benchmarks/out/ (samples and signals written through the store),
+Builds two synthetic workspaces under benchmarks/out/ (benchmarks/synth_workspace.py),
 starts `middo studio` on loopback and drives headless Chromium (needs /usr/bin/chromium).
 """
 
@@ -10,50 +10,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "app"))
 
 from browser import chromium_missing, chromium_page, studio_server, wait_idle  # noqa: E402
 
-from middo_core.sample import Sample  # noqa: E402
-from middo_core.store.iterations import upsert_iteration  # noqa: E402
-from middo_core.store.projections import put_projection  # noqa: E402
-from middo_core.store.samples import add_members, insert_samples, samples_frame  # noqa: E402
-from middo_core.store.signals import write_signals  # noqa: E402
-from middo_core.workspace import init_workspace  # noqa: E402
+from benchmarks.synth_workspace import build_synthetic_workspace  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "studio"
-
-
-def build_workspace(root: Path, n: int, with_map: bool, seed: int = 0):
-    shutil.rmtree(root, ignore_errors=True)
-    ws = init_workspace(root)
-    rng = np.random.default_rng(seed)
-    samples = [Sample(instruction=f"Synthetic instruction {i} about topic {i % 997}",
-                      output=f"Synthetic answer {i}.") for i in range(n)]
-    ids = [s.id for s in samples]
-    pre = rng.gamma(4.0, 0.5, n)
-    signals = pd.DataFrame({"sample_id": ids, "loss_pre": pre, "loss_post": pre * 0.7 + rng.normal(0, 0.2, n),
-                            "diversity": rng.beta(8, 2, n), "quality": rng.normal(7, 1.2, n)})
-    with ws.store.write() as con:
-        insert_samples(con, samples_frame(samples))
-        add_members(con, 0, ids)
-        upsert_iteration(con, 0, status="built")
-        write_signals(con, 0, signals)
-        if with_map:  # 40 clusters, as a UMAP of real embeddings tends to look
-            centers = rng.normal(size=(40, 2)) * 10
-            xy = centers[rng.integers(0, 40, n)] + rng.normal(size=(n, 2))
-            put_projection(con, 0, "umap", ids, xy)
-    return ws
 
 
 def flagged_text(page, axis: str) -> str:
@@ -152,8 +121,8 @@ def main() -> None:
         sys.exit(f"cannot run: {reason}")
     OUT.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    build_workspace(OUT / "slider", args.samples, with_map=False)
-    build_workspace(OUT / "map", args.points, with_map=True, seed=1)
+    build_synthetic_workspace(OUT / "slider", args.samples, progress=None)
+    build_synthetic_workspace(OUT / "map", args.points, seed=1, progress=None)
     print(f"workspaces written in {time.perf_counter() - t:.1f} s")
 
     load_before = os.getloadavg()
