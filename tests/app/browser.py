@@ -39,6 +39,14 @@ def free_port() -> int:
 @contextlib.contextmanager
 def studio_server(workspace: Path, log: Path, timeout: float = 90) -> Iterator[str]:
     """`middo studio WORKSPACE --port P` in a subprocess; yields its URL; stops it afterwards."""
+    with studio_process(workspace, log, timeout) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def studio_process(workspace: Path, log: Path,
+                   timeout: float = 90) -> Iterator[tuple[str, subprocess.Popen]]:
+    """As studio_server, yielding (URL, the server's process) for benchmarks that read its memory."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with open(log, "w") as out:
@@ -58,7 +66,7 @@ def studio_server(workspace: Path, log: Path, timeout: float = 90) -> Iterator[s
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"middo studio did not start; log:\n{log.read_text()[-3000:]}")
                 time.sleep(0.5)
-            yield url
+            yield url, proc
         finally:
             stop(proc)
 
