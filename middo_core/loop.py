@@ -32,7 +32,7 @@ from middo_core.progress import ProgressFn, report
 from middo_core.review import apply_policy, review_counts
 from middo_core.selection import Selection, choose, save_selection
 from middo_core.store.iterations import STATUSES, get_iteration, get_metrics, upsert_iteration
-from middo_core.store.samples import dataset_ids
+from middo_core.store.samples import has_members
 from middo_core.workspace import Workspace
 
 STEPS = STATUSES[1:]  # the lifecycle as the store records it, after "created"
@@ -50,7 +50,7 @@ def step_states(ws: Workspace, iteration: int) -> dict[str, bool]:
     """Which steps of dataset version `iteration` are done, read from the store (not trusted flags)."""
     with ws.store.read() as con:
         rec = get_iteration(con, iteration) or {"counts": {}, "model": None, "m_complexity": None}
-        built = bool(dataset_ids(con, iteration))
+        built = has_members(con, iteration)
         metrics = get_metrics(con)
     counts = rec["counts"]
     trained = bool(rec.get("model"))
@@ -166,7 +166,7 @@ def run_loop(ws: Workspace, iterations: int | None = None, progress: ProgressFn 
         if i == total:
             break
         with ws.store.read() as con:
-            next_built = bool(dataset_ids(con, i + 1))
+            next_built = has_members(con, i + 1)
         if next_built:
             continue  # D(i+1) exists: everything before it is done
         if not step_states(ws, i)["diagnosed"]:

@@ -20,9 +20,24 @@ class ReviewError(ValueError):
 
 
 def review_queue(ws: Workspace, iteration: int, axis: str | None = None, status: str | None = None,
-                 min_quality: float | None = None, max_quality: float | None = None) -> pd.DataFrame:
+                 min_quality: float | None = None, max_quality: float | None = None,
+                 limit: int | None = None, offset: int = 0) -> pd.DataFrame:
+    """The proposals matching the filter with their texts, oldest first (`limit` from `offset`)."""
     with ws.store.read() as con:
-        return q.queue(con, iteration, axis, status, min_quality, max_quality)
+        return q.queue(con, iteration, axis, status, min_quality, max_quality, limit, offset)
+
+
+def review_queue_ids(ws: Workspace, iteration: int, axis: str | None = None,
+                     status: str | None = None) -> list[str]:
+    """The ids of review_queue()'s rows, in its order (no texts read)."""
+    with ws.store.read() as con:
+        return q.queue_ids(con, iteration, axis, status)
+
+
+def source_proposals(ws: Workspace, iteration: int, sample_id: str) -> pd.DataFrame:
+    """The proposals written for one sample: id, axis, status."""
+    with ws.store.read() as con:
+        return q.source_proposals(con, iteration, sample_id)
 
 
 def _decide_one(ws: Workspace, proposal_id: str, status: str, actor: str, note: str | None = None,
@@ -61,8 +76,8 @@ def bulk_decide(ws: Workspace, iteration: int, action: str, axis: str | None = N
     if target is None:
         raise ReviewError(f"unknown bulk action {action!r} (accept, reject, reset)")
     with ws.store.write() as con:
-        matching = q.queue(con, iteration, axis, status, min_quality, max_quality)
-        return q.decide(con, matching["id"].tolist(), target, actor, note)
+        matching = q.queue_ids(con, iteration, axis, status, min_quality, max_quality)
+        return q.decide(con, matching, target, actor, note)
 
 
 def review_counts(ws: Workspace, iteration: int) -> dict[str, dict[str, int]]:

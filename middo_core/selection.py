@@ -123,9 +123,17 @@ class SignalTable:
         self.ids = np.asarray(ids, dtype=object)
         self.values = {c: _column(frame, c) for c in ("loss_pre", "loss_post", "diversity", "quality")}
         self.stats = {c: signal_stats(v) for c, v in self.values.items()}
+        self._index: pd.Index | None = None
 
     def __len__(self) -> int:
         return int(self.ids.size)
+
+    def positions(self, ids) -> np.ndarray:
+        """The rows of `ids` in the table (-1 where one is not in it). The id index is built on
+        the first call and kept, so a lookup never scans every id again."""
+        if self._index is None:
+            self._index = pd.Index(self.ids)
+        return self._index.get_indexer(pd.Index(ids, dtype=object))
 
     def select(self, m_complexity: float = DEFAULT_M["complexity"],
                m_diversity: float = DEFAULT_M["diversity"], m_quality: float = DEFAULT_M["quality"],
@@ -197,7 +205,9 @@ def auto_m(frame: pd.DataFrame | SignalTable, target: float = 0.15, tolerance: f
 def explain(row: pd.Series, selection: Selection, table: SignalTable) -> list[str]:
     """Why a sample was flagged, in words: one sentence per axis that flagged it."""
     reasons = []
-    idx = int(np.flatnonzero(table.ids == row.get("sample_id", row.name))[0])
+    idx = int(table.positions([row.get("sample_id", row.name)])[0])
+    if idx < 0:  # not a sample of this table: flagged by nothing in it
+        return reasons
 
     def top_share(col: str, higher: bool) -> float:
         v = table.values[col]

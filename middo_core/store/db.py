@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,3 +107,14 @@ def registered(con: duckdb.DuckDBPyConnection, name: str, frame) -> Iterator[Non
         yield
     finally:
         con.unregister(name)
+
+
+def stamp_write(con: duckdb.DuckDBPyConnection, what: str) -> None:
+    """Record that `what` ("signals:0", "projection:0:umap") was written, with a new token each
+    time: the Studio keys its large caches on these, not on every write to the store."""
+    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"written:{what}", uuid.uuid4().hex])
+
+
+def write_stamps(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """what -> the token of its last write (a store written before stamps has none)."""
+    return dict(con.execute("SELECT substr(key, 9), value FROM meta WHERE key LIKE 'written:%'").fetchall())

@@ -6,7 +6,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from middo_core.store.db import registered
+from middo_core.store.db import registered, stamp_write
 
 
 def put_projection(con: duckdb.DuckDBPyConnection, iteration: int, method: str,
@@ -16,6 +16,7 @@ def put_projection(con: duckdb.DuckDBPyConnection, iteration: int, method: str,
     frame = pd.DataFrame({"sample_id": list(ids), "x": xy[:, 0].astype(float), "y": xy[:, 1].astype(float)})
     with registered(con, "_proj", frame):
         con.execute("INSERT INTO projections SELECT ?, sample_id, ?, x, y FROM _proj", [iteration, method])
+    stamp_write(con, f"projection:{iteration}:{method}")
 
 
 def get_projection(con: duckdb.DuckDBPyConnection, iteration: int, method: str,

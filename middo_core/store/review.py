@@ -11,28 +11,58 @@ from middo_core.store.proposals import proposal_counts
 DECIDABLE = ("pending", "accepted", "edited", "rejected")  # a failed proposal cannot be accepted
 
 
-def queue(con: duckdb.DuckDBPyConnection, iteration: int, axis: str | None = None,
-          status: str | None = None, min_quality: float | None = None,
-          max_quality: float | None = None) -> pd.DataFrame:
-    """Proposals with their source sample's text and signals, oldest first."""
-    return con.execute("""
-        SELECT p.id, p.iteration, p.axis, p.status, p.reason, p.source_id, p.neighbour_ids,
-               p.instruction, p.input, p.output,
-               p.edited_instruction, p.edited_input, p.edited_output,
-               p.model, p.template_hash, p.reviewer_note, p.decided_by, p.decided_at,
-               s.instruction AS source_instruction, s.input AS source_input, s.output AS source_output,
-               g.loss_pre, g.loss_post, g.diversity, g.quality
+_QUEUE_FROM = """
         FROM proposals p
-        LEFT JOIN samples s ON s.id = p.source_id
         LEFT JOIN signals g ON g.iteration = p.iteration AND g.sample_id = p.source_id
         WHERE p.iteration = ?
           AND (?::VARCHAR IS NULL OR p.axis = ?)
           AND (?::VARCHAR IS NULL OR p.status = ?)
           AND (?::DOUBLE IS NULL OR g.quality >= ?)
           AND (?::DOUBLE IS NULL OR g.quality <= ?)
-        ORDER BY p.created_at, p.id
-    """, [iteration, axis, axis, status, status, min_quality, min_quality,
-          max_quality, max_quality]).df()
+"""
+_QUEUE_ORDER = "ORDER BY p.created_at, p.id"
+
+
+def _queue_params(iteration: int, axis: str | None, status: str | None, min_quality: float | None,
+                  max_quality: float | None) -> list:
+    return [iteration, axis, axis, status, status, min_quality, min_quality, max_quality, max_quality]
+
+
+def queue(con: duckdb.DuckDBPyConnection, iteration: int, axis: str | None = None,
+          status: str | None = None, min_quality: float | None = None,
+          max_quality: float | None = None, limit: int | None = None, offset: int = 0) -> pd.DataFrame:
+    """Proposals with their source sample's text and signals, oldest first (`limit` of them from
+    `offset`: the texts of a page only)."""
+    params = _queue_params(iteration, axis, status, min_quality, max_quality)
+    return con.execute(f"""
+        WITH page AS (
+            SELECT p.id, p.created_at, g.loss_pre, g.loss_post, g.diversity, g.quality
+            {_QUEUE_FROM} {_QUEUE_ORDER} LIMIT ? OFFSET ?)
+        SELECT p.id, p.iteration, p.axis, p.status, p.reason, p.source_id, p.neighbour_ids,
+               p.instruction, p.input, p.output,
+               p.edited_instruction, p.edited_input, p.edited_output,
+               p.model, p.template_hash, p.reviewer_note, p.decided_by, p.decided_at,
+               s.instruction AS source_instruction, s.input AS source_input, s.output AS source_output,
+               page.loss_pre, page.loss_post, page.diversity, page.quality
+        FROM page JOIN proposals p ON p.id = page.id
+        LEFT JOIN samples s ON s.id = p.source_id
+        ORDER BY page.created_at, page.id
+    """, [*params, limit, offset]).df()
+
+
+def queue_ids(con: duckdb.DuckDBPyConnection, iteration: int, axis: str | None = None,
+              status: str | None = None, min_quality: float | None = None,
+              max_quality: float | None = None) -> list[str]:
+    """The ids of queue()'s rows, in its order, without their texts."""
+    rows = con.execute(f"SELECT p.id {_QUEUE_FROM} {_QUEUE_ORDER}",
+                       _queue_params(iteration, axis, status, min_quality, max_quality)).fetchall()
+    return [r[0] for r in rows]
+
+
+def source_proposals(con: duckdb.DuckDBPyConnection, iteration: int, sample_id: str) -> pd.DataFrame:
+    """The proposals written for one sample of D(iteration): id, axis, status."""
+    return con.execute("SELECT id, axis, status FROM proposals WHERE iteration = ? AND source_id = ? "
+                       "ORDER BY created_at, id", [iteration, sample_id]).df()
 
 
 def proposal_status(con: duckdb.DuckDBPyConnection, proposal_id: str) -> str | None:

@@ -86,6 +86,12 @@ def dataset_ids(con: duckdb.DuckDBPyConnection, iteration: int, split: str = "tr
     return [r[0] for r in rows]
 
 
+def has_members(con: duckdb.DuckDBPyConnection, iteration: int, split: str = "train") -> bool:
+    """Whether D(iteration) has any sample in `split` (without reading its ids)."""
+    return bool(con.execute("SELECT 1 FROM dataset_members WHERE iteration = ? AND split = ? LIMIT 1",
+                            [iteration, split]).fetchall())
+
+
 def dataset_sizes(con: duckdb.DuckDBPyConnection) -> dict[int, dict[str, int]]:
     rows = con.execute(
         "SELECT iteration, split, count(*) FROM dataset_members GROUP BY ALL ORDER BY ALL"

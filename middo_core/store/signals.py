@@ -15,7 +15,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from middo_core.store.db import registered
+from middo_core.store.db import registered, stamp_write
 
 QUALITY_COLUMNS = ("instruction_clarity", "instruction_completeness", "instruction_factuality",
                    "response_clarity", "response_completeness", "response_factuality", "quality")
@@ -96,6 +96,7 @@ def write_signals(con: duckdb.DuckDBPyConnection, iteration: int, frame: pd.Data
         with registered(con, "_values", long[["sample_id", "signal", "name", "value"]]):
             con.execute("INSERT OR REPLACE INTO signal_values SELECT ?, sample_id, signal, name, "
                         "value FROM _values", [iteration])
+    stamp_write(con, f"signals:{iteration}")
 
 
 def _with_values(con: duckdb.DuckDBPyConnection, iteration: int, frame: pd.DataFrame,
@@ -115,10 +116,14 @@ def extra_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c != "sample_id" and c not in SIGNAL_COLUMNS]
 
 
-def load_signals(con: duckdb.DuckDBPyConnection, iteration: int) -> pd.DataFrame:
-    """The signal rows of D(iteration): sample_id plus every signal column, ordered by id."""
+def load_signals(con: duckdb.DuckDBPyConnection, iteration: int,
+                 neighbours: bool = True) -> pd.DataFrame:
+    """The signal rows of D(iteration): sample_id plus every signal column, ordered by id.
+    neighbours=False leaves out the neighbour lists (two JSON strings per sample, most of the
+    frame's memory), which the Studio's charts and selection do not read."""
+    cols = [c for c in SIGNAL_COLUMNS if neighbours or c not in ("neighbours", "neighbour_sims")]
     return _with_values(con, iteration, con.execute(f"""
-        SELECT g.sample_id, {", ".join("g." + c for c in SIGNAL_COLUMNS)}
+        SELECT g.sample_id, {", ".join("g." + c for c in cols)}
         FROM signals g JOIN dataset_members m
           ON m.iteration = g.iteration AND m.sample_id = g.sample_id AND m.split = 'train'
         WHERE g.iteration = ? ORDER BY g.sample_id
