@@ -37,28 +37,80 @@ def workspace(root: str, version: int) -> Workspace:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def status(root: str, version: int) -> dict[str, Any]:
+    """The workspace's state, without the flagged ids each selection stores (200,000 ids at 1M
+    samples, unpickled on every call of a cached dict); no page reads them."""
     from middo_core.status import workspace_status
 
-    return workspace_status(workspace(root, version))
+    out = workspace_status(workspace(root, version))
+    for record in out["iterations"]:
+        record["counts"].pop("flagged_ids", None)
+    return out
 
 
-@st.cache_resource(show_spinner="Loading signals…", max_entries=6)
-def signals(root: str, iteration: int, version: int) -> tuple[pd.DataFrame, SignalTable] | None:
-    """The per-sample signals of D(iteration) and their threshold table (None when undiagnosed)."""
-    from middo_core.store.signals import load_signals
+@st.cache_data(show_spinner=False, max_entries=8)
+def paper_tables(root: str, version: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's Table 6 (flagged per axis, sizes) and Table 1 (scores) of this workspace."""
+    from middo_core import tables
 
     ws = workspace(root, version)
+    return tables.iteration_table(ws), tables.metrics_table(ws)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def review_counts(root: str, iteration: int, version: int) -> dict[str, dict[str, int]]:
+    """axis -> status -> count of the iteration's proposals."""
+    from middo_core.review import review_counts as counts
+
+    return counts(workspace(root, version), iteration)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _write_stamps(root: str, version: int) -> dict[str, str]:
+    from middo_core.store.db import write_stamps
+
+    with workspace(root, version).store.read() as con:
+        return write_stamps(con)
+
+
+def written(root: str, what: str, version: int) -> str:
+    """A key that changes only when `what` ("signals:0", "projection:0:umap") is written again, so a
+    decision on a proposal (any write) does not reload a million signals; the store version for a
+    store written before these stamps."""
+    return _write_stamps(root, version).get(what) or f"store version {version}"
+
+
+def signals(root: str, iteration: int, version: int) -> tuple[pd.DataFrame, SignalTable] | None:
+    """The per-sample signals of D(iteration) and their threshold table (None when undiagnosed).
+    Shared between sessions: callers must not modify them."""
+    return _signals(root, iteration, written(root, f"signals:{iteration}", version), version)
+
+
+# One table per diagnosed iteration in view (the current one and the compare one) and one left
+# from before a new diagnosis: each holds every sample's signals (about 200 MB at 1M samples).
+@st.cache_resource(show_spinner="Loading signals…", max_entries=3)
+def _signals(root: str, iteration: int, key: str, _version: int) -> tuple[pd.DataFrame, SignalTable] | None:
+    from middo_core.store.signals import load_signals
+
+    ws = workspace(root, _version)
     with ws.store.read() as con:
-        frame = load_signals(con, iteration)
+        frame = load_signals(con, iteration, neighbours=False)
     if frame is None or frame.empty:
         return None
     return frame, SignalTable(frame)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
 def histograms(root: str, iteration: int, compare: int | None, version: int,
                columns: tuple[str, ...], bins: int = 50) -> dict[str, dict[str, np.ndarray]]:
     """Per column: shared bin edges and the counts of the iteration (and the compare one)."""
+    keys = (written(root, f"signals:{iteration}", version),
+            written(root, f"signals:{compare}", version) if compare is not None else None)
+    return _histograms(root, iteration, compare, keys, columns, bins, version)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _histograms(root: str, iteration: int, compare: int | None, keys: tuple, columns: tuple[str, ...],
+                bins: int, _version: int) -> dict[str, dict[str, np.ndarray]]:
+    version = _version
     current = signals(root, iteration, version)
     other = signals(root, compare, version) if compare is not None else None
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -71,11 +123,15 @@ def histograms(root: str, iteration: int, compare: int | None, version: int,
     return out
 
 
-@st.cache_resource(show_spinner=False, max_entries=6)
 def signal_index(root: str, iteration: int, version: int) -> pd.Index | None:
     """The signal table's sample ids as an index: the rows of a page of ids without a scan.
     Shared between sessions: callers must not modify it."""
-    data = signals(root, iteration, version)
+    return _signal_index(root, iteration, written(root, f"signals:{iteration}", version), version)
+
+
+@st.cache_resource(show_spinner=False, max_entries=3)
+def _signal_index(root: str, iteration: int, key: str, _version: int) -> pd.Index | None:
+    data = signals(root, iteration, _version)
     return pd.Index(data[1].ids) if data is not None else None
 
 
@@ -102,28 +158,45 @@ def sample_record(root: str, iteration: int, sample_id: str, version: int) -> di
     return rows.to_dict("records")[0] if len(rows) else None
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
 def scatter_subset(root: str, iteration: int, version: int, max_points: int) -> np.ndarray:
-    data = signals(root, iteration, version)
+    return _scatter_subset(root, iteration, written(root, f"signals:{iteration}", version), max_points,
+                           version)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _scatter_subset(root: str, iteration: int, key: str, max_points: int, _version: int) -> np.ndarray:
+    data = signals(root, iteration, _version)
     n = len(data[1]) if data else 0
     return summaries.drawing_subset(n, None, max_points=max_points)
 
 
-@st.cache_resource(show_spinner="Loading the map…", max_entries=4)
+def _map_keys(root: str, iteration: int, method: str, version: int) -> tuple[str, str]:
+    """What a map's caches depend on: its projection and the signals it is coloured by."""
+    return (written(root, f"projection:{iteration}:{method}", version),
+            written(root, f"signals:{iteration}", version))
+
+
 def projection(root: str, iteration: int, method: str, version: int) -> dict[str, Any]:
     """The stored map with what every redraw reuses: escaped hover texts, rows in the signal table,
     float32 coordinates and the density grid of every point.
 
     Shared between sessions and never copied: callers must not modify it.
     """
+    return _projection(root, iteration, method, _map_keys(root, iteration, method, version), version)
+
+
+@st.cache_resource(show_spinner="Loading the map…", max_entries=3)
+def _projection(root: str, iteration: int, method: str, keys: tuple[str, str], _version: int) -> dict[str, Any]:
     from middo_core.projections import density_grid, load_projection
 
+    version = _version
     points = load_projection(workspace(root, version), iteration, method, text_chars=HOVER_CHARS)
     # plotly reads hover text as HTML: escaped, column-wise (a Python loop takes 0.35 s at 200k)
     text = points["instruction"].fillna("").astype(str)
     for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
         text = text.str.replace(char, entity, regex=False)
     hover = text.to_numpy(dtype=object)
+    points = points.drop(columns="instruction")  # kept once, as the escaped hover texts
     data = signals(root, iteration, version)
     pos = summaries.positions(data[1].ids, points["sample_id"].to_numpy()) if data is not None else None
     x, y = points["x"].to_numpy(np.float32), points["y"].to_numpy(np.float32)
@@ -132,12 +205,19 @@ def projection(root: str, iteration: int, method: str, version: int) -> dict[str
             "density": density_grid(x, y) if len(points) > MAX_DRAWN else None}
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
 def map_figure(root: str, iteration: int, method: str, version: int, colour: str,
                m: tuple[float, float, float] | None) -> tuple[MapFigure, Any]:
     """The map figure coloured by `colour` with the flags of m (complexity, diversity, quality),
     and that selection (None without signals). Built once per choice: a rerun that changes
     neither (a lasso, a click in the list) sends the identical figure, which the browser keeps."""
+    return _map_figure(root, iteration, method, _map_keys(root, iteration, method, version), colour, m,
+                       version)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _map_figure(root: str, iteration: int, method: str, keys: tuple[str, str], colour: str,
+                m: tuple[float, float, float] | None, _version: int) -> tuple[MapFigure, Any]:
+    version = _version
     mapped = projection(root, iteration, method, version)
     points, n = mapped["points"], len(mapped["points"])
     data = signals(root, iteration, version) if m is not None else None
@@ -193,14 +273,6 @@ def dataset_statistics(root: str, iteration: int, version: int) -> dict[str, Any
 
     with workspace(root, version).store.read() as con:
         return stats(con, iteration)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def sample_count(root: str, iteration: int, text: str, origin: str | None, version: int) -> int:
-    from middo_core.store.views import count_samples
-
-    with workspace(root, version).store.read() as con:
-        return count_samples(con, iteration, text, origin)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -260,9 +332,10 @@ def sample_signals(root: str, iteration: int, ids: tuple[str, ...], version: int
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def browse_samples(root: str, iteration: int, text: str, origin: str | None, limit: int,
-                   offset: int, version: int) -> pd.DataFrame:
-    from middo_core.store.views import browse_samples as page
+def browse_page(root: str, iteration: int, text: str, origin: str | None, limit: int,
+                offset: int, version: int) -> tuple[int, pd.DataFrame]:
+    """How many samples match the search, and one page of them (one pass over the texts)."""
+    from middo_core.store.views import browse_page as page
 
     with workspace(root, version).store.read() as con:
         return page(con, iteration, text, origin, limit, offset)
@@ -275,6 +348,15 @@ def metrics_and_summary(root: str, version: int) -> tuple[pd.DataFrame, pd.DataF
 
     with workspace(root, version).store.read() as con:
         return metrics_long(con), signal_summary(con)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def review_ids(root: str, iteration: int, axis: str | None, status: str | None,
+               version: int) -> list[str]:
+    """The ids of the review queue for a filter, oldest first (texts are read a page at a time)."""
+    from middo_core.review import review_queue_ids
+
+    return review_queue_ids(workspace(root, version), iteration, axis, status)
 
 
 def proposal_status(root: str, proposal_id: str) -> str | None:
@@ -343,3 +425,26 @@ def verdict_precision(root: str, iteration: int, version: int, m: dict[str, floa
         return {}
     return precision(workspace(root, version), iteration, loaded[1], m,
                      verdicts(root, iteration, version))
+
+
+@st.cache_data(ttl=3, show_spinner=False)
+def model_server(model: str) -> dict[str, Any]:
+    """The managed vLLM server of `model`: state (up, starting, stopped), pid, port, log tail,
+    and whether vLLM's environment is installed. Read again every few seconds, not per rerun:
+    a server that is up answers a health check."""
+    from middo_core.llm.vllm_server import VLLMServer, vllm_env
+
+    server = VLLMServer(model)
+    out = server.status()
+    out["installed"] = (vllm_env() / "bin" / "vllm").is_file()
+    out["log_tail"] = server.log_tail(8) if out["state"] != "stopped" or server.log_path.exists() else []
+    return out
+
+
+def stop_model_server(model: str) -> bool:
+    """Stop the managed server of `model` (its engine workers too); False if none ran."""
+    from middo_core.llm.vllm_server import VLLMServer
+
+    stopped = VLLMServer(model).stop()
+    model_server.clear()
+    return stopped

@@ -126,8 +126,18 @@ with tab_browse:
     text = c1.text_input("Search instruction, input and output", key="browse_text")
     origin = c2.selectbox("Origin", ["any", *ORIGINS], key="browse_origin")
     origin_filter = None if origin == "any" else origin
-    total = resources.sample_count(ctx.root, ctx.iteration, text, origin_filter, ctx.version)
+
+    def read_page(number: int) -> tuple[int, pd.DataFrame]:
+        return resources.browse_page(ctx.root, ctx.iteration, text, origin_filter, PAGE_SIZE,
+                                     (number - 1) * PAGE_SIZE, ctx.version)
+
+    # the count and the page come from one query, read before the page picker that needs the count
+    page = int(st.session_state.get("browse_page") or 1)
+    total, frame = read_page(page)
     pages = max(1, -(-total // PAGE_SIZE))
+    if page > pages:  # a narrower search than the page the picker was on: back to its first page
+        page = st.session_state["browse_page"] = 1
+        total, frame = read_page(page)
     page = c3.number_input("Page", min_value=1, max_value=pages, value=1, key="browse_page")
     if total == 0:
         if text or origin_filter:
@@ -135,8 +145,6 @@ with tab_browse:
         else:
             st.info(f"D({ctx.iteration}) has no samples yet. Import a file in the Import tab.")
     else:
-        frame = resources.browse_samples(ctx.root, ctx.iteration, text, origin_filter, PAGE_SIZE,
-                                         (int(page) - 1) * PAGE_SIZE, ctx.version)
         first = (int(page) - 1) * PAGE_SIZE + 1
         st.caption(f"Samples {first:,}–{first + len(frame) - 1:,} of {total:,} in D({ctx.iteration})")
         st.dataframe(dashes(frame, {"loss_pre": "{:.2f}", "loss_post": "{:.2f}", "diversity": "{:.3f}",
@@ -145,17 +153,18 @@ with tab_browse:
                      column_config={"instruction": st.column_config.TextColumn(width="large"),
                                     "output": st.column_config.TextColumn(width="large")})
 
-with tab_stats:
-    stats = resources.dataset_statistics(ctx.root, ctx.iteration, ctx.version)
-    cols = st.columns(3)
-    cols[0].metric("Training samples", fmt_int(stats["splits"].get("train", 0)))
-    cols[1].metric("Held out", fmt_int(stats["splits"].get("heldout", 0)))
-    cols[2].metric("Diagnosed", fmt_int(stats["diagnosed"]))
-    if not stats["origins"].empty:
-        st.markdown(f"**Samples by origin, D({ctx.iteration})**")
-        st.bar_chart(stats["origins"].set_index("origin"), horizontal=True, height=220)
-        st.markdown(f"**Text length in characters, D({ctx.iteration})**")
-        st.dataframe(stats["lengths"].round(0), hide_index=True)
+if tab_stats.open:  # lengths of every text: a scan of the whole version, only when asked for
+    with tab_stats:
+        stats = resources.dataset_statistics(ctx.root, ctx.iteration, ctx.version)
+        cols = st.columns(3)
+        cols[0].metric("Training samples", fmt_int(stats["splits"].get("train", 0)))
+        cols[1].metric("Held out", fmt_int(stats["splits"].get("heldout", 0)))
+        cols[2].metric("Diagnosed", fmt_int(stats["diagnosed"]))
+        if not stats["origins"].empty:
+            st.markdown(f"**Samples by origin, D({ctx.iteration})**")
+            st.bar_chart(stats["origins"].set_index("origin"), horizontal=True, height=220)
+            st.markdown(f"**Text length in characters, D({ctx.iteration})**")
+            st.dataframe(stats["lengths"].round(0), hide_index=True)
 
 if tab_compare.open:
     with tab_compare:

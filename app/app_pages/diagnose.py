@@ -121,9 +121,12 @@ if quality_run.get("reason"):
         " The paper's self-judge is one setting away: signals.quality_mode: logprobs.")
     st.caption(f"Quality signal: {quality_run['mode']}. Why: {quality_run['reason']}.{away}")
 if "quality" in axes:  # the six ratings do not depend on m: drawn outside the slider fragment
-    with st.expander("Quality: the six metrics", expanded=False):
-        render_quality_metrics(ctx.root, it, ctx.compare, ctx.version)
-        render_drilldown(ctx, METRIC_CHARTS, current_selection(), table)
+    metrics = st.expander("Quality: the six metrics", expanded=False, key="quality_metrics",
+                          on_change="rerun")
+    if metrics.open:  # six charts drawn only when asked for, not on every load of the page
+        with metrics:
+            render_quality_metrics(ctx.root, it, ctx.compare, ctx.version)
+            render_drilldown(ctx, METRIC_CHARTS, current_selection(), table)
 
 render_other_signals(ctx.root, it, ctx.compare, ctx.version)  # any registered signal's columns
 

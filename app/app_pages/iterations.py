@@ -13,7 +13,6 @@ from app.components.review_view import render_sample_text
 from middo_core import loop, tables
 from middo_core.build import lineage
 from middo_core.jobs.lock import run_lock
-from middo_core.review import review_counts
 from middo_core.variants import list_variants
 
 ctx = state.require()
@@ -23,8 +22,8 @@ st.title("Iterations")
 # --- the running job, or the buttons that start one -------------------------------------------
 running = render_job_panel(ctx, ("loop", "train", "evaluate", "build"), key="iterations_job")
 if not running:
-    states = loop.step_states(ctx.ws, it)
-    decisions = review_counts(ctx.ws, it)
+    states = resources.loop_state(ctx.root, it, ctx.version)[0]
+    decisions = resources.review_counts(ctx.root, it, ctx.version)
     pending = sum(by.get("pending", 0) for by in decisions.values())
     next_size = resources.status(ctx.root, ctx.version)["dataset_sizes"].get(str(it + 1), {}).get("train")
     buildable = not next_size and (states.get("reviewed") or (decisions and not pending))
@@ -58,12 +57,11 @@ if not running:
 left, right = st.columns(2)
 with left:
     st.markdown("**Samples flagged per axis and dataset size (paper Table 6)**")
-    table6 = tables.iteration_table(ctx.ws)
+    table6, table1 = resources.paper_tables(ctx.root, ctx.version)
     st.dataframe(dashes(table6, {c: COUNT for c in table6.columns if c != "iteration"}),
                  hide_index=True, width="stretch")
 with right:
     st.markdown("**Benchmark scores per iteration, best in green (paper Table 1)**")
-    table1 = tables.metrics_table(ctx.ws)
     if table1.empty:
         st.info("No scores yet. Train and evaluate M(0) to fill this table.")
     else:

@@ -23,7 +23,7 @@ it = ctx.iteration
 st.title(f"Review proposals for D({it})")
 POS = f"review_pos_{it}"
 
-counts = review.review_counts(ctx.ws, it)
+counts = resources.review_counts(ctx.root, it, ctx.version)
 total = sum(n for by_status in counts.values() for s, n in by_status.items() if s != "failed")
 decided = sum(n for by_status in counts.values() for s, n in by_status.items()
               if s in ("accepted", "edited", "rejected"))
@@ -60,9 +60,12 @@ status = c2.selectbox("Status", STATUSES, key="review_status")
 mode = c3.segmented_control("Mode", ["One at a time", "Table"], default="One at a time",
                             key="review_mode")
 axis_filter = None if axis == "any" else axis
-queue = review.review_queue(ctx.ws, it, axis=axis_filter, status=None if status == "any" else status)
-if focus is not None and focus in set(queue["id"]):
-    st.session_state[POS] = int((queue["id"] == focus).to_numpy().argmax())
+status_filter = None if status == "any" else status
+# the queue's ids only: texts are read for the proposal shown (or the table's page), not all of them
+queue_ids = resources.review_ids(ctx.root, it, axis_filter, status_filter, ctx.version)
+if focus is not None and focus in queue_ids:
+    st.session_state[POS] = queue_ids.index(focus)
+TABLE_ROWS = 500
 
 
 def decide(action: str, proposal_id: str, seen: str | None = None, **fields) -> None:
@@ -126,7 +129,8 @@ def reasons_for(source_id: str) -> list[str]:
     except Exception:  # no signal store in this build: the proposal is still reviewable
         return []
     record = next((r for r in resources.status(ctx.root, ctx.version)["iterations"] if r["number"] == it), {})
-    if data is None or record.get("m_complexity") is None or source_id not in set(data[1].ids):
+    index = resources.signal_index(ctx.root, it, ctx.version)
+    if data is None or record.get("m_complexity") is None or index is None or source_id not in index:
         return []
     table = data[1]
     selection = table.select(record["m_complexity"], record["m_diversity"], record["m_quality"])
@@ -134,8 +138,7 @@ def reasons_for(source_id: str) -> list[str]:
 
 
 def render_bulk() -> None:
-    pending = review.review_queue(ctx.ws, it, axis=axis_filter, status="pending")
-    n = len(pending)
+    n = len(resources.review_ids(ctx.root, it, axis_filter, "pending", ctx.version))
     scope = f"for {axis_filter}" if axis_filter else "on every axis"
     if n == 0:
         return
@@ -158,14 +161,15 @@ def render_bulk() -> None:
 
 
 def render_one() -> None:
-    if queue.empty:
+    if not queue_ids:
         st.success("Nothing left in this queue." if status == "pending" else "No proposal matches.")
         return
-    pos = min(st.session_state.get(POS, 0), len(queue) - 1)
+    pos = min(st.session_state.get(POS, 0), len(queue_ids) - 1)
     st.session_state[POS] = pos
-    row = queue.iloc[pos].to_dict()
+    row = review.review_queue(ctx.ws, it, axis=axis_filter, status=status_filter, limit=1,
+                              offset=pos).iloc[0].to_dict()
     pid = row["id"]
-    st.markdown(f"#### Proposal {pos + 1:,} of {len(queue):,} · {row['axis']} · {row['status']}")
+    st.markdown(f"#### Proposal {pos + 1:,} of {len(queue_ids):,} · {row['axis']} · {row['status']}")
     if error := st.session_state.pop("review_error", None):
         st.error(error)
     for reason in reasons_for(row["source_id"]):
@@ -200,7 +204,7 @@ def render_one() -> None:
     b[3].button("Previous (k)", key="review_prev", on_click=move, args=(-1,), disabled=pos == 0,
                 width="stretch")
     b[4].button("Next (j)", key="review_next", on_click=move, args=(1,),
-                disabled=pos >= len(queue) - 1, width="stretch")
+                disabled=pos >= len(queue_ids) - 1, width="stretch")
     if st.session_state.get("review_edit_id") == pid:
         with st.form(f"edit_{pid}"):
             ins = st.text_area("Instruction", value=shown["instruction"] or "", height=120)
@@ -213,9 +217,16 @@ def render_one() -> None:
 
 
 def render_table() -> None:
-    if queue.empty:
+    if not queue_ids:
         st.info("No proposal matches.")
         return
+    pages = -(-len(queue_ids) // TABLE_ROWS)
+    page = 1
+    if pages > 1:
+        page = int(st.number_input(f"Page (of {pages:,}, {TABLE_ROWS} proposals each)", min_value=1,
+                                   max_value=pages, step=1, key=f"review_table_page_{it}"))
+    queue = review.review_queue(ctx.ws, it, axis=axis_filter, status=status_filter,
+                                limit=TABLE_ROWS, offset=(page - 1) * TABLE_ROWS)
     view = pd.DataFrame({
         "id": queue["id"], "axis": queue["axis"], "status": queue["status"],
         "decision": queue["status"].map({"accepted": "accept", "edited": "accept",
@@ -224,7 +235,7 @@ def render_table() -> None:
         "quality": [fmt_optional(q) for q in queue["quality"]],  # a dash, not 'None', when undiagnosed
     })
     edited = st.data_editor(
-        view, hide_index=True, width="stretch", height=480, key=f"review_table_{it}",
+        view, hide_index=True, width="stretch", height=480, key=f"review_table_{it}_{page}",
         disabled=["id", "axis", "status", "original", "proposal", "quality"],
         column_config={"decision": st.column_config.SelectboxColumn(options=["—", "accept", "reject"]),
                        "original": st.column_config.TextColumn(width="large"),

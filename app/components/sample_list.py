@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import state
+from app import resources, state
 from app.components.review_view import render_sample_text
 from middo_core import review
 from middo_core.selection import Selection, SignalTable, explain
@@ -30,7 +30,8 @@ def render_sample(ctx: state.Context, iteration: int, rec: dict, selection: Sele
     """One sample (a row of store.views.sample_signals) whole, in a bordered box."""
     opened = rec["id"]
     with st.container(border=True):
-        known = table is not None and selection is not None and opened in set(table.ids)
+        index = resources.signal_index(ctx.root, iteration, ctx.version) if table is not None else None
+        known = index is not None and selection is not None and opened in index  # a hash lookup
         reasons = explain(pd.Series({"sample_id": opened}), selection, table) if known else []
         st.markdown(f"**Sample {opened}** · {rec['origin']} · "
                     + (" · ".join(f"{c} {rec[c]:.3f}" for c in SIGNALS if rec[c] == rec[c]) or "no signals"))
@@ -41,8 +42,7 @@ def render_sample(ctx: state.Context, iteration: int, rec: dict, selection: Sele
 
 def render_proposal_links(ctx: state.Context, iteration: int, sample_id: str) -> None:
     """A button per proposal written for the sample, opening it on the Review page."""
-    proposals = review.review_queue(ctx.ws, iteration, status=None)
-    mine = proposals[proposals["source_id"] == sample_id] if not proposals.empty else proposals
+    mine = review.source_proposals(ctx.ws, iteration, sample_id)  # not the whole queue: one sample's
     if mine.empty:
         st.caption("No proposal for this sample yet: save a selection on the Diagnose page and refine "
                    "the flagged samples.")

@@ -42,6 +42,9 @@ def test_data_page_browses_searches_and_imports(studio_ws, tmp_path):
     assert f"of {N:,} in D(0)" in texts(at)
     at.text_input(key="browse_text").set_value("Question 7:").run()
     assert "Samples 1–1 of 1 in D(0)" in texts(at)
+    assert not at.metric  # the statistics scan every text: only once their tab is opened
+    at.session_state["data_tab"] = "Statistics"
+    at.run()
     assert at.metric[0].value == f"{N:,}"  # statistics: training samples, formatted
 
     good = tmp_path / "more.jsonl"
