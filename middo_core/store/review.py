@@ -11,9 +11,7 @@ from middo_core.store.proposals import proposal_counts
 DECIDABLE = ("pending", "accepted", "edited", "rejected")  # a failed proposal cannot be accepted
 
 
-_QUEUE_FROM = """
-        FROM proposals p
-        LEFT JOIN signals g ON g.iteration = p.iteration AND g.sample_id = p.source_id
+_QUEUE_WHERE = """
         WHERE p.iteration = ?
           AND (?::VARCHAR IS NULL OR p.axis = ?)
           AND (?::VARCHAR IS NULL OR p.status = ?)
@@ -21,6 +19,14 @@ _QUEUE_FROM = """
           AND (?::DOUBLE IS NULL OR g.quality <= ?)
 """
 _QUEUE_ORDER = "ORDER BY p.created_at, p.id"
+# the source's signals, joined only for a quality filter: otherwise for the page's rows alone
+_WITH_SIGNALS = "LEFT JOIN signals g ON g.iteration = p.iteration AND g.sample_id = p.source_id"
+
+
+def _queue_from(min_quality: float | None, max_quality: float | None) -> str:
+    if min_quality is None and max_quality is None:
+        return "FROM proposals p, (SELECT NULL::DOUBLE AS quality) g" + _QUEUE_WHERE
+    return f"FROM proposals p {_WITH_SIGNALS}" + _QUEUE_WHERE
 
 
 def _queue_params(iteration: int, axis: str | None, status: str | None, min_quality: float | None,
@@ -32,20 +38,21 @@ def queue(con: duckdb.DuckDBPyConnection, iteration: int, axis: str | None = Non
           status: str | None = None, min_quality: float | None = None,
           max_quality: float | None = None, limit: int | None = None, offset: int = 0) -> pd.DataFrame:
     """Proposals with their source sample's text and signals, oldest first (`limit` of them from
-    `offset`: the texts of a page only)."""
+    `offset`: the texts and signals of a page only)."""
     params = _queue_params(iteration, axis, status, min_quality, max_quality)
     return con.execute(f"""
         WITH page AS (
-            SELECT p.id, p.created_at, g.loss_pre, g.loss_post, g.diversity, g.quality
-            {_QUEUE_FROM} {_QUEUE_ORDER} LIMIT ? OFFSET ?)
+            SELECT p.id, p.created_at {_queue_from(min_quality, max_quality)} {_QUEUE_ORDER}
+            LIMIT ? OFFSET ?)
         SELECT p.id, p.iteration, p.axis, p.status, p.reason, p.source_id, p.neighbour_ids,
                p.instruction, p.input, p.output,
                p.edited_instruction, p.edited_input, p.edited_output,
                p.model, p.template_hash, p.reviewer_note, p.decided_by, p.decided_at,
                s.instruction AS source_instruction, s.input AS source_input, s.output AS source_output,
-               page.loss_pre, page.loss_post, page.diversity, page.quality
+               g.loss_pre, g.loss_post, g.diversity, g.quality
         FROM page JOIN proposals p ON p.id = page.id
         LEFT JOIN samples s ON s.id = p.source_id
+        {_WITH_SIGNALS}
         ORDER BY page.created_at, page.id
     """, [*params, limit, offset]).df()
 
@@ -54,7 +61,7 @@ def queue_ids(con: duckdb.DuckDBPyConnection, iteration: int, axis: str | None =
               status: str | None = None, min_quality: float | None = None,
               max_quality: float | None = None) -> list[str]:
     """The ids of queue()'s rows, in its order, without their texts."""
-    rows = con.execute(f"SELECT p.id {_QUEUE_FROM} {_QUEUE_ORDER}",
+    rows = con.execute(f"SELECT p.id {_queue_from(min_quality, max_quality)} {_QUEUE_ORDER}",
                        _queue_params(iteration, axis, status, min_quality, max_quality)).fetchall()
     return [r[0] for r in rows]
 
