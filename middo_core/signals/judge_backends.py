@@ -1,4 +1,5 @@
-"""Where the self-judge runs: transformers (default, CPU/GPU), vLLM (GPU), an OpenAI-compatible endpoint.
+"""Where the self-judge runs: transformers (default, CPU/GPU), vLLM (in-process where it imports,
+else its managed server), an OpenAI-compatible endpoint.
 
 Each backend rates samples on the six metrics and returns a `JudgeResult`; `QualitySignal` turns
 that into its table. Heavy libraries are imported inside `rate`.
@@ -17,6 +18,7 @@ from middo_core.registry import Registry
 from middo_core.signals.judge_prompts import METRICS, JudgeTemplates, PromptBuilder, parse_rating
 
 if TYPE_CHECKING:
+    from middo_core.llm.vllm_engine import Engine
     from middo_core.signals.quality import QualitySignal
 
 STAGE = "quality: self-judge"
@@ -128,28 +130,42 @@ def _expected_from_logprobs(top: dict[Token, float], score_of: dict[Token, int])
     return sum(k * p for k, p in probs) / mass, mass
 
 
-_VLLM_ENGINES: dict = {}
+_VLLM_ENGINES: dict = {}  # one in-process engine per (model, length): diagnosis rates in chunks
+
+
+def vllm_engine(signal, model) -> Engine:
+    """The engine the vllm backend rates on: vLLM in this process where it imports (the `vllm`
+    extra), else the model's product-managed `vllm serve` (vLLM's own environment, `make setup`)."""
+    import importlib.util
+
+    from middo_core.llm.vllm_engine import LocalEngine, ServedEngine
+    from middo_core.models.loader import resolve_model_path
+
+    name = signal.vllm_model or getattr(model, "name_or_path", None)
+    if not name:
+        raise ValueError("vllm backend: set vllm_model (a model name or folder) or pass a loaded model")
+    if importlib.util.find_spec("vllm") is None:
+        return ServedEngine.managed(str(name))  # one server per model name, shared with refinement
+    key = (str(name), signal.max_len)
+    if key not in _VLLM_ENGINES:
+        _VLLM_ENGINES.clear()
+        _VLLM_ENGINES[key] = LocalEngine(resolve_model_path(str(name)),
+                                         signal.max_len + signal.max_new_tokens + 16)
+    return _VLLM_ENGINES[key]
 
 
 @JUDGE_BACKENDS.register
 class VLLMJudge:
-    """vLLM on GPU: full prompts (its automatic prefix caching shares the common parts)."""
+    """vLLM's engine, in this process or as the managed server: every prompt in full, as token
+    ids (its automatic prefix caching shares the common parts)."""
 
     name: ClassVar[str] = "vllm"
 
-    def rate(self, signal, samples, model, tokenizer, progress: ProgressFn | None) -> JudgeResult:
-        try:
-            from vllm import LLM, SamplingParams, TokensPrompt
-        except ImportError as exc:
-            raise ImportError("the vllm judge backend needs: pip install 'middo-studio[vllm]'") from exc
-        path = signal.vllm_model or getattr(model, "name_or_path", None)
-        if not path:
-            raise ValueError("vllm backend: set vllm_model (a model folder) or pass a loaded model")
-        key = (str(path), signal.max_len)
-        if key not in _VLLM_ENGINES:  # one engine per model: diagnosis calls compute per chunk
-            _VLLM_ENGINES.clear()
-            _VLLM_ENGINES[key] = LLM(model=str(path), enable_prefix_caching=True, max_model_len=signal.max_len + 16)
-        llm = _VLLM_ENGINES[key]
+    def rate(self, signal, samples, model, tokenizer, progress: ProgressFn | None,
+             engine: Engine | None = None) -> JudgeResult:
+        from middo_core.llm.vllm_engine import Sampling
+
+        engine = engine or vllm_engine(signal, model)
         builder = PromptBuilder(JudgeTemplates.load(), tokenizer, signal.prompt_format, signal.max_len)
         prompts = [
             p for s in samples
@@ -157,22 +173,21 @@ class VLLMJudge:
         ]
         result = JudgeResult(tokens_fed=sum(map(len, prompts)), forward_calls=1)
         report(progress, STAGE, 0, len(samples))
-        inputs = [TokensPrompt(prompt_token_ids=p) for p in prompts]
+
+        def step(done: int, total: int) -> None:
+            report(progress, STAGE, done * len(samples) // max(total, 1), len(samples))
+
         flat: list[float] = []
         if signal.mode == "logprobs":
             st = builder.score
-            params = SamplingParams(max_tokens=1, logprobs=20, temperature=0.0)
-            outs = llm.generate(inputs, params, use_tqdm=False)
+            tops = engine.next_logprobs(prompts, TOP_LOGPROBS, step)
             score_of = {tid: i for i, tid in enumerate(st.digit_ids)}
             if st.ten_id is not None:
                 score_of[st.ten_id] = 10
-            tops = [{t: lp.logprob for t, lp in o.outputs[0].logprobs[0].items()} for o in outs]
             if st.ten_two_step:  # split P("1") by whether a digit follows it
-                ones = [TokensPrompt(prompt_token_ids=[*p, st.digit_ids[1]]) for p in prompts]
-                follow = llm.generate(ones, params, use_tqdm=False)
-                for top, o in zip(tops, follow, strict=True):
-                    nxt = o.outputs[0].logprobs[0]
-                    q = sum(math.exp(lp.logprob) for t, lp in nxt.items() if t in st.digit_ids)
+                follow = engine.next_logprobs([[*p, st.digit_ids[1]] for p in prompts], TOP_LOGPROBS)
+                for top, nxt in zip(tops, follow, strict=True):
+                    q = sum(math.exp(lp) for t, lp in nxt.items() if t in st.digit_ids)
                     p1 = math.exp(top.pop(st.digit_ids[1], -math.inf))
                     top[-1], top[-2] = math.log(max(p1 * (1 - q), 1e-30)), math.log(max(p1 * q, 1e-30))
                 score_of = {**score_of, -1: 1, -2: 10}
@@ -181,12 +196,10 @@ class VLLMJudge:
                 flat.append(value)
                 result.score_mass.append(mass)
         else:
-            params = SamplingParams(
-                temperature=signal.temperature, top_p=signal.top_p, top_k=signal.top_k,
-                max_tokens=signal.max_new_tokens, seed=signal.seed,
-            )
-            for o in llm.generate(inputs, params, use_tqdm=False):
-                rating = parse_rating(o.outputs[0].text)
+            sampling = Sampling(temperature=signal.temperature, top_p=signal.top_p,
+                                top_k=signal.top_k, max_tokens=signal.max_new_tokens, seed=signal.seed)
+            for text in engine.generate(prompts, sampling, step):
+                rating = parse_rating(text)
                 result.unparseable += rating is None
                 flat.append(0.0 if rating is None else rating)
         result.ratings = [flat[i : i + 6] for i in range(0, len(flat), 6)]

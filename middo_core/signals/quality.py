@@ -76,7 +76,7 @@ class QualitySignal(Signal):
     top_k: int = 50
     max_new_tokens: int = Field(12, gt=0)
     seed: int = 0
-    vllm_model: str | None = None  # vllm backend: model folder (default: the model's own path)
+    vllm_model: str | None = None  # vllm backend: model name or folder (default: the judge's)
     endpoint_model: str | None = None  # endpoint backend: model name (default: $OPENAI_MODEL)
     endpoint_concurrency: int = Field(8, gt=0)
     endpoint_timeout_s: float = 60.0
@@ -153,9 +153,7 @@ class QualitySignal(Signal):
         if self.backend == "transformers":
             return source.loaded(model_name)
         if self.backend == "vllm" and not self.vllm_model:
-            from middo_core.models.loader import resolve_model_path
-
-            self.vllm_model = resolve_model_path(model_name)  # the engine lives as long as this
+            self.vllm_model = model_name  # the engine (or managed server) of this model
         return LoadedModel(model_name, None, source.tokenizer(model_name))
 
     def chunk_size(self) -> int:
