@@ -426,3 +426,25 @@ def verdict_precision(root: str, iteration: int, version: int, m: dict[str, floa
     return precision(workspace(root, version), iteration, loaded[1], m,
                      verdicts(root, iteration, version))
 
+
+@st.cache_data(ttl=3, show_spinner=False)
+def model_server(model: str) -> dict[str, Any]:
+    """The managed vLLM server of `model`: state (up, starting, stopped), pid, port, log tail,
+    and whether vLLM's environment is installed. Read again every few seconds, not per rerun:
+    a server that is up answers a health check."""
+    from middo_core.llm.vllm_server import VLLMServer, vllm_env
+
+    server = VLLMServer(model)
+    out = server.status()
+    out["installed"] = (vllm_env() / "bin" / "vllm").is_file()
+    out["log_tail"] = server.log_tail(8) if out["state"] != "stopped" or server.log_path.exists() else []
+    return out
+
+
+def stop_model_server(model: str) -> bool:
+    """Stop the managed server of `model` (its engine workers too); False if none ran."""
+    from middo_core.llm.vllm_server import VLLMServer
+
+    stopped = VLLMServer(model).stop()
+    model_server.clear()
+    return stopped

@@ -36,8 +36,9 @@ class SelectionConfig(_Section):
 
 
 class RefineConfig(_Section):
-    # vllm: a `vllm serve` of `model` that the product starts on loopback and reuses (make vllm-env)
-    backend: Literal["local", "openai", "vllm"] = "local"
+    # vllm: a `vllm serve` of `model` that the product starts on loopback and reuses (make setup
+    # installs vLLM's environment); auto: vllm where that environment is installed, else local
+    backend: Literal["auto", "local", "openai", "vllm"] = "auto"
     model: str = DEFAULT_MODEL
     template_variant: Literal["full", "compact"] = "compact"
     temperature: float = 1.0

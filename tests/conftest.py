@@ -48,12 +48,15 @@ def workspace_factory(tmp_path):
     """Create fresh workspaces under tmp_path: ws = workspace_factory("name", base_model=...).
 
     Canaries are off unless a test asks for them (canaries={"enabled": True}): the other tests
-    count the model's passes over their samples exactly."""
+    count the model's passes over their samples exactly. Refinement runs on the local backend
+    unless a test names another: `auto` would start a vLLM server of each test's tiny model."""
     from middo_core.config import WorkspaceConfig
     from middo_core.workspace import init_workspace
 
     def make(name: str = "ws", **config):
         config.setdefault("canaries", {"enabled": False})
+        if isinstance(config.setdefault("refine", {}), dict):
+            config["refine"].setdefault("backend", "local")
         return init_workspace(tmp_path / name, WorkspaceConfig(name=name, **config))
 
     return make

@@ -8,6 +8,7 @@ import streamlit as st
 
 from app import resources, state
 from app.components.common import render_error
+from app.components.model_server import render_model_server
 from middo_core.data.demo import create_demo_workspace
 from middo_core.workspace import STORE_FILE, init_workspace
 
@@ -111,5 +112,6 @@ def render_sidebar(pages: dict) -> None:
             ctx = state.current()
             if ctx is not None:
                 render_stepper(ctx, pages)
+                render_model_server(ctx)
         except Exception as exc:
             render_error(exc, "Could not read the workspace")

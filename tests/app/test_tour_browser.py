@@ -34,6 +34,7 @@ def test_the_tour_of_the_five_pages_on_the_demo(browser_ready, tmp_path, tiny_mo
     model = os.environ.get("MIDDO_TOUR_MODEL") or tiny_model
     ws = create_demo_workspace(tmp_path / "demo", size=int(os.environ.get("MIDDO_TOUR_SIZE", "60")))
     ws.config.base_model = ws.config.refine.model = model
+    ws.config.refine.backend = "local"  # the tour photographs the pages, not vLLM's start
     ws.config.refine.max_new_tokens = 256
     ws.config.loop.autostart = False
     ws.save_config()

@@ -13,11 +13,13 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
+from vllm_reference import within_bf16_noise
 
 from middo_core.llm import ChatRequest, LLMClient, OpenAIBackend, VLLMBackend, run_sync
-from middo_core.llm.vllm_server import VLLMServer, VLLMServerError, vllm_env
+from middo_core.llm.vllm_server import VLLMServer, vllm_env
 from middo_core.refine import RefineOptions, refine
 from middo_core.sample import Sample
 from middo_core.signals.quality import QualitySignal
@@ -137,13 +139,91 @@ def test_endpoint_judge_reads_logprobs_through_vllm(vllm_server, timed):
     assert 0.0 <= frame["quality"].iloc[0] <= 10.0
 
 
-def test_a_server_that_crashes_while_starting_fails_fast_with_the_log_reason(tmp_path, timed):
+def test_vllm_judge_and_losses_run_on_the_managed_server_from_the_project_env(
+        vllm_server, project_reference, timed):
+    """The project's environment has no vllm: the vllm judge backend and the loss from prompt
+    log-probs reach the managed server refinement uses (no second one), with numbers within
+    bf16 noise of the project's float32 pass, as the in-process engine's are."""
+    from middo_core.llm.vllm_engine import ServedEngine, response_losses
+    from middo_core.models.loader import load_tokenizer
+    from middo_core.signals.encode import encode_all
+
+    server, record = vllm_server
+    samples, ref = project_reference
+    samples, judged = samples[:48], 8
+    tokenizer = load_tokenizer(MODEL)
+    signal = QualitySignal(backend="vllm", mode="logprobs", max_len=512, vllm_model=MODEL)
+    ratings = signal.compute(samples[:judged], None, tokenizer).drop(columns="quality").to_numpy()
+    assert server.record().pid == record.pid and signal.report.backend == "vllm"
+    distance, noise = within_bf16_noise(ratings, ref, "logprobs")
+    assert distance <= 2 * noise
+    losses = response_losses(ServedEngine(record.base_url, MODEL),
+                             encode_all(samples, tokenizer, "chat", 512))
+    distance, noise = within_bf16_noise(np.array(losses), ref, "loss")
+    assert distance <= 2 * noise
+    # generate mode: the replies are read for their number
+    generated = QualitySignal(backend="vllm", mode="generate", max_len=512, vllm_model=MODEL,
+                              temperature=0.0).compute(samples[:2], None, tokenizer)
+    assert ((generated >= 0) & (generated <= 10)).all().all()
+    assert server.record().pid == record.pid
+
+
+def wait_final(ws, run_id: str, timeout: float = 600.0) -> dict:
+    from middo_core.jobs import job_status
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = job_status(ws, run_id)
+        if status["status"] not in ("queued", "running"):
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"job {run_id} still running after {timeout} s")
+
+
+def test_the_serve_job_finds_the_running_server_and_links_its_log(vllm_server, flagged_ws, timed):
+    from middo_core.jobs import start_job
+    from middo_core.jobs.runfiles import run_dir
+
+    server, record = vllm_server
+    run_id = start_job(flagged_ws, "serve", None, {"model": MODEL})  # a worker process, as the Studio starts it
+    final = wait_final(flagged_ws, run_id)
+    assert final["status"] == "done", final
+    assert final["result"]["pid"] == record.pid and final["result"]["base_url"] == record.base_url
+    assert (run_dir(flagged_ws, run_id) / "server.log").resolve() == server.log_path.resolve()
+
+
+def test_the_studio_sidebar_shows_the_server_and_stops_it(vllm_server, flagged_ws, timed):
+    """Last of the tests on the shared server: it stops it, as a curator does from the sidebar."""
+    from tests.app.studio_helpers import open_app
+
+    server, record = vllm_server
+    flagged_ws.config.refine.backend = "vllm"
+    flagged_ws.save_config()
+    at = open_app(flagged_ws.root)
+    sidebar = " ".join(str(c.value) for c in at.sidebar.caption)
+    assert f"{MODEL}: up on port {record.port}" in sidebar and f"pid {record.pid}" in sidebar
+    at.sidebar.button(key="stop_model_server").click().run()
+    assert not at.exception
+    assert server.state() == "stopped"
+    sidebar = " ".join(str(c.value) for c in at.sidebar.caption)
+    assert f"{MODEL}: stopped" in sidebar
+    assert at.sidebar.button(key="start_model_server")  # and it can be started again
+
+
+def test_a_server_that_crashes_while_starting_fails_its_run_with_the_log_reason(
+        workspace_factory, tmp_path, monkeypatch, timed):
+    from middo_core.jobs import start_job
+
     bad = tmp_path / "broken-model"
     bad.mkdir()
     (bad / "config.json").write_text('{"model_type": "no-such-architecture"}')
-    server = VLLMServer(str(bad), tmp_path / "home", start_timeout_s=1800)
+    monkeypatch.setenv("MIDDO_VLLM_HOME", str(tmp_path / "home"))
+    ws = workspace_factory("crash", refine={"backend": "vllm", "model": str(bad),
+                                            "vllm_start_timeout_s": 1800})
+    run_id = start_job(ws, "serve", None, {})
     # the exit is seen when it happens (vLLM's imports, then the config check), not at the timeout
-    with pytest.raises(VLLMServerError, match="exited .* while starting") as caught:
-        server.start()
-    assert "no-such-architecture" in caught.value.reason
-    assert str(server.log_path) in caught.value.reason and server.state() == "stopped"
+    final = wait_final(ws, run_id)
+    assert final["status"] == "failed", final
+    assert "exited" in final["error"] and "no-such-architecture" in final["error"]
+    server = VLLMServer(str(bad), tmp_path / "home")
+    assert str(server.log_path) in final["error"] and server.state() == "stopped"
