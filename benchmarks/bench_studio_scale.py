@@ -6,7 +6,9 @@ Builds a synthetic workspace (benchmarks/synth_workspace.py) under benchmarks/ou
 `middo studio` on loopback and drives headless Chromium (/usr/bin/chromium): each page's load after
 a warm-up visit, an m slider move, search and page turns on the Data page, opening a sample from a
 histogram bar, a bulk accept of every pending proposal (set back to pending afterwards), and the
-server's resident memory with two tabs open. The machine's load is printed with each part.
+server's resident memory with two tabs open. A page is timed twice: opened afresh (a new session:
+the browser loads the app and its chart library again) and reached from another page through the
+sidebar, as a curator moves around. The machine's load is printed with each part.
 """
 
 from __future__ import annotations
@@ -93,6 +95,29 @@ def bench_pages(page, url: str, repeats: int) -> dict[str, list[dict[str, float]
             page.goto(f"{url}/{PATHS.get(name, name)}")
             runs.append(page_ready(page, name, t0))
         out[name] = runs
+    return out
+
+
+TITLES = {"data": "Data", "diagnose": "Diagnose", "map": "Map", "review": "Review",
+          "iterations": "Iterations"}
+
+
+def bench_navigation(page, url: str, rounds: int) -> dict[str, list[dict[str, float]]]:
+    """Each page reached from another through the sidebar's links, as a curator moves around the
+    Studio (one session: the browser keeps its scripts and chart library between pages)."""
+    page.goto(url + "/")
+    page_ready(page, "data")
+    out: dict[str, list[dict[str, float]]] = {name: [] for name in PAGES}
+    order = [*PAGES[1:], PAGES[0]]
+    for _ in range(rounds + 1):
+        for name in order:
+            link = page.locator('[data-testid="stSidebarNav"] a').filter(has_text=TITLES[name]).first
+            t0 = time.perf_counter()
+            link.click()
+            page.wait_for_url(re.compile(rf"/{PATHS.get(name, name)}$"), timeout=60_000)
+            ready = page_ready(page, name, t0)
+            if _ or name == "data":  # the first round warms each page in this session
+                out[name].append(ready)
     return out
 
 
@@ -275,7 +300,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="use the workspace built before")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--moves", type=int, default=8)
-    parser.add_argument("--only", default="pages,slider,browse,open,bulk,memory")
+    parser.add_argument("--only", default="pages,navigate,slider,browse,open,bulk,memory")
     args = parser.parse_args()
     reason = chromium_missing()
     if reason:
@@ -308,6 +333,14 @@ def main() -> None:
                         rows.append("| Iterations: both tables drawn | "
                                     + fmt([r["tables"] for r in pages[name]], TARGETS["tables"]) + " |")
                 print(f"  done, load {load()}", flush=True)
+            if "navigate" in parts:
+                print(f"navigate: load {load()}", flush=True)
+                moves = bench_navigation(page, url, args.repeats)
+                for name in PAGES:
+                    rows.append(f"| {name} page reached from the sidebar | "
+                                + fmt([r["idle"] for r in moves[name]], TARGETS["page"]) + " |")
+                rows.append("| Iterations: both tables drawn, from the sidebar | "
+                            + fmt([r["tables"] for r in moves["iterations"]], TARGETS["tables"]) + " |")
             if "slider" in parts:
                 print(f"slider: load {load()}", flush=True)
                 slider = bench_slider(page, url, args.moves)
