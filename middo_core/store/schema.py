@@ -191,8 +191,18 @@ CREATE TABLE IF NOT EXISTS verdicts (
 );
 """
 
+# v5: write stamps (store/db.stamp_write) for the signals and maps written before they existed, so
+# the Studio's caches of a store made by an older version also outlive writes that leave them alone.
+SCHEMA_V5 = """
+INSERT OR REPLACE INTO meta
+    SELECT 'written:signals:' || iteration, 'before-v5' FROM (SELECT DISTINCT iteration FROM signals);
+INSERT OR REPLACE INTO meta
+    SELECT 'written:projection:' || iteration || ':' || method, 'before-v5'
+    FROM (SELECT DISTINCT iteration, method FROM projections);
+"""
+
 # Each entry upgrades the schema by one version. Index i moves version i to i + 1.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

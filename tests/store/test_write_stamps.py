@@ -47,3 +47,25 @@ def test_stamps_change_with_signals_and_maps_only(workspace_factory):
     assert after["signals:0"] != first["signals:0"]
     assert after["projection:0:umap"] == first["projection:0:umap"]
     assert "neighbours" not in light and (light["loss_pre"] == 1.0).all()
+
+
+def test_a_store_from_before_stamps_gets_them_when_opened(workspace_factory):
+    """A store last written by a version without stamps (schema v4) is stamped by its migration,
+    so the Studio's caches of it also outlive unrelated writes."""
+    from middo_core.store.schema import migrate
+    from middo_core.workspace import open_workspace
+
+    ws = workspace_factory("old")
+    samples = [Sample(instruction=f"q {i}", output=f"a {i}") for i in range(5)]
+    ids = [s.id for s in samples]
+    with ws.store.write() as con:
+        insert_samples(con, samples_frame(samples))
+        add_members(con, 0, ids)
+        write_signals(con, 0, pd.DataFrame({"sample_id": ids, "loss_pre": 1.0}))
+        put_projection(con, 0, "umap", ids, np.zeros((5, 2)))
+        con.execute("DELETE FROM meta WHERE key LIKE 'written:%'")
+        con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    reopened = open_workspace(ws.root)
+    with reopened.store.read() as con:
+        assert set(write_stamps(con)) == {"signals:0", "projection:0:umap"}
+        assert migrate(con) == 5
