@@ -126,11 +126,18 @@ def render_drilldown(ctx: state.Context, group: str, selection: Selection, table
         if pages > 1:
             st.number_input(f"Page (of {pages:,}, {PAGE_SIZE} samples each)", min_value=1,
                             max_value=pages, step=1, key=page_key)
-        opened = pick_sample(dict(zip(rows["id"], rows["instruction"], strict=True)),
-                             key=f"drilldown_open_{it}_{column}_{i}_{page}")
-        rec = resources.sample_record(ctx.root, it, opened, ctx.version) if opened else None
-        if rec is not None:
-            render_sample(ctx, it, rec, selection, table)
+        _open_one(ctx, dict(zip(rows["id"], rows["instruction"], strict=True)),
+                  f"drilldown_open_{it}_{column}_{i}_{page}", selection, table)
+
+
+@st.fragment
+def _open_one(ctx: state.Context, labels: dict[str, str], key: str, selection: Selection,
+              table: SignalTable) -> None:
+    """The picker and the sample it opens: a pick reruns this alone, not the charts above it."""
+    opened = pick_sample(labels, key=key)
+    rec = resources.sample_record(ctx.root, ctx.iteration, opened, ctx.version) if opened else None
+    if rec is not None:
+        render_sample(ctx, ctx.iteration, rec, selection, table)
 
 
 def _render_table(ctx: state.Context, column: str, rows: pd.DataFrame, selection: Selection) -> None:
