@@ -62,8 +62,13 @@ def smollm2_path() -> Path:
     target = cache_dir() / "models" / "smollm2-135m-instruct"
     if (target / "config.json").exists() and (target / "tokenizer_config.json").exists():
         return target
-    with _convert_lock:
-        if (target / "config.json").exists():
+    import fcntl
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # one conversion at a time, across threads and processes (parallel test workers, Ray actors)
+    with _convert_lock, open(target.parent / ".smollm2-convert.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if (target / "config.json").exists() and (target / "tokenizer_config.json").exists():
             return target
         _convert_gguf(_packaged_smollm2_dir(), SMOLLM2_GGUF, target)
     return target

@@ -13,14 +13,16 @@ import numpy as np
 from middo_core.sample import Sample
 
 MODEL = "smollm2-135m"
-JUDGED = 24  # samples the judge tests rate in each mode (144 prompts)
+JUDGED = 8  # samples the judge tests rate in each mode (48 prompts)
+LOSSES = 160  # samples the loss tests read (about 25 flagged at m = 1)
 MAX_LEN = 512
 
 
-def demo_samples() -> list[Sample]:
+def demo_samples(n: int = LOSSES) -> list[Sample]:
+    """The first n of the demo's training samples (planted defects among them)."""
     from middo_core.data.demo import build_demo
 
-    return [s for s, _ in build_demo()["train"]]
+    return [s for s, _ in build_demo()["train"]][:n]
 
 
 def reference(samples: list[Sample], judged: int, max_len: int,
