@@ -24,6 +24,10 @@ class SignalsConfig(_Section):
     knn_backend: Literal["auto", "torch", "faiss"] = "auto"
     quality_mode: Literal["auto", "logprobs", "generate", "pmi", "pmi-ppl"] = "auto"
     judge_model: str | None = None  # None: the current fine-tuned model, as in the paper
+    # where the self-judge runs (logprobs and generate modes); auto: vLLM in-process where it
+    # imports (the `vllm` extra), else transformers. vllm: also vLLM's managed server of the
+    # judge model where it does not (docs/BENCHMARKS.md, "vLLM against the project's code")
+    judge_backend: Literal["auto", "transformers", "vllm", "endpoint"] = "auto"
     faithful: bool = False  # the paper's prompt layout (rubric first) instead of prefix sharing
     device: str = "auto"
 

