@@ -283,7 +283,14 @@ def autostart(ws: Workspace) -> str | None:
 # --- background job functions (kinds "loop", "diagnose", "first_iteration"; see jobs/kinds.py) ----
 
 def loop_job(ws: Workspace, run_id: str, iteration: int | None, args: dict, progress: ProgressFn) -> dict:
-    out = run_loop(ws, args.get("iterations"), progress=progress)
+    """The loop as a background run (the Studio's button): recorded as `middo loop` records it, so
+    that `middo loop --resume` goes on with the same settings after a stop."""
+    settings = {"iterations": args.get("iterations") or ws.config.loop.iterations,
+                "review": ws.config.loop.review}
+    record = record_loop(ws, settings)
+    out = run_loop(ws, settings["iterations"], progress=progress)
+    if out.stopped_at is None:
+        finish_loop(ws, record)
     return out.__dict__
 
 

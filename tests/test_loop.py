@@ -104,3 +104,21 @@ def test_manual_review_stops_the_loop_and_resume_goes_on(tmp_path, tiny_model, l
     with ws.store.read() as con:
         m = json.loads(con.execute("SELECT counts FROM iterations WHERE number = 0").fetchall()[0][0])
     assert c["selection"]["flagged"] == m["selection"]["flagged"]  # same numbers, random samples
+
+
+def test_a_loop_started_from_the_studio_is_resumed_with_its_settings(workspace_factory):
+    """The Studio starts the loop as a job: it is recorded as `middo loop` records it, so that
+    `middo loop --resume` goes on with the same settings, not middo.yaml's."""
+    from typer.testing import CliRunner
+
+    from middo_core.cli import app
+    from middo_core.loop import LoopError, last_loop, loop_job
+
+    ws = workspace_factory("studio-loop", loop={"iterations": 3, "review": "manual"})
+    with pytest.raises(LoopError, match="D\\(0\\) is empty"):  # stops at once, once recorded
+        loop_job(ws, "loop-1", None, {"iterations": 2}, lambda event: None)
+    assert last_loop(ws)["settings"] == {"iterations": 2, "review": "manual"}
+    assert not last_loop(ws)["finished"]
+    resumed = CliRunner().invoke(app, ["loop", str(ws.root), "--resume"])
+    assert "Resuming the loop started at" in resumed.output
+    assert "--iterations 2 --review manual" in resumed.output
