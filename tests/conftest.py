@@ -9,15 +9,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# `make test` runs two xdist workers on this 2-core machine: each worker, and every process it
-# starts (jobs, Studio servers, Ray actors), gets its share of the cores as intra-op threads, set
-# before torch is imported. Two threads per worker left each waiting on the other's for a core
-# (docs/BENCHMARKS.md, Refinement: the same run 4x slower in wall time with two threads at load).
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_var, _share)
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _offline_env(tmp_path_factory):
