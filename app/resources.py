@@ -432,13 +432,10 @@ def model_server(model: str) -> dict[str, Any]:
     """The managed vLLM server of `model`: state (up, starting, stopped), pid, port, log tail,
     and whether vLLM's environment is installed. Read again every few seconds, not per rerun:
     a server that is up answers a health check."""
-    from middo_core.llm.vllm_server import VLLMServer, vllm_env
+    from middo_core.llm.vllm_server import VLLMServer, vllm_installed
 
     server = VLLMServer(model)
-    out = server.status()
-    out["installed"] = (vllm_env() / "bin" / "vllm").is_file()
-    out["log_tail"] = server.log_tail(8) if out["state"] != "stopped" or server.log_path.exists() else []
-    return out
+    return {**server.status(), "installed": vllm_installed(), "log_tail": server.log_tail(8)}
 
 
 def stop_model_server(model: str) -> bool:

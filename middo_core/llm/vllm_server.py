@@ -61,7 +61,7 @@ def vllm_installed() -> bool:
 
 def vllm_executable() -> Path:
     exe = vllm_env() / "bin" / "vllm"
-    if not exe.is_file():
+    if not vllm_installed():
         raise VLLMServerError(
             f"vLLM is not installed: no {exe}. Run `make setup` or `make vllm-env` (vLLM's CPU "
             f"build in its own environment), or set MIDDO_VLLM_ENV to a virtualenv that has vllm")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,16 @@ def shown_table(element):
     if styler.display_values:
         return pa.ipc.open_stream(styler.display_values).read_all().to_pandas()
     return element.value.astype(str)
+
+
+def wait_final(ws, run_id: str, timeout: float = 120.0) -> dict:
+    """A background run's status once it has ended (done, failed or cancelled)."""
+    from middo_core.jobs import job_status
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = job_status(ws, run_id)
+        if status["status"] not in ("queued", "running"):
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"job {run_id} still running after {timeout} s")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
-from studio_helpers import open_app, texts
+from studio_helpers import open_app, texts, wait_final
 
-from middo_core.jobs import cancel_job, job_status, start_job
+from middo_core.jobs import cancel_job, start_job
 from middo_core.projections import embeddings_available, load_projection
 
 pytestmark = pytest.mark.slow  # each job is a fresh worker process (imports, then t-SNE)
@@ -23,16 +21,6 @@ def save_clustered_embeddings(ws, ids: list[str], dim: int = 16, seed: int = 0) 
     matrix = centers[np.arange(len(ids)) % 3] + rng.normal(size=(len(ids), dim)) * 0.3
     vector_cache(ws, "test-key").put(ids, matrix.astype(np.float32))
     save_embeddings(ws, 0, ids, "test-key", dim, {"model": "test"})
-
-
-def wait_final(ws, run_id: str, timeout: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = job_status(ws, run_id)
-        if status["status"] not in ("queued", "running"):
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"job {run_id} still running after {timeout} s")
 
 
 def test_the_projection_job_stores_the_map_with_progress(studio_ws):

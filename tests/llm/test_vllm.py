@@ -30,17 +30,18 @@ from typer.testing import CliRunner
 from vllm_reference import JUDGED, MAX_LEN, MODEL, flags, within_bf16_noise
 
 from middo_core.llm import ChatRequest, LLMClient, OpenAIBackend, VLLMBackend, run_sync
-from middo_core.llm.vllm_server import VLLMServer, vllm_env
+from middo_core.llm.vllm_server import VLLMServer, vllm_env, vllm_installed
 from middo_core.refine import RefineOptions, refine
 from middo_core.sample import Sample
 from middo_core.signals.quality import QualitySignal
 from middo_core.store.proposals import list_proposals
+from tests.app.studio_helpers import open_app, wait_final
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = Path(__file__).with_name("vllm_inprocess_job.py")
 TIMINGS: dict[str, float] = {}
 needs_vllm = pytest.mark.skipif(
-    not (vllm_env() / "bin" / "vllm").is_file(),
+    not vllm_installed(),
     reason=f"vLLM's environment is missing ({vllm_env()}): run `make setup`")
 pytestmark = [pytest.mark.slow, needs_vllm]
 
@@ -265,25 +266,13 @@ def test_vllm_judge_and_losses_run_on_the_managed_server_from_the_project_env(
     assert server.record().pid == record.pid
 
 
-def wait_final(ws, run_id: str, timeout: float = 600.0) -> dict:
-    from middo_core.jobs import job_status
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = job_status(ws, run_id)
-        if status["status"] not in ("queued", "running"):
-            return status
-        time.sleep(0.5)
-    raise AssertionError(f"job {run_id} still running after {timeout} s")
-
-
 def test_the_serve_job_finds_the_running_server_and_links_its_log(vllm_server, flagged_ws, timed):
     from middo_core.jobs import start_job
     from middo_core.jobs.runfiles import run_dir
 
     server, record = vllm_server
     run_id = start_job(flagged_ws, "serve", None, {"model": MODEL})  # a worker process, as the Studio starts it
-    final = wait_final(flagged_ws, run_id)
+    final = wait_final(flagged_ws, run_id, timeout=600)
     assert final["status"] == "done", final
     assert final["result"]["pid"] == record.pid and final["result"]["base_url"] == record.base_url
     assert (run_dir(flagged_ws, run_id) / "server.log").resolve() == server.log_path.resolve()
@@ -291,8 +280,6 @@ def test_the_serve_job_finds_the_running_server_and_links_its_log(vllm_server, f
 
 def test_the_studio_sidebar_shows_the_server_and_stops_it(vllm_server, flagged_ws, timed):
     """Last of the tests on the shared server: it stops it, as a curator does from the sidebar."""
-    from tests.app.studio_helpers import open_app
-
     server, record = vllm_server
     flagged_ws.config.refine.backend = "vllm"
     flagged_ws.save_config()
@@ -319,7 +306,7 @@ def test_a_server_that_crashes_while_starting_fails_its_run_with_the_log_reason(
                                             "vllm_start_timeout_s": 1800})
     run_id = start_job(ws, "serve", None, {})
     # the exit is seen when it happens (vLLM's imports, then the config check), not at the timeout
-    final = wait_final(ws, run_id)
+    final = wait_final(ws, run_id, timeout=600)
     assert final["status"] == "failed", final
     assert "exited" in final["error"] and "no-such-architecture" in final["error"]
     server = VLLMServer(str(bad), tmp_path / "home")
