@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from middo_core.access import Actor, check
 from middo_core.refine.operators import operator_for
 from middo_core.sample import Sample
+from middo_core.store.audit import record
 from middo_core.store.iterations import get_iteration, upsert_iteration
 from middo_core.store.review import decided_proposals
 from middo_core.store.samples import (
@@ -58,8 +60,9 @@ def _text(row: dict) -> tuple[str | None, str, str | None]:
             _value(row[prefix + "output"]))
 
 
-def build_next(ws: Workspace, iteration: int) -> BuildReport:
+def build_next(ws: Workspace, iteration: int, actor: Actor = "cli") -> BuildReport:
     """Write D(iteration + 1) in one transaction; refuses to overwrite an existing version."""
+    actor = check(ws, actor, "build")
     nxt = iteration + 1
     with ws.store.write() as con:
         current = dataset_ids(con, iteration)
@@ -110,6 +113,7 @@ def build_next(ws: Workspace, iteration: int) -> BuildReport:
         upsert_iteration(con, iteration, counts={"build": report.to_dict()})
         upsert_iteration(con, nxt, status="built", base_model=prev.get("base_model") or ws.config.base_model,
                          k=ws.config.signals.k, counts={"size": report.size_after})
+        record(con, actor, "build", nxt, f"{report.size_before:,} samples -> {report.size_after:,}")
     return report
 
 

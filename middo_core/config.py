@@ -109,6 +109,19 @@ class CanaryConfig(_Section):
     seed: int = 0
 
 
+Role = Literal["viewer", "curator", "owner"]
+
+
+class AccessConfig(_Section):
+    """Who may do what in a Studio served with sign-in (docs/RELIABILITY.md, "Serving the Studio
+    to a team"). The CLI and a Studio on loopback without sign-in act as the owner."""
+
+    # a signed-in user matched by no entry below; none: they see nothing of the workspace
+    default_role: Literal["none", "viewer", "curator", "owner"] = "none"
+    # an e-mail address, a subject (the provider's `sub`) or "@domain" -> viewer | curator | owner
+    roles: dict[str, Role] = Field(default_factory=dict)
+
+
 class WorkspaceConfig(_Section):
     name: str = "workspace"
     base_model: str = DEFAULT_MODEL
@@ -120,6 +133,7 @@ class WorkspaceConfig(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     canaries: CanaryConfig = Field(default_factory=CanaryConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
 
 
 class ConfigError(ValueError):

@@ -26,6 +26,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 
+from middo_core.access import Actor
 from middo_core.build import BuildReport, build_next
 from middo_core.files import write_text_atomic
 from middo_core.progress import ProgressFn, report
@@ -134,8 +135,8 @@ def review_step(ws: Workspace, iteration: int) -> bool:
     return True
 
 
-def build_step(ws: Workspace, iteration: int) -> BuildReport:
-    return build_next(ws, iteration)
+def build_step(ws: Workspace, iteration: int, actor: Actor = "cli") -> BuildReport:
+    return build_next(ws, iteration, actor)
 
 
 # --- the whole loop ------------------------------------------------------------------------------
@@ -259,7 +260,7 @@ def autostart_due(ws: Workspace) -> bool:
     return states["built"] and not states["trained"] and not ran
 
 
-def autostart(ws: Workspace) -> str | None:
+def autostart(ws: Workspace, actor: Actor = "cli") -> str | None:
     """Start iteration 0 in the background when `autostart_due`; its run id, or None.
 
     A lock file makes two Studio sessions opening the workspace at once start one run."""
@@ -275,7 +276,7 @@ def autostart(ws: Workspace) -> str | None:
         if not autostart_due(ws):
             return None
         try:
-            return start_job(ws, "first_iteration", 0, {})
+            return start_job(ws, "first_iteration", 0, {}, actor=actor)
         except RunLocked:
             return None  # a `middo loop` (or another run) is already at work on it
 

@@ -10,6 +10,7 @@ from typing import ClassVar
 import pandas as pd
 from pydantic import BaseModel
 
+from middo_core.access import Actor, check
 from middo_core.registry import Registry
 from middo_core.store import review as q
 from middo_core.workspace import Workspace
@@ -40,8 +41,9 @@ def source_proposals(ws: Workspace, iteration: int, sample_id: str) -> pd.DataFr
         return q.source_proposals(con, iteration, sample_id)
 
 
-def _decide_one(ws: Workspace, proposal_id: str, status: str, actor: str, note: str | None = None,
+def _decide_one(ws: Workspace, proposal_id: str, status: str, actor: Actor, note: str | None = None,
                 edited: tuple[str, str, str] | None = None) -> None:
+    actor = check(ws, actor, "decide")
     with ws.store.write() as con:
         current = q.proposal_status(con, proposal_id)
         if current is None:
@@ -51,16 +53,16 @@ def _decide_one(ws: Workspace, proposal_id: str, status: str, actor: str, note: 
         q.decide(con, [proposal_id], status, actor, note, edited)
 
 
-def accept(ws: Workspace, proposal_id: str, actor: str = "cli", note: str | None = None) -> None:
+def accept(ws: Workspace, proposal_id: str, actor: Actor = "cli", note: str | None = None) -> None:
     _decide_one(ws, proposal_id, "accepted", actor, note)
 
 
-def reject(ws: Workspace, proposal_id: str, actor: str = "cli", note: str | None = None) -> None:
+def reject(ws: Workspace, proposal_id: str, actor: Actor = "cli", note: str | None = None) -> None:
     _decide_one(ws, proposal_id, "rejected", actor, note)
 
 
 def edit(ws: Workspace, proposal_id: str, instruction: str, input: str, output: str,
-         actor: str = "cli", note: str | None = None) -> None:
+         actor: Actor = "cli", note: str | None = None) -> None:
     """The curator's text becomes the sample (origin 'edited'); the LLM's proposal is kept."""
     if not instruction.strip() or not output.strip():
         raise ReviewError("an edited sample needs a non-empty instruction and output")
@@ -69,12 +71,13 @@ def edit(ws: Workspace, proposal_id: str, instruction: str, input: str, output: 
 
 def bulk_decide(ws: Workspace, iteration: int, action: str, axis: str | None = None,
                 status: str = "pending", min_quality: float | None = None,
-                max_quality: float | None = None, actor: str = "cli",
+                max_quality: float | None = None, actor: Actor = "cli",
                 note: str | None = None) -> int:
     """Accept or reject every proposal matching the filter (failed ones are never accepted)."""
     target = {"accept": "accepted", "reject": "rejected", "reset": "pending"}.get(action)
     if target is None:
         raise ReviewError(f"unknown bulk action {action!r} (accept, reject, reset)")
+    actor = check(ws, actor, "decide")
     with ws.store.write() as con:
         matching = q.queue_ids(con, iteration, axis, status, min_quality, max_quality)
         return q.decide(con, matching, target, actor, note)
@@ -86,7 +89,7 @@ def review_counts(ws: Workspace, iteration: int) -> dict[str, dict[str, int]]:
 
 
 def mark(ws: Workspace, iteration: int, target: str, verdict: str, axis: str | None = None,
-         actor: str = "cli", note: str | None = None) -> tuple[str, str]:
+         actor: Actor = "cli", note: str | None = None) -> tuple[str, str]:
     """A curator's verdict on a flag, apart from any decision on its proposal: "real" (a real
     problem), "false_alarm", or "cleared" (withdraws the last one). `target` is a proposal id
     (its source sample and axis) or a sample id of D(iteration) (then `axis` names the flag,
@@ -94,6 +97,7 @@ def mark(ws: Workspace, iteration: int, target: str, verdict: str, axis: str | N
     from middo_core.selection import AXES, flagged_sets
     from middo_core.store.canaries import VERDICTS, add_verdict
 
+    actor = check(ws, actor, "verdict")
     if verdict not in (*VERDICTS, "cleared"):
         raise ReviewError(f"unknown verdict {verdict!r}: use real, false_alarm or cleared")
     if axis is not None and axis not in AXES:

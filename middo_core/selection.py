@@ -16,11 +16,13 @@ has no loss) are never flagged on that signal.
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from middo_core.access import Actor, check
 from middo_core.config import SelectionConfig
 from middo_core.store.iterations import get_iteration, upsert_iteration
 from middo_core.workspace import Workspace
@@ -276,7 +278,11 @@ def choose(ws: Workspace, iteration: int, m: tuple[float, float, float] | None =
     return selection
 
 
-def save_selection(ws: Workspace, iteration: int, selection: Selection) -> None:
+def save_selection(ws: Workspace, iteration: int, selection: Selection, actor: Actor = "cli") -> None:
+    """Store the selection (its m's and flagged ids) for D(iteration); the owner's to do."""
+    from middo_core.store.audit import record
+
+    actor = check(ws, actor, "select")
     counts = selection.counts()
     with ws.store.write() as con:
         upsert_iteration(
@@ -285,6 +291,7 @@ def save_selection(ws: Workspace, iteration: int, selection: Selection) -> None:
             m_quality=selection.m.get("quality"), k=ws.config.signals.k,
             counts={"selection": counts, "flagged_ids": selection.flagged()},
         )
+        record(con, actor, "select", iteration, json.dumps(selection.m))
 
 
 def random_control(ws: Workspace, iteration: int, table: SignalTable) -> Selection:

@@ -13,11 +13,13 @@ import sys
 import time
 from typing import Any
 
+from middo_core.access import Actor, check, run_action
 from middo_core.jobs import lock, runfiles
 from middo_core.jobs.kinds import get_job_kind
 from middo_core.jobs.lock import process_alive as _alive
 from middo_core.jobs.lock import process_identity as _identity
 from middo_core.store import runs as run_store
+from middo_core.store.audit import record
 from middo_core.workspace import Workspace
 
 ACTIVE = ("queued", "running")
@@ -30,11 +32,13 @@ class JobError(RuntimeError):
     pass
 
 
-def start_job(ws: Workspace, kind: str, iteration: int | None, args: dict[str, Any] | None = None) -> str:
+def start_job(ws: Workspace, kind: str, iteration: int | None, args: dict[str, Any] | None = None,
+              actor: Actor = "cli") -> str:
     """Launch a worker for a `kind` job; returns its run id at once. A kind that writes models or
     datasets (lock.WRITERS) takes the workspace's run lock first: lock.RunLocked, and nothing
-    recorded, while another run holds it."""
+    recorded, while another run holds it. `actor` must be allowed to start it (access.py)."""
     get_job_kind(kind)  # refuse an unknown kind (or a broken install) here, not in a log file later
+    actor = check(ws, actor, run_action(kind))
     args = dict(args or {})
     json.dumps(args)  # job arguments must survive the trip through the store
     # a process already holding the lock (a CLI command) covers the jobs it starts itself
@@ -45,6 +49,7 @@ def start_job(ws: Workspace, kind: str, iteration: int | None, args: dict[str, A
     try:
         with ws.store.write() as con:
             run_id = run_store.create_run(con, kind, iteration, args)
+            record(con, actor, f"run:{kind}", iteration, run_id)
         folder = runfiles.run_dir(ws, run_id)
         folder.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
@@ -133,12 +138,16 @@ def active_jobs(ws: Workspace) -> list[dict[str, Any]]:
     return [s for s in (job_status(ws, run_id, log_lines=0) for run_id in ids) if s["status"] in ACTIVE]
 
 
-def cancel_job(ws: Workspace, run_id: str, grace_s: float = CANCEL_GRACE_S) -> dict[str, Any]:
+def cancel_job(ws: Workspace, run_id: str, grace_s: float = CANCEL_GRACE_S,
+               actor: Actor = "cli") -> dict[str, Any]:
     """Ask the worker to stop (it checks between steps), then SIGTERM its process group if it
     has not stopped within `grace_s`. Returns the final status."""
     status = job_status(ws, run_id, log_lines=0)
     if status["status"] not in ACTIVE:
         return status
+    actor = check(ws, actor, run_action(status["kind"]))
+    with ws.store.write() as con:
+        record(con, actor, f"cancel:{status['kind']}", status.get("iteration"), run_id)
     folder = runfiles.run_dir(ws, run_id)
     runfiles.request_cancel(folder)
     identity = runfiles.read_json(folder / runfiles.PROCESS_FILE)

@@ -201,8 +201,20 @@ INSERT OR REPLACE INTO meta
     FROM (SELECT DISTINCT iteration, method FROM projections);
 """
 
+# v6: who saved a selection, built a version or started a run (decisions and verdicts carry their
+# actor in review_log and verdicts): a signed-in identity, or the name typed at the machine.
+SCHEMA_V6 = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    actor VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,               -- select | build | run:<kind> | cancel:<kind>
+    iteration INTEGER,
+    detail VARCHAR,                        -- a run id, a version's size, the m's saved
+    recorded_at TIMESTAMP DEFAULT current_timestamp
+);
+"""
+
 # Each entry upgrades the schema by one version. Index i moves version i to i + 1.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
