@@ -75,6 +75,9 @@ def project(matrix: np.ndarray, method: str = "umap", max_fit: int = MAX_FIT, se
     if method == "umap":
         import umap
 
+        from middo_core.numba_cache import cache_umap_kernels
+
+        cache_umap_kernels()
         reducer = umap.UMAP(n_components=2, n_neighbors=min(15, fit.shape[0] - 1), metric="cosine",
                             random_state=seed, n_jobs=1, init="spectral" if fit.shape[0] > 50 else "random")
         fitted = reducer.fit_transform(fit)

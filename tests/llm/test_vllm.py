@@ -248,7 +248,7 @@ def test_vllm_judge_and_losses_run_on_the_managed_server_from_the_project_env(
 
     server, record = vllm_server
     samples, ref = project_reference
-    samples, judged = samples[:48], 8
+    samples, judged = samples[:48], JUDGED
     tokenizer = load_tokenizer(MODEL)
     signal = QualitySignal(backend="vllm", mode="logprobs", max_len=512, vllm_model=MODEL)
     ratings = signal.compute(samples[:judged], None, tokenizer).drop(columns="quality").to_numpy()

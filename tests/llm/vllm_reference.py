@@ -13,8 +13,8 @@ import numpy as np
 from middo_core.sample import Sample
 
 MODEL = "smollm2-135m"
-JUDGED = 8  # samples the judge tests rate in each mode (48 prompts)
-LOSSES = 160  # samples the loss tests read (about 25 flagged at m = 1)
+JUDGED = 5  # samples the judge tests rate in each mode (30 prompts)
+LOSSES = 96  # samples the loss tests read (about 15 flagged at m = 1)
 MAX_LEN = 512
 
 
