@@ -12,12 +12,17 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only app/ on the path
 import streamlit as st  # noqa: E402
 
 from app import state  # noqa: E402
+from app.components import signin  # noqa: E402
 from app.components.sidebar import open_workspace_path, render_sidebar  # noqa: E402
 
 st.set_page_config(page_title="Middo Studio", page_icon=":material/autorenew:", layout="wide")
+signin.require_sign_in()  # with an identity provider configured, nothing shows before sign-in
 
-if state.WS_KEY not in st.session_state:
-    open_workspace_path(state.initial_workspace())
+if state.WS_KEY not in st.session_state or (signin.signed_in()
+                                            and st.session_state[state.WS_KEY] != state.initial_workspace()):
+    open_workspace_path(state.initial_workspace())  # signed in: the workspace the Studio serves
+ctx = state.current()
+signin.require_role(ctx.ws if ctx else None)
 
 PAGES = {
     "data": st.Page("app_pages/data.py", title="Data", icon=":material/table_rows:", default=True),

@@ -8,7 +8,7 @@ takes effect at the next click without a restart.
 
     viewer   reads every page
     curator  also decides proposals (accept, edit, reject, in bulk) and marks verdicts on flags
-    owner    also saves selections (the m's), builds versions, starts and cancels runs
+    owner    also saves selections (the m's), imports data, builds versions, starts and cancels runs
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "verdict": ("curator", "marking verdicts on flags"),
     "select": ("owner", "saving a selection"),
     "build": ("owner", "building a dataset version"),
+    "import": ("owner", "importing data"),
     "settings": ("owner", "changing settings"),
     "run": ("owner", "starting or cancelling background runs"),
     "map": ("curator", "computing a map"),
 }
 # a background run of these kinds needs the action named here; every other kind needs "run"
-RUN_ACTIONS = {"projection": "map"}
+RUN_ACTIONS = {"projection": "map", "import": "import"}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from app import resources, state
 from app.components.common import dashes, fmt_int, render_error
 from app.components.jobs import render_job_panel
 from app.components.progress import ProgressBar
+from app.components.signin import denied, who
 from app.components.version_diff import render_compare_versions
 from middo_core.data import (
     EXPORT_FORMATS,
@@ -57,7 +58,7 @@ def run_import(path: Path, fmt: str | None, skip_invalid: bool) -> None:
     if path.is_file() and path.stat().st_size >= BACKGROUND_BYTES :
         try:
             run_id = start_job(ctx.ws, "import", ctx.iteration, {
-                "path": str(path.resolve()), "format": fmt, "skip_invalid": skip_invalid})
+                "path": str(path.resolve()), "format": fmt, "skip_invalid": skip_invalid}, actor=who())
         except Exception as exc:
             render_error(exc, f"Could not start importing {path.name}")
         else:
@@ -67,7 +68,7 @@ def run_import(path: Path, fmt: str | None, skip_invalid: bool) -> None:
     bar = ProgressBar(f"Importing {path.name}")
     try:
         report = import_file(ctx.ws, path, format=fmt, skip_invalid=skip_invalid,
-                             progress=bar, iteration=ctx.iteration)
+                             progress=bar, iteration=ctx.iteration, actor=who())
     except DataImportError as exc:
         st.session_state["import_report"] = (exc.report, True)
     except Exception as exc:
@@ -98,6 +99,9 @@ with tab_import:
     st.caption(f"Records are added to dataset version D({ctx.iteration}) as seed samples. "
                "Alpaca, ShareGPT and OpenAI-messages JSON/JSONL, Parquet and CSV are read; "
                "an import with any invalid record writes nothing unless you skip them.")
+    import_refused = denied(ctx.ws, "import")
+    if import_refused:
+        st.info(import_refused, icon=":material/lock:")
     c1, c2 = st.columns(2)
     fmt = c1.selectbox("Format", ["detect", *FORMATS], key="import_format")
     skip_invalid = c2.checkbox("Skip invalid records", key="import_skip")
@@ -106,13 +110,14 @@ with tab_import:
     if source == "Upload a file":
         upload = st.file_uploader("Data file", key="import_upload",
                                   type=["json", "jsonl", "parquet", "csv"])
-        if upload is not None and st.button("Import the uploaded file", type="primary"):
+        if upload is not None and st.button("Import the uploaded file", type="primary",
+                                            disabled=bool(import_refused)):
             target = ctx.ws.artifact_dir("uploads") / Path(upload.name).name
             target.write_bytes(upload.getvalue())
             run_import(target, None if fmt == "detect" else fmt, skip_invalid)
     else:
         path = st.text_input("Path", key="import_path", placeholder="/data/alpaca.json")
-        if st.button("Import this file", type="primary", disabled=not path.strip()):
+        if st.button("Import this file", type="primary", disabled=not path.strip() or bool(import_refused)):
             run_import(Path(path.strip()).expanduser(), None if fmt == "detect" else fmt, skip_invalid)
     if not render_job_panel(ctx, ("import",), key="import_job") and "import_run" in st.session_state:
         finished_import(st.session_state.pop("import_run"))

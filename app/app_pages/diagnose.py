@@ -16,6 +16,7 @@ from app.components.selection import (
     render_quality_metrics,
     render_strip,
 )
+from app.components.signin import denied, who
 from middo_core.selection import AXES, auto_m, save_selection
 
 QUALITY_MODES = {"logprobs": "self-judged", "generate": "self-judged", "pmi": "relevance × completion"}
@@ -91,9 +92,11 @@ def selection_panel() -> None:
     b1, b2, b3 = st.columns([1, 1, 2])
     b1.button("Auto m", on_click=use_auto_m, icon=":material/auto_fix:",
               help=f"The mildest m's that flag about {cfg.selection.target_fraction:.0%} in total")
-    if b2.button("Save selection", type="primary", icon=":material/save:"):
+    refused = denied(ctx.ws, "select")
+    if b2.button("Save selection", type="primary", icon=":material/save:", disabled=bool(refused),
+                 help=refused):
         try:
-            save_selection(ctx.ws, it, selection)
+            save_selection(ctx.ws, it, selection, actor=who())
         except Exception as exc:
             render_error(exc, "Could not save the selection")
         else:

@@ -10,6 +10,7 @@ from app.components.charts import histogram_figure, line_figure, render_figure
 from app.components.common import COUNT, dashes, render_best, render_error
 from app.components.jobs import render_job_panel, start_job_button
 from app.components.review_view import render_sample_text
+from app.components.signin import denied, who
 from middo_core import loop, tables
 from middo_core.build import lineage
 from middo_core.jobs.lock import run_lock
@@ -34,11 +35,12 @@ if not running:
         st.caption(f"D({it + 1}) can be built once every proposal of D({it}) is reviewed"
                    + (f" ({pending:,} pending)." if pending else "."))
     with st.container(horizontal=True, vertical_alignment="center", key="iteration_actions"):
-        if buildable and st.button(f"Build D({it + 1})", type="primary", key="build_next",
-                                   help="Replace accepted hard and low-quality samples, add accepted new ones"):
+        refused = denied(ctx.ws, "build")
+        if buildable and st.button(f"Build D({it + 1})", type="primary", key="build_next", disabled=bool(refused),
+                                   help=refused or "Replace accepted hard and low-quality samples, add accepted new ones"):
             try:
                 with run_lock(ctx.ws, "build", f"Studio: build D({it + 1})"):
-                    report = loop.build_step(ctx.ws, it)
+                    report = loop.build_step(ctx.ws, it, who())
             except Exception as exc:
                 render_error(exc, f"Could not build D({it + 1})")
             else:

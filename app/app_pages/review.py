@@ -11,10 +11,11 @@ from app import resources, state
 from app.components.common import fmt_optional, render_error
 from app.components.jobs import render_job_panel, start_job_button
 from app.components.review_view import render_diff, render_sample_text, render_shortcuts
+from app.components.signin import denied, who
 from middo_core import review
 from middo_core.selection import explain
 
-ACTOR = "studio"
+ACTOR = who()  # the signed-in identity, or the local name on loopback without sign-in
 AXES = ("any", "complexity", "diversity", "quality")
 STATUSES = ("pending", "any", "accepted", "edited", "rejected", "failed")
 
@@ -22,6 +23,9 @@ ctx = state.require()
 it = ctx.iteration
 st.title(f"Review proposals for D({it})")
 POS = f"review_pos_{it}"
+REFUSED = denied(ctx.ws, "decide")  # buttons are disabled and say why; the library refuses anyway
+if REFUSED:
+    st.info(REFUSED, icon=":material/lock:")
 
 counts = resources.review_counts(ctx.root, it, ctx.version)
 total = sum(n for by_status in counts.values() for s, n in by_status.items() if s != "failed")
@@ -110,9 +114,10 @@ def render_verdict(row: dict) -> None:
     mine = marked[(marked["sample_id"] == row["source_id"]) & (marked["axis"] == row["axis"])]
     current = VERDICT_LABELS.get(mine["verdict"].iloc[0]) if len(mine) else None
     key = f"verdict_{row['id']}_{current}"  # a new key when the stored verdict changes
+    refused = denied(ctx.ws, "verdict")
     st.segmented_control(
         f"Was the {row['axis']} flag right?", list(VERDICT_LABELS.values()), default=current,
-        key=key, on_change=set_verdict, args=(row["id"], key),
+        key=key, on_change=set_verdict, args=(row["id"], key), disabled=bool(refused),
         help="Apart from accepting or rejecting the proposal: is the original sample really a "
              f"{row['axis']} problem? The Diagnose page shows each axis's precision against these "
              "verdicts and the m they suggest.")
@@ -140,7 +145,7 @@ def reasons_for(source_id: str) -> list[str]:
 def render_bulk() -> None:
     n = len(resources.review_ids(ctx.root, it, axis_filter, "pending", ctx.version))
     scope = f"for {axis_filter}" if axis_filter else "on every axis"
-    if n == 0:
+    if n == 0 or REFUSED:
         return
     if not st.session_state.get("bulk_confirm"):
         if st.button(f"Accept all {n:,} pending proposals {scope}…", key="bulk_accept"):
@@ -193,7 +198,7 @@ def render_one() -> None:
                     render_sample_text(f"Neighbour {i}", nb)
     else:
         render_diff(original, shown)
-    valid = row["status"] != "failed"
+    valid = row["status"] != "failed" and not REFUSED
     b = st.columns(5)
     b[0].button("Accept (a)", key="review_accept", type="primary", disabled=not valid,
                 on_click=decide, args=("accept", pid, row["status"]), width="stretch")
@@ -241,7 +246,7 @@ def render_table() -> None:
                        "original": st.column_config.TextColumn(width="large"),
                        "proposal": st.column_config.TextColumn(width="large")})
     changed = edited[edited["decision"] != view["decision"]]
-    if st.button(f"Save {len(changed):,} decision(s)", type="primary", disabled=changed.empty):
+    if st.button(f"Save {len(changed):,} decision(s)", type="primary", disabled=changed.empty or bool(REFUSED)):
         failed = 0
         for rec in changed.to_dict("records"):
             try:

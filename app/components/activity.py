@@ -13,6 +13,8 @@ import streamlit as st
 from app import state
 from app.components.common import render_error
 from app.components.jobs import ACTIVE, POLL_S, render_job_status
+from app.components.signin import denied, who
+from middo_core.access import run_action
 from middo_core.jobs import active_jobs, cancel_job, job_status
 from middo_core.jobs.lock import describe, holder
 
@@ -54,13 +56,13 @@ def render_activity(ctx: state.Context) -> None:
 
 def _autostart(ctx: state.Context) -> None:
     key = f"autostart_checked:{ctx.root}"
-    if st.session_state.get(key) or not ctx.ws.config.loop.autostart:
-        return
+    if st.session_state.get(key) or not ctx.ws.config.loop.autostart or denied(ctx.ws, "run"):
+        return  # a signed-in user who may not start runs leaves it to the owner
     st.session_state[key] = True  # once per session: a cancelled run is not started again
     from middo_core.loop import autostart
 
     try:
-        run_id = autostart(ctx.ws)
+        run_id = autostart(ctx.ws, who())
     except Exception as exc:
         render_error(exc, "Could not start iteration 0 in the background")
         return
@@ -99,10 +101,12 @@ def _render_run(ctx: state.Context, status: dict) -> None:
     if kind == "first_iteration":
         st.caption(FIRST_ITERATION_NOTE)
     render_job_status(status, run_id, log_expanded=False)
+    refused = denied(ctx.ws, run_action(kind))
     if status.get("status") in ACTIVE and st.button("Cancel", key=f"activity_cancel_{run_id}",
-                                                    icon=":material/cancel:"):
+                                                    icon=":material/cancel:", disabled=bool(refused),
+                                                    help=refused):
         try:
-            cancel_job(ctx.ws, run_id)
+            cancel_job(ctx.ws, run_id, actor=who())
         except Exception as exc:
             render_error(exc, "Could not cancel the job")
         else:

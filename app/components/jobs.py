@@ -11,6 +11,8 @@ import streamlit as st
 
 from app import resources, state
 from app.components.common import render_error
+from app.components.signin import denied, who
+from middo_core.access import run_action
 from middo_core.jobs import start_job
 from middo_core.progress import format_duration
 
@@ -20,9 +22,11 @@ POLL_S = 1.0
 
 def start_job_button(ctx: state.Context, kind: str, label: str, args: dict | None = None,
                      key: str | None = None, disabled: bool = False, help: str | None = None) -> None:
-    if st.button(label, key=key or f"start_{kind}", type="primary", disabled=disabled, help=help):
+    refused = denied(ctx.ws, run_action(kind))  # the button says why; start_job refuses anyway
+    if st.button(label, key=key or f"start_{kind}", type="primary", disabled=disabled or bool(refused),
+                 help=refused or help):
         try:
-            start_job(ctx.ws, kind, ctx.iteration, args or {})
+            start_job(ctx.ws, kind, ctx.iteration, args or {}, actor=who())
         except Exception as exc:
             render_error(exc, f"Could not start the {kind} job")
         else:

@@ -14,6 +14,7 @@ import streamlit as st
 
 from app import resources, state
 from app.components.common import render_error
+from app.components.signin import denied, who
 from middo_core.jobs import start_job
 from middo_core.llm import resolve_backend
 
@@ -35,8 +36,9 @@ def render_model_server(ctx: state.Context) -> None:
         line += f" on port {server['port']} since {since} (pid {server['pid']})"
     st.caption(line)
     if server["state"] == "up":
-        if st.button("Stop the server", key="stop_model_server",
-                     help="Frees its memory; the next refinement starts it again (about a minute)"):
+        refused = denied(ctx.ws, "run")
+        if st.button("Stop the server", key="stop_model_server", disabled=bool(refused),
+                     help=refused or "Frees its memory; the next refinement starts it again (about a minute)"):
             resources.stop_model_server(cfg.model)
             st.rerun()
     elif not server["installed"]:
@@ -46,9 +48,10 @@ def render_model_server(ctx: state.Context) -> None:
             st.error(f"The server did not start: {run.get('error') or 'see its log'}",
                      icon=":material/error:")
         st.caption("Refinement starts it on first use; starting it now saves that minute.")
-        if st.button("Start the server", key="start_model_server"):
+        refused = denied(ctx.ws, "run")
+        if st.button("Start the server", key="start_model_server", disabled=bool(refused), help=refused):
             try:
-                start_job(ctx.ws, "serve", None, {"model": cfg.model})
+                start_job(ctx.ws, "serve", None, {"model": cfg.model}, actor=who())
             except Exception as exc:
                 render_error(exc, "Could not start the server")
             else:

@@ -9,6 +9,7 @@ import streamlit as st
 from app import resources, state
 from app.components.common import render_error
 from app.components.model_server import render_model_server
+from app.components.signin import render_account, signed_in
 from middo_core.data.demo import create_demo_workspace
 from middo_core.workspace import STORE_FILE, init_workspace
 
@@ -103,7 +104,12 @@ def _next_action(ctx: state.Context, pending: str | None) -> str | None:
 def render_sidebar(pages: dict) -> None:
     with st.sidebar:
         st.markdown("### Middo Studio")
-        render_workspace_picker()
+        if signed_in():  # a signed-in user works in the workspace served, and opens no other folder
+            current = state.current()
+            render_account(current.ws if current else None)
+            st.caption(f"Workspace: {st.session_state.get(state.WS_KEY) or 'none'}")
+        else:
+            render_workspace_picker()
         ctx_root = st.session_state.get(state.WS_KEY)
         if not ctx_root or not st.session_state.get("workspace_ok"):
             return

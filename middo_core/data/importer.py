@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from middo_core.access import Actor, check
 from middo_core.data.readers import FatalReadError, detect_container, iter_records, source_size
 from middo_core.data.records import MAX_SAMPLE_CHARS, SCHEMAS, record_to_sample
 from middo_core.data.report import DataImportError, Duplicate, ImportReport, RowError
@@ -26,7 +27,7 @@ IMPORT_MEMORY_LIMIT = "512MB"  # DuckDB's memory during the import's commit (it 
 def import_file(ws: Workspace, path: str | Path, format: str | None = None,
                 skip_invalid: bool = False, progress: ProgressFn | None = None, *,
                 iteration: int = 0, split: str = "train",
-                max_sample_chars: int = MAX_SAMPLE_CHARS) -> ImportReport:
+                max_sample_chars: int = MAX_SAMPLE_CHARS, actor: Actor = "cli") -> ImportReport:
     """Add the records of `path` to dataset version `iteration` (split `split`) as seed samples.
 
     `format`: alpaca | sharegpt | openai | parquet | csv | hf; None detects it. With any invalid
@@ -34,6 +35,7 @@ def import_file(ws: Workspace, path: str | Path, format: str | None = None,
     with `skip_invalid` the valid records go in and the report lists the rest. Exact duplicates
     (same content hash) are imported once and listed in the report.
     """
+    check(ws, actor, "import")
     path = Path(path)
     rep = ImportReport(file=str(path), iteration=iteration, split=split, skipped_invalid=skip_invalid)
     if not path.exists():

@@ -37,22 +37,24 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def studio_server(workspace: Path, log: Path, timeout: float = 90) -> Iterator[str]:
-    """`middo studio WORKSPACE --port P` in a subprocess; yields its URL; stops it afterwards."""
-    with studio_process(workspace, log, timeout) as (url, _):
+def studio_server(workspace: Path, log: Path, timeout: float = 90, cwd: Path = REPO,
+                  port: int | None = None) -> Iterator[str]:
+    """`middo studio WORKSPACE --port P` in a subprocess run in `cwd` (whose .streamlit/secrets.toml
+    it reads); yields its URL; stops it afterwards."""
+    with studio_process(workspace, log, timeout, cwd, port) as (url, _):
         yield url
 
 
 @contextlib.contextmanager
-def studio_process(workspace: Path, log: Path,
-                   timeout: float = 90) -> Iterator[tuple[str, subprocess.Popen]]:
+def studio_process(workspace: Path, log: Path, timeout: float = 90, cwd: Path = REPO,
+                   port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """As studio_server, yielding (URL, the server's process) for benchmarks that read its memory."""
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "middo_core.cli", "studio", str(workspace),
                                  "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
-                                cwd=REPO, env=env, start_new_session=True)
+                                cwd=cwd, env=env, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + timeout

@@ -28,3 +28,47 @@ def test_a_missing_folder_is_refused_with_a_sentence(tmp_path):
     result = CliRunner().invoke(app, ["studio", str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert "no such folder" in " ".join(result.output.split())
+
+
+PROVIDER = """[auth]
+redirect_uri = "http://studio.example:8501/oauth2callback"
+cookie_secret = "a long random string"
+
+[auth.company]
+client_id = "middo"
+client_secret = "s3cret"
+server_metadata_url = "https://login.example/.well-known/openid-configuration"
+"""
+
+
+def _at_home(tmp_path, monkeypatch):
+    """Run in an empty folder with an empty home: no secrets anywhere."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+
+
+def test_serving_beyond_loopback_is_refused_without_an_identity_provider(tmp_path, monkeypatch):
+    _at_home(tmp_path, monkeypatch)
+    result = CliRunner().invoke(app, ["studio", str(tmp_path), "--host", "0.0.0.0"])
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "Not serving on 0.0.0.0 without sign-in" in said and "no [auth] section" in said
+    assert "Serving the Studio to a team" in said
+
+
+def test_an_incomplete_provider_is_named_and_a_complete_one_is_passed_to_streamlit(tmp_path, monkeypatch):
+    from middo_core.commands.studio import secrets_files, sign_in_problem
+
+    _at_home(tmp_path, monkeypatch)
+    secrets = tmp_path / ".streamlit" / "secrets.toml"
+    secrets.parent.mkdir()
+    secrets.write_text(PROVIDER.replace('client_secret = "s3cret"\n', ""))
+    files = secrets_files()
+    assert files[-1] == secrets.resolve()
+    assert "client_secret" in sign_in_problem(files)
+    result = CliRunner().invoke(app, ["studio", str(tmp_path), "--host", "0.0.0.0"])
+    assert result.exit_code == 1 and "client_secret" in result.output
+    secrets.write_text(PROVIDER)
+    assert sign_in_problem(files) is None
+    cmd = studio_command(tmp_path, 8765, "0.0.0.0", files)
+    assert cmd[cmd.index("--secrets.files", cmd.index("--secrets.files") + 1) + 1] == str(secrets.resolve())
