@@ -28,7 +28,6 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "select": ("owner", "saving a selection"),
     "build": ("owner", "building a dataset version"),
     "import": ("owner", "importing data"),
-    "settings": ("owner", "changing settings"),
     "run": ("owner", "starting or cancelling background runs"),
     "map": ("curator", "computing a map"),
 }
