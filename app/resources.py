@@ -352,11 +352,20 @@ def metrics_and_summary(root: str, version: int) -> tuple[pd.DataFrame, pd.DataF
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def review_ids(root: str, iteration: int, axis: str | None, status: str | None,
-               version: int) -> list[str]:
-    """The ids of the review queue for a filter, oldest first (texts are read a page at a time)."""
+               version: int, owed_by: str | None = None) -> list[str]:
+    """The ids of the review queue for a filter, oldest first (texts are read a page at a time);
+    with `owed_by`, the proposals that curator still owes."""
     from middo_core.review import review_queue_ids
 
-    return review_queue_ids(workspace(root, version), iteration, axis, status)
+    return review_queue_ids(workspace(root, version), iteration, axis, status, owed_by)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def agreement(root: str, iteration: int, version: int):
+    """Agreement between the curators of an iteration's proposals, and each curator's figures."""
+    from middo_core.agreement import review_agreement
+
+    return review_agreement(workspace(root, version), iteration)
 
 
 def proposal_status(root: str, proposal_id: str) -> str | None:

@@ -109,6 +109,16 @@ class CanaryConfig(_Section):
     seed: int = 0
 
 
+class ReviewConfig(_Section):
+    """Review overlap (middo_core/overlap.py): each proposal is decided by `overlap` curators and
+    its outcome is their majority, a tie broken by the owners. 1: one decision is the outcome."""
+
+    overlap: int = Field(1, ge=1)
+    # who breaks a tie: actor names as the audit trail records them (a typed name, or a
+    # signed-in identity's e-mail address)
+    owners: list[str] = Field(default_factory=list)
+
+
 Role = Literal["viewer", "curator", "owner"]
 
 
@@ -133,6 +143,7 @@ class WorkspaceConfig(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     canaries: CanaryConfig = Field(default_factory=CanaryConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from middo_core.access import Actor, check
+from middo_core.overlap import decide, overlap, owed
 from middo_core.registry import Registry
 from middo_core.store import review as q
 from middo_core.workspace import Workspace
@@ -22,17 +23,21 @@ class ReviewError(ValueError):
 
 def review_queue(ws: Workspace, iteration: int, axis: str | None = None, status: str | None = None,
                  min_quality: float | None = None, max_quality: float | None = None,
-                 limit: int | None = None, offset: int = 0) -> pd.DataFrame:
-    """The proposals matching the filter with their texts, oldest first (`limit` from `offset`)."""
+                 limit: int | None = None, offset: int = 0,
+                 owed_by: str | None = None) -> pd.DataFrame:
+    """The proposals matching the filter with their texts, oldest first (`limit` from `offset`);
+    with `owed_by`, only those that curator still owes (middo_core/overlap.py)."""
+    owing = owed(ws, owed_by) if owed_by else None
     with ws.store.read() as con:
-        return q.queue(con, iteration, axis, status, min_quality, max_quality, limit, offset)
+        return q.queue(con, iteration, axis, status, min_quality, max_quality, limit, offset, owing)
 
 
 def review_queue_ids(ws: Workspace, iteration: int, axis: str | None = None,
-                     status: str | None = None) -> list[str]:
+                     status: str | None = None, owed_by: str | None = None) -> list[str]:
     """The ids of review_queue()'s rows, in its order (no texts read)."""
+    owing = owed(ws, owed_by) if owed_by else None
     with ws.store.read() as con:
-        return q.queue_ids(con, iteration, axis, status)
+        return q.queue_ids(con, iteration, axis, status, owed=owing)
 
 
 def source_proposals(ws: Workspace, iteration: int, sample_id: str) -> pd.DataFrame:
@@ -50,7 +55,7 @@ def _decide_one(ws: Workspace, proposal_id: str, status: str, actor: Actor, note
             raise ReviewError(f"no proposal {proposal_id}")
         if current == "failed":
             raise ReviewError(f"proposal {proposal_id} failed to parse; retry the refinement instead")
-        q.decide(con, [proposal_id], status, actor, note, edited)
+        decide(ws, con, [proposal_id], status, actor, note, edited)
 
 
 def accept(ws: Workspace, proposal_id: str, actor: Actor = "cli", note: str | None = None) -> None:
@@ -73,14 +78,16 @@ def bulk_decide(ws: Workspace, iteration: int, action: str, axis: str | None = N
                 status: str = "pending", min_quality: float | None = None,
                 max_quality: float | None = None, actor: Actor = "cli",
                 note: str | None = None) -> int:
-    """Accept or reject every proposal matching the filter (failed ones are never accepted)."""
+    """Accept or reject every proposal matching the filter (failed ones are never accepted).
+    Under review overlap, 'pending' means the pending proposals this actor still owes."""
     target = {"accept": "accepted", "reject": "rejected", "reset": "pending"}.get(action)
     if target is None:
         raise ReviewError(f"unknown bulk action {action!r} (accept, reject, reset)")
     actor = check(ws, actor, "decide")
     with ws.store.write() as con:
-        matching = q.queue_ids(con, iteration, axis, status, min_quality, max_quality)
-        return q.decide(con, matching, target, actor, note)
+        owing = owed(ws, actor) if status == "pending" and target != "pending" and overlap(ws) > 1 else None
+        matching = q.queue_ids(con, iteration, axis, status, min_quality, max_quality, owing)
+        return decide(ws, con, matching, target, actor, note)
 
 
 def review_counts(ws: Workspace, iteration: int) -> dict[str, dict[str, int]]:

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import resources, state
+from app.components.agreement_view import render_agreement
 from app.components.charts import histogram_figure, line_figure, render_figure
 from app.components.common import COUNT, dashes, render_best, render_error
 from app.components.jobs import render_job_panel, start_job_button
@@ -101,6 +102,9 @@ with c3:
             f" vs {ctx.compare}" if ctx.compare is not None else " (pick a compare iteration)")
         render_figure(histogram_figure(title, "L_post", hists["loss_post"], it, ctx.compare),
                       key="chart_loss_shift")
+
+# --- agreement between curators (review overlap) ---------------------------------------------------
+render_agreement(ctx)
 
 # --- lineage --------------------------------------------------------------------------------------
 with st.expander("Lineage of a sample"):

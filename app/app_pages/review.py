@@ -13,6 +13,7 @@ from app.components.jobs import render_job_panel, start_job_button
 from app.components.review_view import render_diff, render_sample_text, render_shortcuts
 from app.components.signin import denied, who
 from middo_core import review
+from middo_core.overlap import rule
 from middo_core.selection import explain
 
 ACTOR = who()  # the signed-in identity, or the local name on loopback without sign-in
@@ -23,6 +24,17 @@ ctx = state.require()
 it = ctx.iteration
 st.title(f"Review proposals for D({it})")
 POS = f"review_pos_{it}"
+OVERLAP = ctx.ws.config.review.overlap  # curators per proposal (middo_core/overlap.py)
+if OVERLAP > 1 and isinstance(ACTOR, str):  # no sign-in: each curator says who they are
+    ACTOR = st.text_input("Curator", key="review_curator", placeholder="your name",
+                          help="Each proposal is decided by several curators: your decisions are "
+                               "recorded under this name, and the queue shows what you still owe.").strip()
+    if not ACTOR:
+        st.info(f"Each proposal here is decided by {OVERLAP} curators. Type your name to see the "
+                "proposals you still owe.")
+        st.stop()
+CURATOR = ACTOR if isinstance(ACTOR, str) else ACTOR.actor  # the name the audit trail records
+OWED_BY = CURATOR if OVERLAP > 1 else None
 REFUSED = denied(ctx.ws, "decide")  # buttons are disabled and say why; the library refuses anyway
 if REFUSED:
     st.info(REFUSED, icon=":material/lock:")
@@ -38,6 +50,11 @@ if total == 0 and not counts:
 st.progress(decided / total if total else 1.0, text=f"{decided:,} of {total:,} decided")
 st.caption(" · ".join(f"{axis}: " + ", ".join(f"{n:,} {s}" for s, n in sorted(by.items()))
                       for axis, by in sorted(counts.items())))
+if OWED_BY:
+    owe = len(resources.review_ids(ctx.root, it, None, "pending", ctx.version, OWED_BY))
+    st.markdown(f"**{CURATOR}, you still owe {owe:,} proposal(s).** The rest wait for other "
+                "curators or are decided.")
+    st.caption(rule(ctx.ws))
 
 failed_total = sum(by.get("failed", 0) for by in counts.values())
 if failed_total:
@@ -66,7 +83,8 @@ mode = c3.segmented_control("Mode", ["One at a time", "Table"], default="One at 
 axis_filter = None if axis == "any" else axis
 status_filter = None if status == "any" else status
 # the queue's ids only: texts are read for the proposal shown (or the table's page), not all of them
-queue_ids = resources.review_ids(ctx.root, it, axis_filter, status_filter, ctx.version)
+queue_ids = resources.review_ids(ctx.root, it, axis_filter, status_filter, ctx.version,
+                                 OWED_BY if status_filter == "pending" else None)
 if focus is not None and focus in queue_ids:
     st.session_state[POS] = queue_ids.index(focus)
 TABLE_ROWS = 500
@@ -143,8 +161,10 @@ def reasons_for(source_id: str) -> list[str]:
 
 
 def render_bulk() -> None:
-    n = len(resources.review_ids(ctx.root, it, axis_filter, "pending", ctx.version))
+    n = len(resources.review_ids(ctx.root, it, axis_filter, "pending", ctx.version, OWED_BY))
     scope = f"for {axis_filter}" if axis_filter else "on every axis"
+    if OWED_BY:
+        scope = f"you still owe {scope}"
     if n == 0 or REFUSED:
         return
     if not st.session_state.get("bulk_confirm"):
@@ -167,7 +187,8 @@ def render_bulk() -> None:
 
 def render_one() -> None:
     if not queue_ids:
-        st.success("Nothing left in this queue." if status == "pending" else "No proposal matches.")
+        st.success(("Nothing left that you owe." if OWED_BY else "Nothing left in this queue.")
+                   if status == "pending" else "No proposal matches.")
         return
     pos = min(st.session_state.get(POS, 0), len(queue_ids) - 1)
     st.session_state[POS] = pos

@@ -8,6 +8,7 @@ import typer
 
 from middo_core.build import BuildError, build_next
 from middo_core.commands.common import emit_json, fail, results, run_lock, workspace
+from middo_core.overlap import overlap, rule
 from middo_core.review import (
     ReviewError,
     accept,
@@ -27,6 +28,17 @@ def _latest_with_proposals(ws) -> int:
 
     iterations = [r["number"] for r in workspace_status(ws)["iterations"] if r["counts"].get("refine")]
     return max(iterations) if iterations else 0
+
+
+def _print_agreement(ws, iteration: int) -> None:
+    from middo_core.agreement import review_agreement
+
+    found = review_agreement(ws, iteration)
+    if found.items:
+        kappa = "undefined (one decision throughout)" if found.fleiss is None else f"{found.fleiss:.2f}"
+        per = ", ".join(f"{n:,} {c}" for c, n in found.per_category.items())
+        results.print(f"agreement: Fleiss' kappa {kappa} on {found.items:,} proposals x "
+                      f"{found.raters} curators ({per})", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -53,7 +65,8 @@ def register(app: typer.Typer) -> None:
         clear: list[str] = typer.Option([], "--clear-verdict", help="Withdraw the verdict on this "
                                         "flag (repeatable)"),
         note: str | None = typer.Option(None, help="Reviewer note stored with the decision"),
-        actor: str = typer.Option("cli", help="Who decides (stored in the audit trail)"),
+        actor: str = typer.Option("cli", help="Who decides (stored in the audit trail); under "
+                                  "review overlap, the list shows the proposals they still owe"),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """List proposals, or accept / edit / reject them, one by one, in bulk or by a policy."""
@@ -81,9 +94,13 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         counts = review_counts(ws, it)
         marked = verdicts(ws, it)
+        n = overlap(ws)
+        owed_by = actor if n > 1 else None
         if as_json:
             queue = review_queue(ws, it, axis=axis)
-            emit_json({"iteration": it, "counts": counts,
+            owed = review_queue(ws, it, axis=axis, status="pending", owed_by=actor)
+            emit_json({"iteration": it, "counts": counts, "overlap": n, "rule": rule(ws),
+                       "owed": {"actor": actor, "proposals": list(owed["id"])},
                        "verdicts": marked[["sample_id", "axis", "verdict", "actor"]].to_dict("records"),
                        "proposals": queue[["id", "axis", "status", "reason", "source_id", "instruction"]]
                        .to_dict("records")})
@@ -98,13 +115,17 @@ def register(app: typer.Typer) -> None:
                 parts += "; verdicts: " + ", ".join(f"{n:,} {v.replace('_', ' ')}"
                                                     for v, n in said.items())
             results.print(f"  {ax}: {parts}")
-        pending = review_queue(ws, it, axis=axis, status="pending")
+        pending = review_queue(ws, it, axis=axis, status="pending", owed_by=owed_by)
+        if owed_by:
+            results.print(rule(ws), highlight=False)
+            results.print(f"{actor} still owes {len(pending):,} proposal(s).", highlight=False)
+            _print_agreement(ws, it)
         for row in pending.head(10).itertuples():
             results.print(f"[bold]{row.id}[/bold] ({row.axis})", highlight=False)
             results.print(f"  before: {row.source_instruction[:120]!r}", highlight=False, markup=False)
             results.print(f"  after:  {(row.instruction or '')[:120]!r}", highlight=False, markup=False)
         if len(pending) > 10:
-            results.print(f"  ... and {len(pending) - 10:,} more pending")
+            results.print(f"  ... and {len(pending) - 10:,} more " + ("owed" if owed_by else "pending"))
 
     @app.command()
     def build(

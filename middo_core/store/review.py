@@ -6,6 +6,7 @@ import duckdb
 import pandas as pd
 
 from middo_core.store.db import registered
+from middo_core.store.decisions import OWED_WHERE
 from middo_core.store.proposals import proposal_counts
 
 DECIDABLE = ("pending", "accepted", "edited", "rejected")  # a failed proposal cannot be accepted
@@ -17,7 +18,7 @@ _QUEUE_WHERE = """
           AND (?::VARCHAR IS NULL OR p.status = ?)
           AND (?::DOUBLE IS NULL OR g.quality >= ?)
           AND (?::DOUBLE IS NULL OR g.quality <= ?)
-"""
+""" + OWED_WHERE
 _QUEUE_ORDER = "ORDER BY p.created_at, p.id"
 # the source's signals, joined only for a quality filter: otherwise for the page's rows alone
 _WITH_SIGNALS = "LEFT JOIN signals g ON g.iteration = p.iteration AND g.sample_id = p.source_id"
@@ -29,17 +30,24 @@ def _queue_from(min_quality: float | None, max_quality: float | None) -> str:
     return f"FROM proposals p {_WITH_SIGNALS}" + _QUEUE_WHERE
 
 
+# owed: (curator, is an owner, overlap): only the proposals that curator still owes
+Owed = tuple[str, bool, int] | None
+
+
 def _queue_params(iteration: int, axis: str | None, status: str | None, min_quality: float | None,
-                  max_quality: float | None) -> list:
-    return [iteration, axis, axis, status, status, min_quality, min_quality, max_quality, max_quality]
+                  max_quality: float | None, owed: Owed = None) -> list:
+    curator, owner, overlap = owed if owed is not None else (None, False, 1)
+    return [iteration, axis, axis, status, status, min_quality, min_quality, max_quality, max_quality,
+            curator, curator, owner, overlap]
 
 
 def queue(con: duckdb.DuckDBPyConnection, iteration: int, axis: str | None = None,
           status: str | None = None, min_quality: float | None = None,
-          max_quality: float | None = None, limit: int | None = None, offset: int = 0) -> pd.DataFrame:
+          max_quality: float | None = None, limit: int | None = None, offset: int = 0,
+          owed: Owed = None) -> pd.DataFrame:
     """Proposals with their source sample's text and signals, oldest first (`limit` of them from
     `offset`: the texts and signals of a page only)."""
-    params = _queue_params(iteration, axis, status, min_quality, max_quality)
+    params = _queue_params(iteration, axis, status, min_quality, max_quality, owed)
     return con.execute(f"""
         WITH page AS (
             SELECT p.id, p.created_at {_queue_from(min_quality, max_quality)} {_QUEUE_ORDER}
@@ -59,10 +67,10 @@ def queue(con: duckdb.DuckDBPyConnection, iteration: int, axis: str | None = Non
 
 def queue_ids(con: duckdb.DuckDBPyConnection, iteration: int, axis: str | None = None,
               status: str | None = None, min_quality: float | None = None,
-              max_quality: float | None = None) -> list[str]:
+              max_quality: float | None = None, owed: Owed = None) -> list[str]:
     """The ids of queue()'s rows, in its order, without their texts."""
     rows = con.execute(f"SELECT p.id {_queue_from(min_quality, max_quality)} {_QUEUE_ORDER}",
-                       _queue_params(iteration, axis, status, min_quality, max_quality)).fetchall()
+                       _queue_params(iteration, axis, status, min_quality, max_quality, owed)).fetchall()
     return [r[0] for r in rows]
 
 
@@ -77,35 +85,41 @@ def proposal_status(con: duckdb.DuckDBPyConnection, proposal_id: str) -> str | N
     return rows[0][0] if rows else None
 
 
-def decide(con: duckdb.DuckDBPyConnection, proposal_ids: list[str], status: str, actor: str,
-           note: str | None = None, edited: tuple[str, str, str] | None = None) -> int:
-    """Set the decision of proposals that are not failed; log each one. Returns how many changed."""
+def decidable(con: duckdb.DuckDBPyConnection, proposal_ids: list[str]) -> list[str]:
+    """The proposals among these that exist and are not failed."""
     if not proposal_ids:
-        return 0
-    frame = pd.DataFrame({"id": proposal_ids})
-    with registered(con, "_decide", frame):
-        ids = [r[0] for r in con.execute(
+        return []
+    with registered(con, "_decide", pd.DataFrame({"id": proposal_ids})):
+        return [r[0] for r in con.execute(
             "SELECT p.id FROM proposals p JOIN _decide USING (id) WHERE p.status <> 'failed'"
         ).fetchall()]
-    if not ids:
-        return 0
-    ei, ein, eo = edited if edited is not None else (None, None, None)
+
+
+OUTCOME_COLUMNS = ["id", "status", "edited_instruction", "edited_input", "edited_output"]
+
+
+def set_outcomes(con: duckdb.DuckDBPyConnection, outcomes: pd.DataFrame, actor: str,
+                 note: str | None = None) -> None:
+    """Write each proposal's outcome (OUTCOME_COLUMNS), `actor` the one who decided last."""
+    frame = outcomes[OUTCOME_COLUMNS].astype("string")
     # one statement per table: row-by-row statements took ~4 ms each, so a bulk decision on
     # 10,000 proposals held the store (and every other process waiting for it) for ~40 s
+    with registered(con, "_outcomes", frame):
+        con.execute(
+            """UPDATE proposals SET status = o.status, decided_by = ?, decided_at = current_timestamp,
+                   reviewer_note = coalesce(?, reviewer_note), edited_instruction = o.edited_instruction,
+                   edited_input = o.edited_input, edited_output = o.edited_output
+               FROM _outcomes o WHERE proposals.id = o.id""",
+            [actor, note],
+        )
+
+
+def log_decisions(con: duckdb.DuckDBPyConnection, ids: list[str], action: str, actor: str,
+                  note: str | None = None) -> None:
+    """One audit row per proposal: `actor` decided `action`."""
     with registered(con, "_decided", pd.DataFrame({"id": pd.Series(ids, dtype="string")})):
-        con.execute(
-            """UPDATE proposals SET status = ?, decided_by = ?, decided_at = current_timestamp,
-                   reviewer_note = coalesce(?, reviewer_note),
-                   edited_instruction = ?, edited_input = ?, edited_output = ?
-               FROM _decided WHERE proposals.id = _decided.id""",
-            [status, actor, note, ei, ein, eo],
-        )
-        con.execute(
-            """INSERT INTO review_log (proposal_id, action, actor, note)
-               SELECT id, ?, ?, ? FROM _decided""",
-            [status, actor, note],
-        )
-    return len(ids)
+        con.execute("INSERT INTO review_log (proposal_id, action, actor, note) SELECT id, ?, ?, ? FROM _decided",
+                    [action, actor, note])
 
 
 def review_counts(con: duckdb.DuckDBPyConnection, iteration: int) -> dict[str, dict[str, int]]:

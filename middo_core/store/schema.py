@@ -213,8 +213,30 @@ CREATE TABLE IF NOT EXISTS audit_log (
 );
 """
 
+# v7: review overlap. Each curator's standing decision on a proposal, one row per curator (a new
+# decision replaces that curator's last; review_log keeps them all). proposals.status holds the
+# outcome (middo_core/overlap.py). A store's earlier decisions become their deciders' rows.
+SCHEMA_V7 = """
+CREATE TABLE IF NOT EXISTS curator_decisions (
+    proposal_id VARCHAR NOT NULL,
+    actor VARCHAR NOT NULL,                -- a person, or policy:<name>
+    decision VARCHAR NOT NULL,             -- accepted | edited | rejected
+    edited_instruction VARCHAR,
+    edited_input VARCHAR,
+    edited_output VARCHAR,
+    note VARCHAR,
+    decided_at TIMESTAMP DEFAULT current_timestamp
+);
+INSERT INTO curator_decisions
+    SELECT id, coalesce(decided_by, 'unknown'), status, edited_instruction, edited_input,
+           edited_output, reviewer_note, coalesce(decided_at, created_at)
+    FROM proposals WHERE status IN ('accepted', 'edited', 'rejected')
+      AND id NOT IN (SELECT proposal_id FROM curator_decisions);
+"""
+
 # Each entry upgrades the schema by one version. Index i moves version i to i + 1.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+                         SCHEMA_V7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -52,7 +52,7 @@ def test_stamps_change_with_signals_and_maps_only(workspace_factory):
 def test_a_store_from_before_stamps_gets_them_when_opened(workspace_factory):
     """A store last written by a version without stamps (schema v4) is stamped by its migration,
     so the Studio's caches of it also outlive unrelated writes."""
-    from middo_core.store.schema import migrate
+    from middo_core.store.schema import SCHEMA_VERSION, migrate
     from middo_core.workspace import open_workspace
 
     ws = workspace_factory("old")
@@ -68,4 +68,4 @@ def test_a_store_from_before_stamps_gets_them_when_opened(workspace_factory):
     reopened = open_workspace(ws.root)
     with reopened.store.read() as con:
         assert set(write_stamps(con)) == {"signals:0", "projection:0:umap"}
-        assert migrate(con) == 5
+        assert migrate(con) == SCHEMA_VERSION

@@ -1,0 +1,114 @@
+"""Review overlap: each proposal decided by N curators, and the rule that makes their decisions
+its outcome.
+
+With `review.overlap: N` in middo.yaml, a proposal stays pending until N curators have decided it.
+Then the majority holds: accept (an edit counts as an accept) against reject. A tie is broken by
+the owners among its curators (the majority of their decisions); while no owner has decided it,
+or the owners tie too, it stays pending and is owed to every owner who has not decided it. A
+curator's new decision replaces their last one and the outcome is worked out again. An accepted
+outcome carries the latest edit among the accepting decisions, if there is one.
+
+With overlap 1 (the default) a decision is the outcome, replacing any earlier one, as a single
+curator expects. A policy's decision (`middo loop --review auto`) is the outcome by itself too:
+a policy is not a curator.
+
+Only a resolved outcome (accepted or edited) enters the next dataset version: proposals.status
+is the outcome, and the build reads nothing else.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from middo_core.store import decisions as d
+from middo_core.store import review as q
+from middo_core.workspace import Workspace
+
+POLICY = "policy:"  # the actor prefix of a headless policy's decisions
+ACCEPTING = ("accepted", "edited")
+
+
+def overlap(ws: Workspace) -> int:
+    """How many curators decide each proposal."""
+    return ws.config.review.overlap
+
+
+def owners(ws: Workspace) -> set[str]:
+    """The actors whose decisions break a tie: review.owners in middo.yaml. (The one place that
+    knows who the owners are: it can read the roles mapping once sign-in's roles hold them.)"""
+    return set(ws.config.review.owners)
+
+
+def is_owner(ws: Workspace, actor: str) -> bool:
+    return actor in owners(ws)
+
+
+def rule(ws: Workspace) -> str:
+    """The rule in words, as the Review page and `middo review` state it."""
+    n = overlap(ws)
+    if n == 1:
+        return "Each proposal is decided by one curator: a decision is its outcome."
+    named = ", ".join(sorted(owners(ws))) or "none set (review.owners in middo.yaml)"
+    return (f"Each proposal is decided by {n} curators. Its outcome is the majority of their "
+            "decisions (an edit counts as an accept). A tie is broken by the owners' decisions "
+            f"(owners: {named}); until an owner decides it, it stays pending.")
+
+
+def outcomes(votes: pd.DataFrame, ids: list[str], n: int, owner_set: set[str]) -> pd.DataFrame:
+    """Each proposal's outcome (store.review.OUTCOME_COLUMNS) from its standing decisions
+    (store.decisions.VOTE_COLUMNS, oldest first) under the rule above."""
+    rows = []
+    by_id = dict(tuple(votes.groupby("proposal_id", sort=False))) if len(votes) else {}
+    for pid in ids:
+        v = by_id.get(pid)
+        status, text = "pending", (None, None, None)
+        if v is not None:
+            policy = v[v["actor"].str.startswith(POLICY)]
+            if len(policy):
+                v = policy.tail(1)
+            accepts = v["decision"].isin(ACCEPTING)
+            yes, no = int(accepts.sum()), int((~accepts).sum())
+            if len(policy) or len(v) >= n:
+                if yes == no:  # a tie: the owners' decisions among them decide
+                    own = v["actor"].isin(owner_set)
+                    yes, no = int((accepts & own).sum()), int((~accepts & own).sum())
+                if yes != no:
+                    status = "accepted" if yes > no else "rejected"
+            if status == "accepted":
+                edits = v[v["decision"] == "edited"]
+                if len(edits):
+                    last = edits.iloc[-1]
+                    status = "edited"
+                    text = (last["edited_instruction"], last["edited_input"], last["edited_output"])
+        rows.append((pid, status, *text))
+    return pd.DataFrame(rows, columns=q.OUTCOME_COLUMNS)
+
+
+def decide(ws: Workspace, con: duckdb.DuckDBPyConnection, proposal_ids: list[str], status: str,
+           actor: str, note: str | None = None, edited: tuple[str, str, str] | None = None) -> int:
+    """Record `actor`'s decision (accepted, edited, rejected; pending resets the proposals) on
+    each proposal that is not failed, log it in the audit trail, and write the outcomes.
+    Returns how many proposals it decided."""
+    ids = q.decidable(con, proposal_ids)
+    if not ids:
+        return 0
+    alone = overlap(ws) == 1 or actor.startswith(POLICY)
+    if status == "pending":
+        d.clear_decisions(con, ids)
+    else:
+        d.record_decisions(con, ids, status, actor, note, edited, alone)
+    if alone or status == "pending":
+        text = edited if edited is not None else (None, None, None)
+        result = pd.DataFrame({"id": ids, "status": status, "edited_instruction": text[0],
+                               "edited_input": text[1], "edited_output": text[2]})
+    else:
+        result = outcomes(d.votes(con, ids), ids, overlap(ws), owners(ws))
+    q.set_outcomes(con, result, actor, note)
+    q.log_decisions(con, ids, status, actor, note)
+    return len(ids)
+
+
+def owed(ws: Workspace, actor: str) -> q.Owed:
+    """The queue filter for the proposals `actor` still owes (a policy: every pending one)."""
+    return None if actor.startswith(POLICY) else (actor, is_owner(ws, actor), overlap(ws))
