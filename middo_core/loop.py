@@ -104,10 +104,11 @@ def diagnose_step(ws: Workspace, iteration: int, progress: ProgressFn | None = N
         upsert_iteration(con, iteration, counts={"diagnosed_with": model})
 
 
-def select_step(ws: Workspace, iteration: int, m: tuple[float, float, float] | None = None) -> Selection:
+def select_step(ws: Workspace, iteration: int, m: tuple[float, float, float] | None = None,
+                actor: Actor = "cli") -> Selection:
     """Flag samples with the given m's, the stored ones, the config's, or auto m; store the result."""
     selection = choose(ws, iteration, m)
-    save_selection(ws, iteration, selection)
+    save_selection(ws, iteration, selection, actor)
     return selection
 
 
@@ -149,8 +150,10 @@ class LoopReport:
     steps_run: list[str] = field(default_factory=list)
 
 
-def run_loop(ws: Workspace, iterations: int | None = None, progress: ProgressFn | None = None) -> LoopReport:
-    """Run (or resume) the loop until M(iterations) is trained and evaluated."""
+def run_loop(ws: Workspace, iterations: int | None = None, progress: ProgressFn | None = None,
+             actor: Actor = "cli") -> LoopReport:
+    """Run (or resume) the loop until M(iterations) is trained and evaluated; the selections and
+    builds it stores are recorded under `actor`."""
     total = ws.config.loop.iterations if iterations is None else iterations
     out = LoopReport()
     if not step_states(ws, 0)["built"]:
@@ -174,7 +177,7 @@ def run_loop(ws: Workspace, iterations: int | None = None, progress: ProgressFn 
             diagnose_step(ws, i, progress)
             out.steps_run.append(f"diagnose {i}")
         if not step_states(ws, i)["selected"]:
-            select_step(ws, i)
+            select_step(ws, i, actor=actor)
             out.steps_run.append(f"select {i}")
         if not step_states(ws, i)["refined"]:
             refine_step(ws, i, progress)
@@ -185,7 +188,7 @@ def run_loop(ws: Workspace, iterations: int | None = None, progress: ProgressFn 
         if not step_states(ws, i)["reviewed"] and not review_step(ws, i):
             out.stopped_at, out.stopped_iteration = "review", i
             return out
-        build_step(ws, i)
+        build_step(ws, i, actor)
         out.steps_run.append(f"build {i + 1}")
         out.iterations_done = i + 1
     out.iterations_done = total
@@ -289,7 +292,8 @@ def loop_job(ws: Workspace, run_id: str, iteration: int | None, args: dict, prog
     settings = {"iterations": args.get("iterations") or ws.config.loop.iterations,
                 "review": ws.config.loop.review}
     record = record_loop(ws, settings)
-    out = run_loop(ws, settings["iterations"], progress=progress)
+    # who started the run (start_job checked their role): the selections and builds are theirs
+    out = run_loop(ws, settings["iterations"], progress=progress, actor=args.get("_actor", "cli"))
     if out.stopped_at is None:
         finish_loop(ws, record)
     return out.__dict__

@@ -40,6 +40,7 @@ def start_job(ws: Workspace, kind: str, iteration: int | None, args: dict[str, A
     get_job_kind(kind)  # refuse an unknown kind (or a broken install) here, not in a log file later
     actor = check(ws, actor, run_action(kind))
     args = dict(args or {})
+    args["_actor"] = actor  # hidden from the status (a leading _), read by runs that store things
     json.dumps(args)  # job arguments must survive the trip through the store
     # a process already holding the lock (a CLI command) covers the jobs it starts itself
     locking = kind in lock.WRITERS and not lock.held_here(ws)
