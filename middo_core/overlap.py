@@ -21,6 +21,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from middo_core.access import Identity, role_of
 from middo_core.store import decisions as d
 from middo_core.store import review as q
 from middo_core.workspace import Workspace
@@ -34,14 +35,16 @@ def overlap(ws: Workspace) -> int:
     return ws.config.review.overlap
 
 
-def owners(ws: Workspace) -> set[str]:
-    """The actors whose decisions break a tie: review.owners in middo.yaml. (The one place that
-    knows who the owners are: it can read the roles mapping once sign-in's roles hold them.)"""
-    return set(ws.config.review.owners)
-
-
 def is_owner(ws: Workspace, actor: str) -> bool:
-    return actor in owners(ws)
+    """Whether `actor`'s decision breaks a tie: named in review.owners, or a signed-in identity
+    (recorded by e-mail address or subject) that the access roles in middo.yaml make an owner.
+    A typed name is a curator here unless review.owners names it."""
+    if actor in ws.config.review.owners:
+        return True
+    if actor.startswith(POLICY) or not ws.config.access.roles:
+        return False
+    who = Identity(subject=actor, email=actor if "@" in actor else None)
+    return role_of(ws.config.access, who) == "owner"
 
 
 def rule(ws: Workspace) -> str:
@@ -49,7 +52,9 @@ def rule(ws: Workspace) -> str:
     n = overlap(ws)
     if n == 1:
         return "Each proposal is decided by one curator: a decision is its outcome."
-    named = ", ".join(sorted(owners(ws))) or "none set (review.owners in middo.yaml)"
+    named = ", ".join(sorted(ws.config.review.owners)
+                      + [k for k, r in sorted(ws.config.access.roles.items()) if r == "owner"])
+    named = named or "none set (review.owners in middo.yaml)"
     return (f"Each proposal is decided by {n} curators. Its outcome is the majority of their "
             "decisions (an edit counts as an accept). A tie is broken by the owners' decisions "
             f"(owners: {named}); until an owner decides it, it stays pending.")
@@ -57,7 +62,8 @@ def rule(ws: Workspace) -> str:
 
 def outcomes(votes: pd.DataFrame, ids: list[str], n: int, owner_set: set[str]) -> pd.DataFrame:
     """Each proposal's outcome (store.review.OUTCOME_COLUMNS) from its standing decisions
-    (store.decisions.VOTE_COLUMNS, oldest first) under the rule above."""
+    (store.decisions.VOTE_COLUMNS, oldest first) under the rule above; `owner_set` holds the
+    owners among their actors."""
     rows = []
     by_id = dict(tuple(votes.groupby("proposal_id", sort=False))) if len(votes) else {}
     for pid in ids:
@@ -103,7 +109,9 @@ def decide(ws: Workspace, con: duckdb.DuckDBPyConnection, proposal_ids: list[str
         result = pd.DataFrame({"id": ids, "status": status, "edited_instruction": text[0],
                                "edited_input": text[1], "edited_output": text[2]})
     else:
-        result = outcomes(d.votes(con, ids), ids, overlap(ws), owners(ws))
+        votes = d.votes(con, ids)
+        owner_set = {a for a in votes["actor"].unique() if is_owner(ws, a)}
+        result = outcomes(votes, ids, overlap(ws), owner_set)
     q.set_outcomes(con, result, actor, note)
     q.log_decisions(con, ids, status, actor, note)
     return len(ids)

@@ -258,3 +258,14 @@ def test_middo_review_lists_what_its_actor_still_owes(workspace_factory):
     assert "agreement: Fleiss' kappa" in out and "on 2 proposals x 2 curators (3 accept, 1 reject)" in out
     data = json.loads(middo("--actor", "olga", "--json"))
     assert data["overlap"] == 2 and data["owed"] == {"actor": "olga", "proposals": ["p1", "p2", "p3"]}
+
+
+def test_an_owner_by_access_role_breaks_a_tie(workspace_factory):
+    ws = workspace(workspace_factory, overlap=2, owners=())
+    ws.config.access.roles = {"lead@example.org": "owner", "@example.org": "curator"}
+    accept(ws, "p0", actor="ann@example.org")
+    reject(ws, "p0", actor="ben@example.org")
+    assert status(ws, "p0") == "pending"
+    assert "p0" not in owed(ws, "cy@example.org") and "p0" in owed(ws, "lead@example.org")
+    reject(ws, "p0", actor="lead@example.org")
+    assert status(ws, "p0") == "rejected"

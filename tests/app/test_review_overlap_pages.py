@@ -74,3 +74,46 @@ def test_iterations_page_shows_agreement_between_curators(studio_ws):
     assert list(curators["curator"]) == ["alice", "bob", "carol"]
     assert list(curators["accepted"]) == ["2", "2", "2"]  # formatted counts
     assert list(curators["with the outcome (%)"]) == ["100", "100", "50"]  # carol: the minority twice
+
+
+AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+        "client_id": "middo", "client_secret": "s3cret",
+        "server_metadata_url": "http://localhost:9/.well-known/openid-configuration"}
+
+
+def test_signed_in_curators_decide_as_themselves_and_an_owner_breaks_the_tie(workspace_factory, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+    from studio_helpers import APP, seed_samples
+
+    ws = workspace_factory("team", review={"overlap": 2}, access={"roles": {
+        "cal@example.com": "curator", "dee@example.com": "curator", "oz@example.com": "owner"}})
+    ids = write_proposals(ws, seed_samples(ws, 20))
+    monkeypatch.setenv("MIDDO_WORKSPACE", str(ws.root))
+
+    def open_as(email: str):
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.secrets["auth"] = AUTH
+        at.user = {"is_logged_in": True, "sub": f"sub-{email}", "email": email}
+        at.run()
+        at.switch_page("app_pages/review.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    at = open_as("cal@example.com")
+    assert "Curator" not in [t.label for t in at.text_input]  # signed in: no name to type
+    assert "cal@example.com, you still owe 4 proposal(s)." in texts(at)
+    assert "owners: oz@example.com" in texts(at)
+    at.button(key="review_accept").click().run()
+    at = open_as("dee@example.com")
+    at.button(key="review_reject").click().run()
+    assert status_of(ws, ids[0]) == "pending"
+    assert "dee@example.com, you still owe 3 proposal(s)." in texts(at)
+    at = open_as("oz@example.com")
+    assert "oz@example.com, you still owe 4 proposal(s)." in texts(at)
+    at.button(key="review_accept").click().run()
+    assert status_of(ws, ids[0]) == "accepted"
+    with ws.store.read() as con:
+        trail = con.execute("SELECT actor, action FROM review_log WHERE proposal_id = ? ORDER BY decided_at",
+                            [ids[0]]).fetchall()
+    assert trail == [("cal@example.com", "accepted"), ("dee@example.com", "rejected"),
+                     ("oz@example.com", "accepted")]
