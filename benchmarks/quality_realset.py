@@ -2,6 +2,8 @@
 
     python -m benchmarks.quality_realset build [--root benchmarks/out/quality/alpaca]
     python -m benchmarks.quality_realset evaluate [--root ...]
+    python -m benchmarks.quality_realset build --heldout [--root benchmarks/out/quality/heldout]
+    python -m benchmarks.quality_realset evaluate --heldout --modes pmi-ppl pmi-rep [--root ...]
 
 `build` draws RECORDS records from ../shared/data/alpaca_en_demo.json (seeded), corrupts a fixed
 share of them (CORRUPT_SHARE, seeded) with the recipe below, imports all of them into a new
@@ -71,6 +73,8 @@ def admits(kind: str, rec: dict) -> bool:
         return len(sentences(out)) >= 2
     if kind == "numbers":
         return bool(_NUMBER.search(out))
+    if kind == "spliced":
+        return len(sentences(out)) >= 2
     return True
 
 
@@ -106,6 +110,14 @@ def corrupt(kind: str, rec: dict, others: list[dict], rng: random.Random) -> str
             n = int(value)
             return str(n + rng.choice([-3, -2, -1, 1, 2, 3, 7, 10]) if n > 3 else n + rng.randint(2, 9))
         return _NUMBER.sub(other, out)
+    if kind == "boilerplate":
+        return rng.choice(BOILERPLATE)
+    if kind == "spliced":
+        mine = sentences(out)
+        donors = [o for o in others if len(sentences(o["output"])) >= 2 and o["output"] != out]
+        theirs = sentences(rng.choice(donors)["output"])
+        keep = max(1, len(mine) // 2)
+        return " ".join(mine[:keep] + theirs[len(theirs) // 2:])
     request = (rec["instruction"].rstrip(".?!") + (f" ({rec['input']})" if rec["input"] else ""))
     request = request[0].lower() + request[1:]
     return rng.choice(EVASIVE).format(request=request)
@@ -117,9 +129,14 @@ def build_records(seed: int = SEED) -> tuple[list[dict], dict[int, str]]:
     pool = json.loads(DATA.read_text(encoding="utf-8"))
     records = [dict(r) for r in rng.sample(pool, RECORDS)]
     chosen = rng.sample(range(RECORDS), round(RECORDS * CORRUPT_SHARE))
+    return _corrupt_all(records, chosen, KINDS, rng)
+
+
+def _corrupt_all(records: list[dict], chosen: list[int], kinds_in_turn: tuple[str, ...],
+                 rng: random.Random) -> tuple[list[dict], dict[int, str]]:
     kinds: dict[int, str] = {}
     for n in range(len(chosen)):  # the kinds in turn, each on the next record that admits it
-        kind = KINDS[n % len(KINDS)]
+        kind = kinds_in_turn[n % len(kinds_in_turn)]
         i = next((j for j in chosen if j not in kinds and admits(kind, records[j])), None)
         if i is None:
             i, kind = next(j for j in chosen if j not in kinds), "evasive"
@@ -129,7 +146,42 @@ def build_records(seed: int = SEED) -> tuple[list[dict], dict[int, str]]:
     return records, kinds
 
 
-def build(root: Path) -> None:
+# --- the held-out set ------------------------------------------------------------------------
+# Built after the seed-18 set above had been seen (it is a development set now), before any
+# method was scored on it, and scored once, with the method frozen in a commit beforehand
+# (docs/EVIDENCE.md, "Quality: repetition and restating"). A fresh draw: none of the records the
+# seed-18 set used, another seed, the six kinds above plus two that no method here was designed
+# on or has seen:
+# - boilerplate: the response replaced by an off-topic canned disclaimer that neither restates
+#   nor answers the request (one of three wordings);
+# - spliced: the response's first sentences (about half) followed by the last sentences of the
+#   response of another drawn record, chosen at random: an answer that drifts into another one.
+HELDOUT_SEED = 2612
+HELDOUT_KINDS = (*KINDS, "boilerplate", "spliced")
+HELDOUT_CORRUPT = 40  # 5 per kind
+BOILERPLATE = (
+    "As an AI language model, I do not have personal opinions or access to real-time "
+    "information. Please consult a qualified professional for advice about your situation.",
+    "I'm sorry, but I am not able to provide that kind of content. Please note that this "
+    "information is for general purposes only and should not be taken as professional advice.",
+    "Disclaimer: the content provided here is for informational purposes only. Results may vary, "
+    "and no guarantee is made about accuracy or completeness. Always do your own research.",
+)
+
+
+def heldout_records(seed: int = HELDOUT_SEED) -> tuple[list[dict], dict[int, str]]:
+    """RECORDS records that the seed-18 set did not use (compared as whole records), corrupted
+    HELDOUT_CORRUPT times with HELDOUT_KINDS in turn."""
+    pool = json.loads(DATA.read_text(encoding="utf-8"))
+    used = {json.dumps(r, sort_keys=True) for r in random.Random(SEED).sample(pool, RECORDS)}
+    rest = [r for r in pool if json.dumps(r, sort_keys=True) not in used]
+    rng = random.Random(seed)
+    records = [dict(r) for r in rng.sample(rest, RECORDS)]
+    chosen = rng.sample(range(RECORDS), HELDOUT_CORRUPT)
+    return _corrupt_all(records, chosen, HELDOUT_KINDS, rng)
+
+
+def build(root: Path, heldout: bool = False) -> None:
     from middo_core.config import WorkspaceConfig
     from middo_core.data.importer import import_file
     from middo_core.loop import train_step
@@ -141,7 +193,7 @@ def build(root: Path) -> None:
         train_step(open_workspace(root), 0)
         print(f"trained M(0) in {(time.time() - t0) / 60:.1f} min", flush=True)
         return
-    records, kinds = build_records()
+    records, kinds = heldout_records() if heldout else build_records()
     root.mkdir(parents=True, exist_ok=True)
     source = root.parent / f"{root.name}-records.json"
     source.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -154,7 +206,7 @@ def build(root: Path) -> None:
     (ws.artifacts / LABELS_FILE).write_text(json.dumps(labels, indent=1), encoding="utf-8")
     print(f"imported {rep.n_imported} samples ({rep.n_duplicates} duplicates once); corrupted "
           f"{len(labels)}:",
-          {k: list(kinds.values()).count(k) for k in KINDS}, flush=True)
+          {k: list(kinds.values()).count(k) for k in HELDOUT_KINDS}, flush=True)
     t0 = time.time()
     train_step(ws, 0)
     print(f"trained M(0) in {(time.time() - t0) / 60:.1f} min", flush=True)
@@ -196,9 +248,16 @@ def evaluate(root: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("step", choices=["build", "evaluate"])
-    ap.add_argument("--root", default="benchmarks/out/quality/alpaca")
+    ap.add_argument("--root", default=None, help="default: benchmarks/out/quality/alpaca, or "
+                    "benchmarks/out/quality/heldout with --heldout")
+    ap.add_argument("--heldout", action="store_true", help="the held-out set (HELDOUT_SEED)")
     args = ap.parse_args()
-    (build if args.step == "build" else evaluate)(Path(args.root))
+    root = Path(args.root or ("benchmarks/out/quality/heldout" if args.heldout
+                              else "benchmarks/out/quality/alpaca"))
+    if args.step == "build":
+        build(root, heldout=args.heldout)
+    else:
+        evaluate(root)
 
 
 if __name__ == "__main__":
