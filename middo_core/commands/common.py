@@ -39,11 +39,22 @@ def warn(message: str) -> None:
     console.print(f"[yellow]warning:[/yellow] {escape(message)}")
 
 
+_opened: list[Path] = []  # the workspace this command opened
+
+
 def workspace(path: Path) -> Workspace:
     try:
-        return open_workspace(path)
+        ws = open_workspace(path)
     except Exception as exc:  # config and store errors read as one sentence
         fail(str(exc))
+    _opened[:] = [ws.root]
+    return ws
+
+
+def opened_workspace() -> Path | None:
+    """The folder of the workspace this command opened (where a full disk is, when the error
+    names no file)."""
+    return _opened[0] if _opened else None
 
 
 def emit_json(payload: Any) -> None:

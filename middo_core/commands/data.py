@@ -18,6 +18,7 @@ from middo_core.commands.common import (
 from middo_core.data import EXPORT_FORMATS, FORMATS, DataImportError, ExportError, RowError
 from middo_core.data import export_dataset as _export_dataset
 from middo_core.data import import_file as _import_file
+from middo_core.files import disk_full, disk_full_message
 from middo_core.progress import Progress
 from middo_core.workspace import WorkspaceError
 
@@ -119,7 +120,7 @@ def register(app: typer.Typer) -> None:
                 path = _export_dataset(ws, out, format=format, iteration=iteration,
                                        only_refined=only_refined, progress=track, split=split)
             except (ExportError, OSError) as exc:
-                fail(str(exc))
+                fail(disk_full_message(exc, out) if disk_full(exc) else str(exc))
         results.print(f"Wrote {counted[0]:,} samples to {path}", highlight=False, soft_wrap=True)
         if format == "llamafactory":
             results.print(f"LLaMA-Factory entry added to {path.parent / 'dataset_info.json'}",

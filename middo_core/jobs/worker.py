@@ -12,6 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from middo_core.files import disk_full, disk_full_message
 from middo_core.progress import Cancelled
 
 
@@ -63,8 +64,12 @@ def run(workspace: Path, run_id: str) -> int:
                 run_store.set_run(con, run_id, "cancelled")
             return 0
         traceback.print_exc()
+        error = f"{type(exc).__name__}: {exc}"
+        if disk_full(exc):  # said in the log first: recording it needs space too
+            error = disk_full_message(exc, ws.root)
+            print(f"run {run_id}: {error}", flush=True)
         with ws.store.write() as con:
-            run_store.set_run(con, run_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+            run_store.set_run(con, run_id, "failed", error=error[:2000])
         return 1
     else:
         with ws.store.write() as con:

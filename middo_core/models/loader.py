@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from middo_core.files import DamagedFile
 from middo_core.models import speedups
 
 SMOLLM2_ALIAS = "smollm2-135m"
@@ -161,6 +162,12 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto") -> tuple[An
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     except OSError as exc:
         raise ModelError(f"cannot load model '{name}': {exc}") from exc
+    except Exception as exc:
+        damaged = damaged_weights(Path(path))
+        if damaged is None:
+            raise
+        raise DamagedFile(f"{damaged}: the model's weights are cut short or damaged; train that "
+                          "iteration again (middo train) or choose another model") from exc
     model.to(dev).eval()
     if str(dev) == "cpu":
         keep_cpu_buffers_in_heap()
@@ -191,6 +198,20 @@ def fast_path(model: Any) -> speedups.FastPath | None:
     """The CPU speed layer's padding-free pass and loss kernel for a model loaded here (None: the
     model's own forward and PyTorch's cross-entropy)."""
     return speedups.fast_path(model)
+
+
+def damaged_weights(folder: Path) -> Path | None:
+    """The first .safetensors file in `folder` whose header or length is wrong (cut short by a
+    full disk or a copy), else None; reads headers only."""
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "np"):
+                pass
+        except (SafetensorError, OSError):
+            return path
+    return None
 
 
 def model_fingerprint(name: str) -> str:

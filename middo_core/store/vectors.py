@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from middo_core.files import remove_stale
+from middo_core.files import DamagedFile, remove_stale
 
 if TYPE_CHECKING:
     from middo_core.store.db import Store
@@ -284,11 +284,11 @@ def _load(path: Path) -> np.ndarray:
     except FileNotFoundError:
         raise
     except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable vector shard ({exc}); remove it to recompute "
-                         "its vectors") from exc
+        raise DamagedFile(f"{path}: not a readable vector shard ({exc}); remove it to recompute "
+                          "its vectors") from exc
     if arr.ndim != 1 or arr.dtype.names != ("id", "v") or arr.dtype["v"].ndim != 1:
-        raise ValueError(f"{path}: not a vector shard (an array of {arr.dtype} with shape "
-                         f"{arr.shape}); remove it to recompute its vectors")
+        raise DamagedFile(f"{path}: not a vector shard (an array of {arr.dtype} with shape "
+                          f"{arr.shape}); remove it to recompute its vectors")
     return arr
 
 

@@ -8,6 +8,7 @@ and tokenizer to iter_{i}.tmp, renamed to iter_{i} once complete.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from middo_core.files import disk_full
 from middo_core.progress import Cancelled, Progress, ProgressFn, report
 from middo_core.store import iterations as iter_store
 from middo_core.store import samples as sample_store
@@ -150,11 +152,22 @@ def _last_complete_checkpoint(work: Path) -> str | None:
         if folder.name.split("-")[-1].isdigit():
             found.append((int(folder.name.split("-")[-1]), folder))
     for _, folder in sorted(found, reverse=True):
-        if (folder / "trainer_state.json").exists():
+        if _whole(folder):
             return str(folder)
-        if _rank() == 0:
-            shutil.rmtree(folder, ignore_errors=True)  # half-written by a killed process
+        if _rank() == 0:  # half-written by a killed process, cut short by a full disk or a copy
+            shutil.rmtree(folder, ignore_errors=True)
     return None
+
+
+def _whole(checkpoint: Path) -> bool:
+    """Its trainer_state.json (written last) parses and no weights file is cut short."""
+    from middo_core.models.loader import damaged_weights
+
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return damaged_weights(checkpoint) is None
 
 
 def _load_for_training(base: str, plan: TrainPlan):
@@ -219,7 +232,13 @@ def _fit(ws: Workspace, iteration: int, plan: TrainPlan, base: str, device: str,
                       data_collator=PadCollator(tokenizer.pad_token_id),
                       callbacks=[_make_callback(callback)])
     trainer.remove_callback(PrinterCallback)  # it prints every log line; progress goes to `progress`
-    out = trainer.train(resume_from_checkpoint=last)
+    try:
+        out = trainer.train(resume_from_checkpoint=last)
+    except Exception as exc:
+        if not disk_full(exc, work):
+            raise
+        _last_complete_checkpoint(work)  # drops the checkpoint the disk could not hold
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(work)) from exc
     if _rank() == 0:
         report(progress, "train: saving", 0, 1, f"writing {final}")
         _save_final(trainer, plan, tokenizer, final)
@@ -262,8 +281,14 @@ def _save_final(trainer, plan: TrainPlan, tokenizer, final: Path) -> None:
     model.config.use_cache = True
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)  # the intermediate checkpoint stays for a rerun
+        if disk_full(exc, final.parent):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(final.parent)) from exc
+        raise
     old = final.with_name(final.name + ".old")
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)

@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +200,37 @@ def check_consistent(root: Path) -> dict[str, Any]:
         n_samples = len(rows)
     return {"sizes": sizes, "statuses": statuses, "samples": n_samples, "review_log": log_rows,
             "records": records}
+
+
+# --- a small disk ------------------------------------------------------------------------------
+
+@contextmanager
+def small_disk(folder: Path, size: str) -> Iterator[Path]:
+    """`folder` on a tmpfs of `size` ("8m") for the block (root only). A mount that fails fails
+    the test: a skipped fault would count as tried."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    assert mounted.returncode == 0, f"cannot mount a tmpfs on {folder}: {mounted.stderr}"
+    try:
+        yield folder
+    finally:
+        if subprocess.run(["umount", str(folder)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(folder)], check=True)  # busy: detach it anyway
+
+
+def resize_disk(folder: Path, size: str) -> None:
+    """Give a small disk more room (as a user who frees space would)."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
+
+
+def fill_disk(folder: Path, leave: int) -> Path:
+    """A ballast file that leaves about `leave` bytes free on `folder`'s disk; delete it to free
+    the space again."""
+    ballast = folder / "ballast"
+    st = os.statvfs(folder)
+    free = st.f_bavail * st.f_frsize
+    assert free > leave, f"{folder}: only {free} bytes free, cannot leave {leave}"
+    with open(ballast, "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, free - leave)
+    return ballast
