@@ -177,8 +177,9 @@ def _map_keys(root: str, iteration: int, method: str, version: int) -> tuple[str
 
 
 def projection(root: str, iteration: int, method: str, version: int) -> dict[str, Any]:
-    """The stored map with what every redraw reuses: escaped hover texts, rows in the signal table,
-    float32 coordinates and the density grid of every point.
+    """The stored map with what every redraw reuses: float32 coordinates, rows in the signal
+    table, and either the escaped hover texts (up to MAX_DRAWN samples, drawn as points) or each
+    sample's pixel in the image of all of them (above).
 
     Shared between sessions and never copied: callers must not modify it.
     """
@@ -187,70 +188,180 @@ def projection(root: str, iteration: int, method: str, version: int) -> dict[str
 
 @st.cache_resource(show_spinner="Loading the map…", max_entries=3)
 def _projection(root: str, iteration: int, method: str, keys: tuple[str, str], _version: int) -> dict[str, Any]:
-    from middo_core.projections import density_grid, load_projection
+    from middo_core.map_raster import Frame, pixels
+    from middo_core.projections import load_projection
+    from middo_core.store.projections import projection_size
 
     version = _version
-    points = load_projection(workspace(root, version), iteration, method, text_chars=HOVER_CHARS)
-    # plotly reads hover text as HTML: escaped, column-wise (a Python loop takes 0.35 s at 200k)
-    text = points["instruction"].fillna("").astype(str)
-    for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
-        text = text.str.replace(char, entity, regex=False)
-    hover = text.to_numpy(dtype=object)
-    points = points.drop(columns="instruction")  # kept once, as the escaped hover texts
+    ws = workspace(root, version)
+    with ws.store.read() as con:
+        image = projection_size(con, iteration, method) > MAX_DRAWN
+    # an image has no hover, so a million texts are not read for it
+    points = load_projection(ws, iteration, method, text_chars=0 if image else HOVER_CHARS)
+    hover = None
+    if not image:  # plotly reads hover text as HTML: escaped, column-wise (a loop: 0.35 s at 200k)
+        text = points["instruction"].fillna("").astype(str)
+        for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+            text = text.str.replace(char, entity, regex=False)
+        hover = text.to_numpy(dtype=object)
+    points = points.drop(columns="instruction")
     data = signals(root, iteration, version)
     pos = summaries.positions(data[1].ids, points["sample_id"].to_numpy()) if data is not None else None
     x, y = points["x"].to_numpy(np.float32), points["y"].to_numpy(np.float32)
+    frame = Frame.around(x, y) if image else None
     return {"points": points, "hover": hover, "positions": pos, "x": x, "y": y,
-            "ids": points["sample_id"].to_numpy(dtype=object),
-            "density": density_grid(x, y) if len(points) > MAX_DRAWN else None}
+            "ids": points["sample_id"].to_numpy(dtype=object), "image": image,
+            "frame": frame, "pixels": pixels(x, y, frame) if image else None}
+
+
+@st.cache_resource(show_spinner=False, max_entries=3)
+def _projection_index(root: str, iteration: int, method: str, keys: tuple[str, str], _version: int) -> pd.Index:
+    return pd.Index(projection(root, iteration, method, _version)["ids"])
+
+
+def search_positions(root: str, iteration: int, method: str, text: str, version: int) -> np.ndarray | None:
+    """Rows of the map whose sample holds `text` (instruction, input or output; case-insensitive);
+    None without a search."""
+    text = text.strip()
+    if not text:
+        return None
+    return _search_positions(root, iteration, method, text, _map_keys(root, iteration, method, version),
+                             version)
+
+
+@st.cache_resource(show_spinner="Searching…", max_entries=8)
+def _search_positions(root: str, iteration: int, method: str, text: str, keys: tuple[str, str],
+                      _version: int) -> np.ndarray:
+    from middo_core.store.views import matching_ids
+
+    with workspace(root, _version).store.read() as con:
+        ids = matching_ids(con, iteration, text)
+    pos = _projection_index(root, iteration, method, keys, _version).get_indexer(ids)
+    return np.sort(pos[pos >= 0])
 
 
 def map_figure(root: str, iteration: int, method: str, version: int, colour: str,
-               m: tuple[float, float, float] | None) -> tuple[MapFigure, Any]:
+               m: tuple[float, float, float] | None, search: str = "") -> tuple[MapFigure, Any]:
     """The map figure coloured by `colour` with the flags of m (complexity, diversity, quality),
-    and that selection (None without signals). Built once per choice: a rerun that changes
-    neither (a lasso, a click in the list) sends the identical figure, which the browser keeps."""
-    return _map_figure(root, iteration, method, _map_keys(root, iteration, method, version), colour, m,
-                       version)
+    the samples found by `search` marked, and that selection (None without signals). Built once
+    per choice: a rerun that changes none (a lasso, a click in the list) sends the identical
+    figure, which the browser keeps."""
+    keys = _map_keys(root, iteration, method, version)
+    return _map_figure(root, iteration, method, keys, colour, m, search.strip(), version)
+
+
+def _colour_values(mapped: dict[str, Any], colour: str, flags: np.ndarray,
+                   data: tuple[pd.DataFrame, SignalTable] | None) -> np.ndarray:
+    """The value of `colour` for every row of the map: a label, or a number (NaN when unknown)."""
+    points = mapped["points"]
+    if colour == "flag":
+        return flags
+    if colour == "created_in_iteration":
+        return np.array([f"iteration {v}" for v in points[colour].to_numpy()], dtype=object)
+    if colour in CATEGORICAL:
+        return points[colour].astype(str).to_numpy()
+    if colour in points:
+        return points[colour].to_numpy(np.float64, na_value=np.nan)
+    out = np.full(len(points), np.nan)  # another registered signal: from the signal table
+    pos = mapped["positions"]
+    if data is not None and pos is not None and colour in data[0]:
+        column = data[0][colour].to_numpy(np.float64, na_value=np.nan)
+        out[pos >= 0] = column[pos[pos >= 0]]
+    return out
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _map_figure(root: str, iteration: int, method: str, keys: tuple[str, str], colour: str,
-                m: tuple[float, float, float] | None, _version: int) -> tuple[MapFigure, Any]:
+                m: tuple[float, float, float] | None, search: str, _version: int) -> tuple[MapFigure, Any]:
     version = _version
     mapped = projection(root, iteration, method, version)
-    points, n = mapped["points"], len(mapped["points"])
-    data = signals(root, iteration, version) if m is not None else None
-    selection = data[1].select(*m) if data is not None else None
-    if selection is not None:
+    n = len(mapped["points"])
+    data = signals(root, iteration, version) if m is not None or colour not in mapped["points"] else None
+    selection = data[1].select(*m) if data is not None and m is not None else None
+    if selection is not None and colour == "flag":
         flags = summaries.flag_labels(data[1].ids, selection.masks, mapped["ids"], pos=mapped["positions"])
     else:
         flags = np.full(n, "not flagged", dtype=object)
-    keep = flags != "not flagged"
-    idx = summaries.drawing_subset(n, keep, max_points=MAX_DRAWN)
+    values = _colour_values(mapped, colour, flags, data)
     continuous = colour not in CATEGORICAL
-    if colour == "flag":
-        values = flags[idx]
-    elif colour == "created_in_iteration":
-        values = np.array([f"iteration {v}" for v in points[colour].to_numpy()[idx]], dtype=object)
-    elif continuous:
-        values = points[colour].to_numpy(np.float64, na_value=np.nan)[idx]
+    found = search_positions(root, iteration, method, search, version)
+    shown = colour.replace("_", " ")
+    found_note = f" · {len(found):,} found by the search" if found is not None else ""
+    title = f"{method.upper()} map of D({iteration}) coloured by {shown} · {n:,} samples{found_note}"
+    if not mapped["image"]:
+        mask = None
+        if found is not None:
+            mask = np.zeros(n, dtype=bool)
+            mask[found] = True
+        return map_view.map_figure(mapped["x"], mapped["y"], mapped["ids"], mapped["hover"], values,
+                                   colour, continuous, title, found=mask), selection
+    from middo_core import map_raster
+
+    frame, pix = mapped["frame"], mapped["pixels"]
+    if continuous:
+        edges = map_view.step_edges(values, len(map_view.VIRIDIS))
+        steps = [] if edges is None else map_view.step_names(edges)
+        palette = map_view.VIRIDIS if len(steps) > 1 else map_view.VIRIDIS[5:6]
+        image = map_raster.shade_values(pix, values, edges if edges is not None else np.array([0.0]),
+                                        map_view.rgb(palette), map_view.rgb([map_view.MISSING])[0], frame)
+        legend = list(zip(steps, palette, strict=False))[::-1]
+        if not np.isfinite(values).all():
+            legend.append((f"no {shown}", map_view.MISSING))
     else:
-        values = points[colour].astype(str).to_numpy()[idx]
-    if idx.size == n:
-        shown, note = f"{n:,} samples", ""
-    else:
-        kept_all = int(keep[idx].sum()) == int(keep.sum())
-        shown = f"{idx.size:,} of {n:,} samples drawn"
-        note = (f"Points: {idx.size:,} of {n:,} samples, "
-                + ("every flagged one and a random sample of the rest" if kept_all
-                   else "flagged and unflagged ones sampled (too many flagged to draw them all)")
-                + f". The grey shading under them is the density of all {n:,}.")
-    title = f"{method.upper()} map of D({iteration}) coloured by {colour.replace('_', ' ')} · {shown}"
-    figure = map_view.map_figure(mapped["x"][idx], mapped["y"][idx], mapped["ids"][idx], mapped["hover"][idx],
-                                 values, colour, continuous, title, n, density=mapped["density"])
-    figure.note = note
-    return figure, selection
+        names = map_view.category_order(values)
+        colours = map_view.category_colours(colour, names)
+        codes = pd.Categorical(values, categories=names).codes
+        image = map_raster.shade_categories(pix, codes, map_view.rgb(colours), frame)
+        legend = list(zip(names, colours, strict=True))[::-1]
+    if found is not None:
+        image = map_raster.mark(image, pix[found], map_view.rgb([map_view.SEARCH_COLOUR])[0])
+        legend.insert(0, ("found by the search", map_view.SEARCH_COLOUR))
+    note = (f"Every one of the {n:,} samples is drawn: each pixel takes the colour of its samples "
+            + ("(their mean value)" if continuous else "(flagged ones over the rest)" if colour == "flag"
+               else "(the last in the legend's order over the others)")
+            + ", darker where more of them lie. Draw a box or a lasso to list the samples inside.")
+    return map_view.image_figure(map_raster.png(image), frame, legend, title, n, note), selection
+
+
+def map_region(root: str, iteration: int, method: str, version: int,
+               region: tuple[str, tuple[float, ...], tuple[float, ...]]) -> np.ndarray:
+    """Rows of the map inside a box or a lasso (kind, xs, ys), over every coordinate."""
+    return _map_region(root, iteration, method, _map_keys(root, iteration, method, version), region, version)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _map_region(root: str, iteration: int, method: str, keys: tuple[str, str],
+                region: tuple[str, tuple[float, ...], tuple[float, ...]], _version: int) -> np.ndarray:
+    from middo_core.map_raster import in_box, in_lasso
+
+    mapped = projection(root, iteration, method, _version)
+    kind, xs, ys = region
+    if kind == "box":
+        return in_box(mapped["x"], mapped["y"], (xs[0], xs[-1]), (ys[0], ys[-1]))
+    return in_lasso(mapped["x"], mapped["y"], list(xs), list(ys))
+
+
+def map_rows(root: str, iteration: int, method: str, version: int, ids: list[str]) -> np.ndarray:
+    """Rows of the map of the sample ids (a selection of points)."""
+    index = _projection_index(root, iteration, method, _map_keys(root, iteration, method, version), version)
+    rows = index.get_indexer(ids)
+    return rows[rows >= 0]
+
+
+def map_ids(root: str, iteration: int, method: str, version: int, rows: np.ndarray,
+            selection: Any, limit: int) -> list[str]:
+    """The sample ids of the first `limit` of the map's `rows`, flagged ones first (those a
+    curator reviews)."""
+    mapped = projection(root, iteration, method, version)
+    rows = np.asarray(rows, dtype=np.int64)
+    pos = mapped["positions"]
+    if selection is not None and pos is not None and rows.size:
+        at = pos[rows]
+        flagged = np.zeros(rows.size, dtype=bool)
+        for mask in selection.masks.values():
+            flagged[at >= 0] |= mask[at[at >= 0]]
+        rows = np.concatenate([rows[flagged], rows[~flagged]])
+    return [str(i) for i in mapped["ids"][rows[:limit]]]
 
 
 CATEGORICAL = ("flag", "origin", "created_in_iteration")

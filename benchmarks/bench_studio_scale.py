@@ -5,8 +5,9 @@
 Builds a synthetic workspace (benchmarks/synth_workspace.py) under benchmarks/out/studio/, starts
 `middo studio` on loopback and drives headless Chromium (/usr/bin/chromium): each page's load after
 a warm-up visit, an m slider move, search and page turns on the Data page, opening a sample from a
-histogram bar, a bulk accept of every pending proposal (set back to pending afterwards), and the
-server's resident memory with two tabs open. A page is timed twice: opened afresh (a new session:
+histogram bar, the map (recolours, a search, a box drawn with the mouse to the list of samples
+inside, one of them opened and its proposal on the Review page), a bulk accept of every pending
+proposal (set back to pending afterwards), and the server's resident memory with two tabs open. A page is timed twice: opened afresh (a new session:
 the browser loads the app and its chart library again) and reached from another page through the
 sidebar, as a curator moves around. The machine's load is printed with each part.
 """
@@ -38,7 +39,16 @@ from benchmarks.synth_workspace import build_synthetic_workspace  # noqa: E402
 OUT = REPO / "benchmarks" / "out" / "studio"
 PAGES = ("data", "diagnose", "map", "review", "iterations")
 PATHS = {"data": ""}  # the default page is the app's root
-TARGETS = {"page": 2.0, "slider": 0.3, "browse": 1.0, "open": 0.5, "bulk": 10.0, "tables": 1.0}
+TARGETS = {"page": 2.0, "slider": 0.3, "browse": 1.0, "open": 0.5, "bulk": 10.0, "tables": 1.0,
+           "map": 3.0, "recolour": 1.0}
+# The map is drawn: its title names the colouring, and its points (WebGL) or its image are there
+MAP_DRAWN = """(colour) => { const gd = document.querySelector('.js-plotly-plot');
+  const t = gd && gd.querySelector('.gtitle');
+  return !!t && t.textContent.includes('coloured by ' + colour)
+         && !!(gd.querySelector('.gl-container canvas') || gd.querySelector('image')); }"""
+# ... and its image decoded (a no-op for points)
+MAP_DECODED = """async () => { const im = document.querySelector('.js-plotly-plot image');
+  if (im && im.decode) { try { await im.decode(); } catch (e) {} } }"""
 
 
 def load() -> str:
@@ -64,12 +74,8 @@ def page_ready(page, name: str, t0: float | None = None, timeout: float = 300_00
         page.get_by_text("Union flagged").wait_for(timeout=timeout)
         page.locator('[data-testid="stPlotlyChart"] .barlayer .point').first.wait_for(timeout=timeout)
     elif name == "map":
-        page.wait_for_function(
-            """() => { const gd = document.querySelector('.js-plotly-plot');
-                 const t = gd && gd.querySelector('.gtitle');
-                 return !!t && t.textContent.includes('coloured by flag')
-                        && !!gd.querySelector('.gl-container canvas'); }""",
-            polling="raf", timeout=timeout)
+        page.wait_for_function(MAP_DRAWN, arg="flag", polling="raf", timeout=timeout)
+        page.evaluate(MAP_DECODED)
     elif name == "review":
         page.get_by_text(re.compile(r"^Proposal 1 of")).wait_for(timeout=timeout)
     elif name == "iterations":
@@ -82,10 +88,10 @@ def page_ready(page, name: str, t0: float | None = None, timeout: float = 300_00
     return out
 
 
-def bench_pages(page, url: str, repeats: int) -> dict[str, list[dict[str, float]]]:
+def bench_pages(page, url: str, repeats: int, names: tuple[str, ...] = PAGES) -> dict[str, list[dict[str, float]]]:
     """Each page opened afresh (a full load, a new session) after one warm-up visit."""
     out: dict[str, list[dict[str, float]]] = {}
-    for name in PAGES:
+    for name in names:
         t0 = time.perf_counter()
         page.goto(f"{url}/{PATHS.get(name, name)}")
         out[f"{name} (first visit)"] = [page_ready(page, name, t0)]
@@ -236,6 +242,95 @@ def bench_open(page, url: str, opens: int) -> list[float]:
     return times
 
 
+def map_source(ws_root: Path) -> tuple[str, str, float, float, float]:
+    """A pending proposal's source on the map: (id, axis, x, y, the map's width in its units)."""
+    from middo_core.workspace import open_workspace
+
+    ws = open_workspace(ws_root)
+    with ws.store.read() as con:
+        source, axis = con.execute("SELECT source_id, axis FROM proposals WHERE status = 'pending' "
+                                   "ORDER BY id LIMIT 1").fetchone()
+        x, y = con.execute("SELECT x, y FROM projections WHERE iteration = 0 AND method = 'umap' "
+                           "AND sample_id = ?", [source]).fetchone()
+        lo, hi = con.execute("SELECT min(x), max(x) FROM projections WHERE iteration = 0 "
+                             "AND method = 'umap'").fetchone()
+    return source, axis, x, y, hi - lo
+
+
+def _map_colour(page, colour: str) -> float:
+    """Pick a colouring: seconds to the map drawn in it."""
+    page.locator(".st-key-map_colour").click()
+    option = page.get_by_role("option", name=colour.replace("_", " "), exact=True)
+    option.wait_for()
+    t0 = time.perf_counter()
+    option.click()
+    page.wait_for_function(MAP_DRAWN, arg=colour.replace("_", " "), polling="raf", timeout=120_000)
+    page.evaluate(MAP_DECODED)
+    elapsed = time.perf_counter() - t0
+    wait_idle(page)
+    return elapsed
+
+
+def _samples_line(page, pattern: str, timeout: float = 120_000) -> str:
+    line = page.get_by_text(re.compile(pattern)).first
+    line.wait_for(timeout=timeout)
+    return line.inner_text()
+
+
+def bench_map(page, url: str, ws_root: Path) -> dict[str, list[float] | str]:
+    """Recolours (each colouring twice: first drawn, then again), a search, a box around a pending
+    proposal's source to the list of samples inside, that sample opened, and its proposal shown on
+    the Review page."""
+    from test_map_browser import drag
+
+    source, axis, sx, sy, width = map_source(ws_root)
+    out: dict[str, list[float] | str] = {"recolour": [], "recolour again": []}
+    page.goto(url + "/map")
+    page_ready(page, "map")
+    for key in ("recolour", "recolour again"):
+        for colour in ("quality", "origin", "loss_post", "flag"):
+            out[key].append(_map_colour(page, colour))
+    search = page.locator(".st-key-map_search input")
+    search.fill("astronomy")
+    t0 = time.perf_counter()
+    search.press("Enter")
+    out["search line"] = _samples_line(page, r"^[\d,]+ samples found by the search")
+    out["search"] = [time.perf_counter() - t0]
+    wait_idle(page)
+    search.fill("")
+    search.press("Enter")
+    page.get_by_text(re.compile(r"^Draw a lasso or a box")).wait_for(timeout=120_000)
+    wait_idle(page)
+    page.locator(".js-plotly-plot").hover()
+    page.locator('.modebar-btn[data-title="Box Select"]').click()
+    span = width / 100
+    t0 = time.perf_counter()
+    drag(page, [(sx - span, sy + span), (sx + span, sy - span)])
+    out["box line"] = _samples_line(page, r"^[\d,]+ samples selected")
+    out["box -> count"] = [time.perf_counter() - t0]
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=120_000)
+    wait_idle(page)
+    out["box -> list"] = [time.perf_counter() - t0]
+    page.locator(".st-key-map_open_0 input").click()
+    page.keyboard.type(source)  # the picker lists a few options at a time: filter to the one
+    option = page.get_by_role("option", name=re.compile(f"^{source} ·"))
+    page.wait_for_timeout(500)
+    if not option.count():
+        out["review"] = f"{source} not among the listed samples"
+        return out
+    t0 = time.perf_counter()
+    option.click()
+    page.get_by_text(re.compile(rf"^Sample {source} ·")).wait_for(timeout=120_000)
+    out["open"] = [time.perf_counter() - t0]
+    wait_idle(page)
+    t0 = time.perf_counter()
+    page.get_by_role("button", name=re.compile(f"Review its {axis} proposal")).click()
+    page.get_by_role("heading", name=re.compile(r"Review proposals for D\(0\)")).wait_for(timeout=120_000)
+    wait_idle(page)
+    out["review"] = [time.perf_counter() - t0]
+    return out
+
+
 def bench_bulk(page, url: str, ws_root: Path, pending: int) -> float:
     """Accept every pending proposal from the Review page: seconds from the confirmation to the
     page showing them all decided. The proposals are set back to pending afterwards."""
@@ -300,7 +395,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="use the workspace built before")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--moves", type=int, default=8)
-    parser.add_argument("--only", default="pages,navigate,slider,browse,open,bulk,memory")
+    parser.add_argument("--only", default="pages,navigate,slider,browse,open,map,bulk,memory")
+    parser.add_argument("--pages", default=",".join(PAGES), help="the pages the 'pages' part opens")
     args = parser.parse_args()
     reason = chromium_missing()
     if reason:
@@ -322,13 +418,15 @@ def main() -> None:
         with chromium_page() as page:
             if "pages" in parts:
                 print(f"pages: load {load()}", flush=True)
-                pages = bench_pages(page, url, args.repeats)
-                for name in PAGES:
+                names = tuple(p for p in PAGES if p in args.pages.split(","))
+                pages = bench_pages(page, url, args.repeats, names)
+                for name in names:
                     first = pages[f"{name} (first visit)"][0]
                     rows.append(f"| {name} page, first visit after the server starts | "
                                 f"{first['idle'] * 1000:,.0f} ms | | 1 | | |")
+                    target = TARGETS["map" if name == "map" else "page"]
                     rows.append(f"| {name} page load (warm server) | "
-                                + fmt([r["idle"] for r in pages[name]], TARGETS["page"]) + " |")
+                                + fmt([r["idle"] for r in pages[name]], target) + " |")
                     if name == "iterations":
                         rows.append("| Iterations: both tables drawn | "
                                     + fmt([r["tables"] for r in pages[name]], TARGETS["tables"]) + " |")
@@ -337,8 +435,9 @@ def main() -> None:
                 print(f"navigate: load {load()}", flush=True)
                 moves = bench_navigation(page, url, args.repeats)
                 for name in PAGES:
+                    target = TARGETS["map" if name == "map" else "page"]
                     rows.append(f"| {name} page reached from the sidebar | "
-                                + fmt([r["idle"] for r in moves[name]], TARGETS["page"]) + " |")
+                                + fmt([r["idle"] for r in moves[name]], target) + " |")
                 rows.append("| Iterations: both tables drawn, from the sidebar | "
                             + fmt([r["tables"] for r in moves["iterations"]], TARGETS["tables"]) + " |")
             if "slider" in parts:
@@ -357,6 +456,22 @@ def main() -> None:
                 print(f"open: load {load()}", flush=True)
                 rows.append("| open a sample from a histogram bar's list | "
                             + fmt(bench_open(page, url, 4), TARGETS["open"]) + " |")
+            if "map" in parts:
+                print(f"map: load {load()}", flush=True)
+                mapped = bench_map(page, url, root)
+                rows.append("| map recolour -> drawn (quality, origin, loss_post, flag; first time) | "
+                            + fmt(mapped["recolour"], TARGETS["recolour"]) + " |")
+                rows.append("| map recolour -> drawn (the same, again) | "
+                            + fmt(mapped["recolour again"], TARGETS["recolour"]) + " |")
+                rows.append(f"| map search -> {mapped['search line']} | " + fmt(mapped["search"], TARGETS["browse"]) + " |")
+                rows.append(f"| map box -> {mapped['box line']} | " + fmt(mapped["box -> count"], TARGETS["browse"]) + " |")
+                rows.append("| map box -> the list drawn | " + fmt(mapped["box -> list"], TARGETS["browse"]) + " |")
+                if isinstance(mapped["review"], str):
+                    rows.append(f"| map: open the proposal's source | {mapped['review']} | | | | |")
+                else:
+                    rows.append("| map: open a listed sample | " + fmt(mapped["open"], TARGETS["open"]) + " |")
+                    rows.append("| map: its proposal -> the Review page | " + fmt(mapped["review"], TARGETS["page"]) + " |")
+                print(f"  done, load {load()}", flush=True)
             if "bulk" in parts and proposals:
                 print(f"bulk: load {load()}", flush=True)
                 rows.append(f"| bulk accept of {proposals:,} pending proposals | "

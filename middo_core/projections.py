@@ -23,7 +23,6 @@ METHODS = ("umap", "tsne")
 MAX_FIT = 20_000
 PLACE_K = 5
 PLACE_BLOCK = 4096
-DENSITY_BINS = 160
 AUTO_MAP_LIMIT = 50_000  # samples in D(i) up to which a diagnosis draws its UMAP map itself
 # umap_seconds: numba compiles UMAP's kernels once per process, and those of its approximate
 # neighbour search (used from EXACT_BELOW points on) at their first use; the fit grows about
@@ -113,23 +112,6 @@ def _place(points: np.ndarray, fit: np.ndarray, fitted: np.ndarray, k: int = PLA
     nn = np.argpartition(-sims, kth=min(k, sims.shape[1] - 1), axis=1)[:, :k]
     w = np.maximum(np.take_along_axis(sims, nn, axis=1), 1e-6)
     return (fitted[nn] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
-
-
-def density_grid(x: np.ndarray, y: np.ndarray, bins: int = DENSITY_BINS) -> dict:
-    """Counts of points per cell of a bins x bins grid over the map, on a log scale.
-
-    Empty cells are NaN (drawn transparent). Returns z (bins_y, bins_x) float32 and the grid's
-    origin and cell size (x0, dx, y0, dy) at the cell centres.
-    """
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    ok = np.isfinite(x) & np.isfinite(y)
-    counts, xe, ye = np.histogram2d(x[ok], y[ok], bins=bins) if ok.any() else (
-        np.zeros((bins, bins)), np.arange(bins + 1.0), np.arange(bins + 1.0))
-    z = np.log1p(counts.T).astype(np.float32)
-    z[counts.T == 0] = np.nan
-    dx, dy = float(xe[1] - xe[0]), float(ye[1] - ye[0])
-    return {"z": z, "x0": float(xe[0]) + dx / 2, "dx": dx, "y0": float(ye[0]) + dy / 2, "dy": dy,
-            "points": int(ok.sum())}
 
 
 def ensure_projection(ws: Workspace, iteration: int, method: str = "umap", recompute: bool = False,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from app import resources, state
 from app.components.charts import render_figure
 from app.components.common import dashes
 from app.components.jobs import render_job_panel, start_job_button
-from app.components.map_view import about, selected_ids
+from app.components.map_view import about, selected_ids, selected_region
 from app.components.sample_list import SIGNALS, pick_sample, render_sample
 from app.components.selection import m_key
 from middo_core.projections import AUTO_MAP_LIMIT, embeddings_available, umap_seconds
@@ -18,11 +19,14 @@ LISTED = 100
 ctx = state.require()
 it = ctx.iteration
 st.title(f"Map of D({it})")
-c1, c2 = st.columns([1, 2])
+c1, c2, c3 = st.columns([1, 1.3, 2])
 method = c1.segmented_control("Projection", ["umap", "tsne"], default="umap", key="map_method",
                               format_func=lambda m: {"umap": "UMAP", "tsne": "t-SNE"}[m]) or "umap"
-colour = c2.selectbox("Colour by", ["flag", "origin", "created_in_iteration", *SIGNALS],
-                      key="map_colour", format_func=lambda c: c.replace("_", " "))
+colours = ["flag", "origin", "created_in_iteration", *SIGNALS,
+           *resources.other_signal_columns(ctx.root, it, ctx.version)]
+colour = c2.selectbox("Colour by", colours, key="map_colour", format_func=lambda c: c.replace("_", " "))
+search = c3.text_input("Search", key="map_search", placeholder="a word in the instruction, input or output",
+                       help="Marks every sample whose text holds it (case-insensitive) and lists them")
 name = method.upper() if method == "umap" else "t-SNE"
 
 
@@ -74,25 +78,42 @@ if data is not None:
 elif colour == "flag":
     st.caption("No diagnosis for this iteration: nothing is flagged.")
 
-fig, selection = resources.map_figure(ctx.root, it, method, ctx.version, colour, m)
+fig, selection = resources.map_figure(ctx.root, it, method, ctx.version, colour, m, search)
+# An image answers a box or a lasso only (its outline comes back); points answer a click too
 event = render_figure(fig.figure, key=f"map_{it}_{method}", on_select="rerun",
-                      selection_mode=("box", "lasso", "points"))
+                      selection_mode=("box", "lasso") if fig.image else ("box", "lasso", "points"))
 if fig.note:
     st.caption(fig.note)
 
-picked = selected_ids(event, fig.trace_ids)
-if not picked:
-    st.caption("Draw a lasso or a box around points (or click one) to read those samples here.")
+if fig.image:
+    region = selected_region(event)
+    rows = resources.map_region(ctx.root, it, method, ctx.version, region) if region else None
+else:
+    ids = selected_ids(event, fig.trace_ids)
+    rows = resources.map_rows(ctx.root, it, method, ctx.version, ids) if ids else None
+chosen = rows is not None
+found = resources.search_positions(ctx.root, it, method, search, ctx.version)
+if found is not None:
+    rows = found if rows is None else np.intersect1d(rows, found)
+if rows is None:
+    st.caption("Draw a lasso or a box around points" + ("" if fig.image else " (or click one)")
+               + " to read those samples here.")
     st.stop()
-st.markdown(f"**{len(picked):,} samples selected**"
-            + (f" (the first {LISTED} listed)" if len(picked) > LISTED else ""))
-rows = resources.sample_signals(ctx.root, it, tuple(picked[:LISTED]), ctx.version)
+what = ("selected and found by the search" if chosen and found is not None
+        else "selected" if chosen else "found by the search")
+if not len(rows):
+    st.markdown(f"**0 samples {what}**")
+    st.stop()
+picked = resources.map_ids(ctx.root, it, method, ctx.version, rows, selection, LISTED)
+st.markdown(f"**{len(rows):,} samples {what}**"
+            + (f" (the first {LISTED} listed, flagged ones first)" if len(rows) > LISTED else ""))
+rows = resources.sample_signals(ctx.root, it, tuple(picked), ctx.version)
 listed = rows[["id", "instruction", "origin", *SIGNALS]].copy()
 listed["instruction"] = listed["instruction"].astype(str).str.slice(0, 120)
 st.dataframe(dashes(listed, {c: "{:.3f}" for c in SIGNALS}), hide_index=True, width="stretch",
              height=300, key="map_selected")
 
 records = {r["id"]: r for r in rows.to_dict("records")}
-opened = pick_sample({i: r["instruction"] for i, r in records.items()}, key=f"map_open_{it}")
+opened = pick_sample({i: records[i]["instruction"] for i in picked if i in records}, key=f"map_open_{it}")
 if opened is not None:
     render_sample(ctx, it, records[opened], selection, data[1] if data is not None else None)

@@ -77,6 +77,14 @@ def count_samples(con: duckdb.DuckDBPyConnection, iteration: int, text: str = ""
                            _hit_params(iteration, text, origin, split)).fetchall()[0][0])
 
 
+def matching_ids(con: duckdb.DuckDBPyConnection, iteration: int, text: str,
+                 split: str = "train") -> list[str]:
+    """The ids of D(iteration)'s samples whose instruction, input or output holds `text`
+    (case-insensitive): the search box of the map, which marks every match."""
+    rows = con.execute(_hits(text, None), _hit_params(iteration, text, None, split)).fetchall()
+    return [r[0] for r in rows]
+
+
 def dataset_statistics(con: duckdb.DuckDBPyConnection, iteration: int) -> dict[str, Any]:
     """Sizes, origins and text lengths of D(iteration)."""
     splits = dict(con.execute(

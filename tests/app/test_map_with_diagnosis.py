@@ -51,11 +51,11 @@ def test_a_diagnosis_job_draws_the_map_as_its_last_stage(ws):
     assert len(load_projection(ws, 0, "umap")) == 40
 
 
-def drawn_marker_sizes(n: int, density: dict | None = None) -> set[float]:
+def drawn_marker_sizes(n: int) -> set[float]:
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32)
     fig = map_figure(x, y, np.arange(n).astype(str).astype(object), np.full(n, "", dtype=object),
-                     np.array(["not flagged"] * n, dtype=object), "flag", False, "map", n, density=density)
+                     np.array(["not flagged"] * n, dtype=object), "flag", False, "map")
     return {t["marker"]["size"] for t in fig.figure["data"] if t["type"] == "scattergl"}
 
 
@@ -63,5 +63,3 @@ def test_points_are_big_when_few_and_small_when_many():
     assert min(drawn_marker_sizes(300)) >= 8  # the demo's few hundred samples are not specks
     assert max(drawn_marker_sizes(50_000)) <= 3.5
     assert 2 <= marker_size(100_000) <= 3
-    grid = {"z": np.ones((2, 2), np.float32), "x0": 0.0, "dx": 1.0, "y0": 0.0, "dy": 1.0}
-    assert drawn_marker_sizes(300, density=grid) == {4}  # over the density shading: as before
