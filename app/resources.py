@@ -232,10 +232,13 @@ def search_positions(root: str, iteration: int, method: str, text: str, version:
 @st.cache_resource(show_spinner="Searching…", max_entries=8)
 def _search_positions(root: str, iteration: int, method: str, text: str, keys: tuple[str, str],
                       _version: int) -> np.ndarray:
+    from middo_core.store.search_index import candidates
     from middo_core.store.views import matching_ids
 
-    with workspace(root, _version).store.read() as con:
-        ids = matching_ids(con, iteration, text)
+    ws = workspace(root, _version)
+    narrowed = candidates(ws, text)  # the search index's superset of the matches, if it has one
+    with ws.store.read() as con:
+        ids = matching_ids(con, iteration, text, candidates=narrowed)
     pos = _projection_index(root, iteration, method, keys, _version).get_indexer(ids)
     return np.sort(pos[pos >= 0])
 
@@ -446,10 +449,22 @@ def sample_signals(root: str, iteration: int, ids: tuple[str, ...], version: int
 def browse_page(root: str, iteration: int, text: str, origin: str | None, limit: int,
                 offset: int, version: int) -> tuple[int, pd.DataFrame]:
     """How many samples match the search, and one page of them (one pass over the texts)."""
+    from middo_core.store.search_index import candidates
     from middo_core.store.views import browse_page as page
 
-    with workspace(root, version).store.read() as con:
-        return page(con, iteration, text, origin, limit, offset)
+    ws = workspace(root, version)
+    narrowed = candidates(ws, text) if text else None
+    with ws.store.read() as con:
+        return page(con, iteration, text, origin, limit, offset, candidates=narrowed)
+
+
+@st.cache_data(ttl=3, show_spinner=False, max_entries=8)
+def search_index_state(root: str, version: int):
+    """How far the search index is (store.search_index.IndexState); re-read every few seconds
+    while its job appends."""
+    from middo_core.store.search_index import index_state
+
+    return index_state(workspace(root, version))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -32,7 +32,8 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "map": ("curator", "computing a map"),
 }
 # a background run of these kinds needs the action named here; every other kind needs "run"
-RUN_ACTIONS = {"projection": "map", "import": "import"}
+RUN_ACTIONS = {"projection": "map", "import": "import",
+               "search_index": "read"}  # a cache of the store's texts that any search starts
 
 
 @dataclass(frozen=True)

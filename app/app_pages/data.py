@@ -23,8 +23,9 @@ from middo_core.data import (
     export_dataset,
     import_file,
 )
-from middo_core.jobs import job_status, start_job
+from middo_core.jobs import active_jobs, job_status, start_job
 from middo_core.sample import ORIGINS
+from middo_core.store.search_index import describe as describe_index
 
 PAGE_SIZE = 50
 # files at least this big import in a background job (the page stays usable, with cancel)
@@ -126,11 +127,31 @@ with tab_import:
 
 ctx = ctx.refresh()  # an import above may have written
 
+
+def search_index_note() -> str:
+    """On a workspace large enough for a search index whose index is behind the store, starts
+    its job (once per session and store version) and says how a search works until it is done."""
+    index = resources.search_index_state(ctx.root, ctx.version)
+    if not index.wanted or index.ready:
+        return ""
+    key = f"search_index_started:{ctx.root}:{ctx.version}"
+    if not st.session_state.get(key) and not denied(ctx.ws, "read"):
+        st.session_state[key] = True
+        try:
+            if not any(r["kind"] == "search_index" for r in active_jobs(ctx.ws)):
+                start_job(ctx.ws, "search_index", None, {}, actor=who())
+        except Exception as exc:
+            render_error(exc, "Could not start building the search index")
+    return describe_index(index)
+
+
 with tab_browse:
     c1, c2, c3 = st.columns([3, 1, 1])
     text = c1.text_input("Search instruction, input and output", key="browse_text")
     origin = c2.selectbox("Origin", ["any", *ORIGINS], key="browse_origin")
     origin_filter = None if origin == "any" else origin
+    if note := search_index_note():
+        st.caption(note)
 
     def read_page(number: int) -> tuple[int, pd.DataFrame]:
         return resources.browse_page(ctx.root, ctx.iteration, text, origin_filter, PAGE_SIZE,

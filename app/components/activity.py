@@ -29,6 +29,7 @@ KIND_LABELS = {
     "projection": "The map",
     "import": "Import",
     "serve": "The vLLM server",
+    "search_index": "The search index",
 }
 FIRST_ITERATION_NOTE = ("This demo workspace had nothing done yet, so the Studio started iteration 0 "
                         "by itself: train M(0), diagnose D(0) and draw its map, then evaluate M(0). "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import duckdb
@@ -26,12 +28,27 @@ def _browse_params(iteration: int, text: str, origin: str | None, split: str) ->
     return [iteration, split, text, pattern, pattern, pattern, origin, origin]
 
 
-def _hits(text: str, origin: str | None) -> str:
+def _hits(text: str, origin: str | None, narrowed: bool = False) -> str:
     """The ids of D(iteration)'s matching samples. Without a filter only dataset_members is read
-    (counting or ordering a million ids there takes milliseconds; through the texts, seconds)."""
+    (counting or ordering a million ids there takes milliseconds; through the texts, seconds).
+    `narrowed`: only the samples of the registered frame `_candidates` (the search index's
+    superset of the matches, store.search_index) are read and checked."""
     if not text and origin is None:
         return "SELECT m.sample_id AS id FROM dataset_members m WHERE m.iteration = ? AND m.split = ?"
-    return f"SELECT s.id FROM dataset_members m JOIN samples s ON s.id = m.sample_id {_BROWSE_WHERE}"
+    source = ("_candidates c JOIN dataset_members m ON m.sample_id = c.id" if narrowed
+              else "dataset_members m")
+    return f"SELECT s.id FROM {source} JOIN samples s ON s.id = m.sample_id {_BROWSE_WHERE}"
+
+
+@contextmanager
+def _narrowed(con: duckdb.DuckDBPyConnection, text: str,
+              candidates: list[str] | None) -> Iterator[bool]:
+    """Registers the candidates for _hits while a query runs; True when it is to use them."""
+    if candidates is None or not text:
+        yield False
+        return
+    with registered(con, "_candidates", pd.DataFrame({"id": pd.Series(candidates, dtype="string")})):
+        yield True
 
 
 def _hit_params(iteration: int, text: str, origin: str | None, split: str) -> list[Any]:
@@ -42,14 +59,17 @@ def _hit_params(iteration: int, text: str, origin: str | None, split: str) -> li
 
 def browse_page(con: duckdb.DuckDBPyConnection, iteration: int, text: str = "",
                 origin: str | None = None, limit: int = 50, offset: int = 0,
-                split: str = "train") -> tuple[int, pd.DataFrame]:
+                split: str = "train", candidates: list[str] | None = None) -> tuple[int, pd.DataFrame]:
     """How many samples of D(iteration) match `text` (case-insensitive, in the instruction, input
     or output) and `origin`, and one page of them (by id) with their signals, in one pass over
-    the texts: the matching ids are found once, then only the page's rows are read whole."""
+    the texts: the matching ids are found once, then only the page's rows are read whole.
+    `candidates`: a superset of the samples holding `text` (store.search_index), to read instead
+    of every text."""
     cols = ", ".join(f"s.{c}" for c in BROWSE_COLUMNS)
     sig = ", ".join(f"g.{c}" for c in SIGNAL_COLUMNS)
-    frame = con.execute(f"""
-        WITH hits AS MATERIALIZED ({_hits(text, origin)}),
+    with _narrowed(con, text, candidates) as narrowed:
+        frame = con.execute(f"""
+        WITH hits AS MATERIALIZED ({_hits(text, origin, narrowed)}),
         page AS (SELECT id FROM hits ORDER BY id LIMIT ? OFFSET ?),
         rows AS (
             SELECT {cols}, {sig}
@@ -72,16 +92,21 @@ def browse_samples(con: duckdb.DuckDBPyConnection, iteration: int, text: str = "
 
 
 def count_samples(con: duckdb.DuckDBPyConnection, iteration: int, text: str = "",
-                  origin: str | None = None, split: str = "train") -> int:
-    return int(con.execute(f"SELECT count(*) FROM ({_hits(text, origin)})",
-                           _hit_params(iteration, text, origin, split)).fetchall()[0][0])
+                  origin: str | None = None, split: str = "train",
+                  candidates: list[str] | None = None) -> int:
+    with _narrowed(con, text, candidates) as narrowed:
+        return int(con.execute(f"SELECT count(*) FROM ({_hits(text, origin, narrowed)})",
+                               _hit_params(iteration, text, origin, split)).fetchall()[0][0])
 
 
 def matching_ids(con: duckdb.DuckDBPyConnection, iteration: int, text: str,
-                 split: str = "train") -> list[str]:
+                 split: str = "train", candidates: list[str] | None = None) -> list[str]:
     """The ids of D(iteration)'s samples whose instruction, input or output holds `text`
-    (case-insensitive): the search box of the map, which marks every match."""
-    rows = con.execute(_hits(text, None), _hit_params(iteration, text, None, split)).fetchall()
+    (case-insensitive): the search box of the map, which marks every match. `candidates` as in
+    browse_page."""
+    with _narrowed(con, text, candidates) as narrowed:
+        rows = con.execute(_hits(text, None, narrowed),
+                           _hit_params(iteration, text, None, split)).fetchall()
     return [r[0] for r in rows]
 
 
