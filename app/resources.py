@@ -232,13 +232,10 @@ def search_positions(root: str, iteration: int, method: str, text: str, version:
 @st.cache_resource(show_spinner="Searching…", max_entries=8)
 def _search_positions(root: str, iteration: int, method: str, text: str, keys: tuple[str, str],
                       _version: int) -> np.ndarray:
-    from middo_core.store.search_index import candidates
     from middo_core.store.views import matching_ids
 
-    ws = workspace(root, _version)
-    narrowed = candidates(ws, text)  # the search index's superset of the matches, if it has one
-    with ws.store.read() as con:
-        ids = matching_ids(con, iteration, text, candidates=narrowed)
+    with workspace(root, _version).store.read() as con:
+        ids = matching_ids(con, iteration, text)
     pos = _projection_index(root, iteration, method, keys, _version).get_indexer(ids)
     return np.sort(pos[pos >= 0])
 
@@ -253,16 +250,10 @@ def map_figure(root: str, iteration: int, method: str, version: int, colour: str
     return _map_figure(root, iteration, method, keys, colour, m, search.strip(), version)
 
 
-def _colour_values(mapped: dict[str, Any], colour: str, flags: np.ndarray,
+def _signal_values(mapped: dict[str, Any], colour: str,
                    data: tuple[pd.DataFrame, SignalTable] | None) -> np.ndarray:
-    """The value of `colour` for every row of the map: a label, or a number (NaN when unknown)."""
+    """A signal's value for every row of the map (NaN when unknown)."""
     points = mapped["points"]
-    if colour == "flag":
-        return flags
-    if colour == "created_in_iteration":
-        return np.array([f"iteration {v}" for v in points[colour].to_numpy()], dtype=object)
-    if colour in CATEGORICAL:
-        return points[colour].astype(str).to_numpy()
     if colour in points:
         return points[colour].to_numpy(np.float64, na_value=np.nan)
     out = np.full(len(points), np.nan)  # another registered signal: from the signal table
@@ -273,20 +264,37 @@ def _colour_values(mapped: dict[str, Any], colour: str, flags: np.ndarray,
     return out
 
 
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _map_categories(root: str, iteration: int, method: str, keys: tuple[str, str], colour: str,
+                    _version: int) -> tuple[np.ndarray, list[str]]:
+    """Origin or iteration of creation as (code per row of the map, names), once per map."""
+    from middo_core.map_raster import categories
+
+    codes, names = categories(projection(root, iteration, method, _version)["points"][colour])
+    return codes, [f"iteration {n}" for n in names] if colour == "created_in_iteration" else names
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _map_figure(root: str, iteration: int, method: str, keys: tuple[str, str], colour: str,
                 m: tuple[float, float, float] | None, search: str, _version: int) -> tuple[MapFigure, Any]:
     version = _version
     mapped = projection(root, iteration, method, version)
     n = len(mapped["points"])
+    from middo_core import map_raster
+
     data = signals(root, iteration, version) if m is not None or colour not in mapped["points"] else None
     selection = data[1].select(*m) if data is not None and m is not None else None
-    if selection is not None and colour == "flag":
-        flags = summaries.flag_labels(data[1].ids, selection.masks, mapped["ids"], pos=mapped["positions"])
-    else:
-        flags = np.full(n, "not flagged", dtype=object)
-    values = _colour_values(mapped, colour, flags, data)
     continuous = colour not in CATEGORICAL
+    values, codes, names = None, None, []
+    if continuous:
+        values = _signal_values(mapped, colour, data)
+    elif colour == "flag":
+        codes, names = map_raster.flag_codes(selection.masks if selection is not None else {},
+                                             mapped["positions"], n)
+    else:
+        codes, names = _map_categories(root, iteration, method, keys, colour, version)
+    if codes is not None:  # 'not flagged' first, then by name: later ones are drawn on top
+        codes, names = map_raster.ordered(codes, names, first="not flagged")
     found = search_positions(root, iteration, method, search, version)
     shown = colour.replace("_", " ")
     found_note = f" · {len(found):,} found by the search" if found is not None else ""
@@ -296,10 +304,9 @@ def _map_figure(root: str, iteration: int, method: str, keys: tuple[str, str], c
         if found is not None:
             mask = np.zeros(n, dtype=bool)
             mask[found] = True
-        return map_view.map_figure(mapped["x"], mapped["y"], mapped["ids"], mapped["hover"], values,
+        labels = values if continuous else np.asarray(names, dtype=object)[codes]
+        return map_view.map_figure(mapped["x"], mapped["y"], mapped["ids"], mapped["hover"], labels,
                                    colour, continuous, title, found=mask), selection
-    from middo_core import map_raster
-
     frame, pix = mapped["frame"], mapped["pixels"]
     if continuous:
         edges = map_view.step_edges(values, len(map_view.VIRIDIS))
@@ -311,9 +318,7 @@ def _map_figure(root: str, iteration: int, method: str, keys: tuple[str, str], c
         if not np.isfinite(values).all():
             legend.append((f"no {shown}", map_view.MISSING))
     else:
-        names = map_view.category_order(values)
         colours = map_view.category_colours(colour, names)
-        codes = pd.Categorical(values, categories=names).codes
         image = map_raster.shade_categories(pix, codes, map_view.rgb(colours), frame)
         legend = list(zip(names, colours, strict=True))[::-1]
     if found is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,41 @@ def pixels(x: np.ndarray, y: np.ndarray, frame: Frame) -> np.ndarray:
     out = np.full(col.shape, -1, dtype=np.int64)
     out[inside] = row[inside].astype(np.int64) * frame.width + col[inside].astype(np.int64)
     return out
+
+
+def flag_codes(masks: dict[str, np.ndarray], pos: np.ndarray | None, n: int) -> tuple[np.ndarray, list[str]]:
+    """Per row of the map: 0 not flagged, i for the i-th axis of `masks` alone, the last code for
+    several axes; with the names. `pos`: each row's position in the masks (-1: not there)."""
+    names = ["not flagged", *masks, "several axes"]
+    codes = np.zeros(n, np.int64)
+    if pos is None or not masks:
+        return codes, names[:1]
+    at = pos >= 0
+    hits = np.zeros(n, np.int64)
+    for code, mask in enumerate(masks.values(), start=1):
+        flagged = np.zeros(n, dtype=bool)
+        flagged[at] = np.asarray(mask, dtype=bool)[pos[at]]
+        codes[flagged] = code
+        hits += flagged
+    codes[hits > 1] = len(names) - 1
+    return codes, names
+
+
+def categories(values: Any) -> tuple[np.ndarray, list[str]]:
+    """(code per value, names) of a column of labels."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(pd.Series(values).fillna("none").astype(str), sort=True)
+    return codes.astype(np.int64), [str(u) for u in uniques]
+
+
+def ordered(codes: np.ndarray, names: list[str], first: str = "") -> tuple[np.ndarray, list[str]]:
+    """Only the categories that occur, `first` first and the rest by name, codes renumbered."""
+    present = np.flatnonzero(np.bincount(codes, minlength=len(names)))
+    order = sorted(present, key=lambda c: (names[c] != first, names[c]))
+    remap = np.zeros(len(names), np.int64)
+    remap[order] = np.arange(len(order))
+    return remap[codes], [names[c] for c in order]
 
 
 def _alpha(counts: np.ndarray) -> np.ndarray:

@@ -71,3 +71,14 @@ def test_box_and_lasso_select_exactly_the_points_inside():
     square = in_lasso(x, y, [-1, 1, 1, -1], [-1, -1, 1, 1])
     assert set(square) == set(np.flatnonzero((np.abs(x) < 1) & (np.abs(y) < 1)))
     assert in_lasso(x, y, [0.0, 1.0], [0.0, 1.0]).size == 0  # not a polygon
+
+
+def test_flags_are_coded_per_axis_with_several_axes_apart_and_only_present_ones_kept():
+    from middo_core.map_raster import flag_codes, ordered
+
+    masks = {"complexity": np.array([1, 0, 1, 0], bool), "quality": np.array([1, 0, 0, 0], bool)}
+    pos = np.array([0, 2, 1, -1, 3])  # the map's rows in the signal table's order (-1: not there)
+    codes, names = ordered(*flag_codes(masks, pos, 5), first="not flagged")
+    assert [names[c] for c in codes] == ["several axes", "complexity", "not flagged", "not flagged",
+                                         "not flagged"]
+    assert names == ["not flagged", "complexity", "several axes"]  # quality alone flags none
