@@ -232,10 +232,13 @@ def search_positions(root: str, iteration: int, method: str, text: str, version:
 @st.cache_resource(show_spinner="Searching…", max_entries=8)
 def _search_positions(root: str, iteration: int, method: str, text: str, keys: tuple[str, str],
                       _version: int) -> np.ndarray:
+    from middo_core.store.search_index import candidates
     from middo_core.store.views import matching_ids
 
-    with workspace(root, _version).store.read() as con:
-        ids = matching_ids(con, iteration, text)
+    ws = workspace(root, _version)
+    narrowed = candidates(ws, text)  # the search index's superset of the matches, if it has one
+    with ws.store.read() as con:
+        ids = matching_ids(con, iteration, text, candidates=narrowed)
     pos = _projection_index(root, iteration, method, keys, _version).get_indexer(ids)
     return np.sort(pos[pos >= 0])
 
