@@ -120,6 +120,12 @@ def decide(ws: Workspace, con: duckdb.DuckDBPyConnection, proposal_ids: list[str
     return len(ids)
 
 
+def standing(ws: Workspace, proposal_id: str) -> pd.DataFrame:
+    """The curators' standing decisions on one proposal (store.decisions.VOTE_COLUMNS), oldest first."""
+    with ws.store.read() as con:
+        return d.votes(con, [proposal_id])
+
+
 def owed(ws: Workspace, actor: str) -> q.Owed:
     """The queue filter for the proposals `actor` still owes (a policy: every pending one)."""
     return None if actor.startswith(POLICY) else (actor, is_owner(ws, actor), overlap(ws))

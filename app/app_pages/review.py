@@ -13,7 +13,7 @@ from app.components.jobs import render_job_panel, start_job_button
 from app.components.review_view import render_diff, render_sample_text, render_shortcuts
 from app.components.signin import denied, who
 from middo_core import review
-from middo_core.overlap import rule
+from middo_core.overlap import ACCEPTING, is_owner, rule, standing
 from middo_core.selection import explain
 
 ACTOR = who()  # the signed-in identity, or the local name on loopback without sign-in
@@ -83,8 +83,8 @@ mode = c3.segmented_control("Mode", ["One at a time", "Table"], default="One at 
 axis_filter = None if axis == "any" else axis
 status_filter = None if status == "any" else status
 # the queue's ids only: texts are read for the proposal shown (or the table's page), not all of them
-queue_ids = resources.review_ids(ctx.root, it, axis_filter, status_filter, ctx.version,
-                                 OWED_BY if status_filter == "pending" else None)
+QUEUE_OWED = OWED_BY if status_filter == "pending" else None  # 'pending': what this curator owes
+queue_ids = resources.review_ids(ctx.root, it, axis_filter, status_filter, ctx.version, QUEUE_OWED)
 if focus is not None and focus in queue_ids:
     st.session_state[POS] = queue_ids.index(focus)
 TABLE_ROWS = 500
@@ -141,6 +141,19 @@ def render_verdict(row: dict) -> None:
              "verdicts and the m they suggest.")
 
 
+def render_overlap(proposal_id: str) -> None:
+    """How far the proposal's curators have got; what they decided is not shown, so that each
+    curator decides on their own, except for a tie, which the owners are asked to break."""
+    votes = standing(ctx.ws, proposal_id)
+    if len(votes) < OVERLAP:
+        st.caption(f"{len(votes)} of {OVERLAP} curators have decided this proposal.")
+        return
+    yes = int(votes["decision"].isin(ACCEPTING).sum())
+    st.warning(f"A tie: {yes} accept and {len(votes) - yes} reject. "
+               + ("As an owner, your decision breaks it." if is_owner(ctx.ws, CURATOR)
+                  else "It waits for an owner's decision."))
+
+
 def move(step: int) -> None:
     st.session_state[POS] = max(0, st.session_state.get(POS, 0) + step)
     st.session_state.pop("review_edit_id", None)
@@ -193,13 +206,15 @@ def render_one() -> None:
     pos = min(st.session_state.get(POS, 0), len(queue_ids) - 1)
     st.session_state[POS] = pos
     row = review.review_queue(ctx.ws, it, axis=axis_filter, status=status_filter, limit=1,
-                              offset=pos).iloc[0].to_dict()
+                              offset=pos, owed_by=QUEUE_OWED).iloc[0].to_dict()
     pid = row["id"]
     st.markdown(f"#### Proposal {pos + 1:,} of {len(queue_ids):,} · {row['axis']} · {row['status']}")
     if error := st.session_state.pop("review_error", None):
         st.error(error)
     for reason in reasons_for(row["source_id"]):
         st.caption(f"Flagged: {reason}")
+    if OWED_BY and row["status"] == "pending":
+        render_overlap(pid)
     render_verdict(row)
     if row["status"] == "failed":
         st.error("This proposal failed: the LLM's answer could not be used.")
@@ -252,7 +267,7 @@ def render_table() -> None:
         page = int(st.number_input(f"Page (of {pages:,}, {TABLE_ROWS} proposals each)", min_value=1,
                                    max_value=pages, step=1, key=f"review_table_page_{it}"))
     queue = review.review_queue(ctx.ws, it, axis=axis_filter, status=status_filter,
-                                limit=TABLE_ROWS, offset=(page - 1) * TABLE_ROWS)
+                                limit=TABLE_ROWS, offset=(page - 1) * TABLE_ROWS, owed_by=QUEUE_OWED)
     view = pd.DataFrame({
         "id": queue["id"], "axis": queue["axis"], "status": queue["status"],
         "decision": queue["status"].map({"accepted": "accept", "edited": "accept",

@@ -38,10 +38,13 @@ def test_each_curator_sees_what_they_still_owe(studio_ws):
     at.button(key="review_accept").click().run()
     assert status_of(ws, ids[0]) == "pending"  # one decision of two
     shown = texts(at)
-    assert "alice, you still owe 3 proposal(s)." in shown and "Proposal 1 of 3" in shown
+    assert "alice, you still owe 3 proposal(s)." in shown
+    assert "Proposal 1 of 3 · quality · pending" in shown  # the next one she owes, not the one she decided
+    assert "0 of 2 curators have decided this proposal." in shown
 
     at.text_input(key="review_curator").set_value("bob").run()
     assert "bob, you still owe 4 proposal(s)." in texts(at)
+    assert "1 of 2 curators have decided this proposal." in texts(at)  # but not what alice decided
     at.button(key="review_reject").click().run()  # bob rejects what alice accepted: a tie
     assert status_of(ws, ids[0]) == "pending"
     at.button(key="bulk_accept").click().run()
@@ -54,6 +57,7 @@ def test_each_curator_sees_what_they_still_owe(studio_ws):
     assert "alice, you still owe 3 proposal(s)." in texts(at)
     at.text_input(key="review_curator").set_value("olga").run()
     assert "olga, you still owe 4 proposal(s)." in texts(at)
+    assert "A tie: 1 accept and 1 reject. As an owner, your decision breaks it." in texts(at)
     at.button(key="review_accept").click().run()  # the owner breaks the tie
     assert status_of(ws, ids[0]) == "accepted"
 
