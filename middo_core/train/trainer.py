@@ -235,7 +235,7 @@ def _fit(ws: Workspace, iteration: int, plan: TrainPlan, base: str, device: str,
     try:
         out = trainer.train(resume_from_checkpoint=last)
     except Exception as exc:
-        if not disk_full(exc, work):
+        if isinstance(exc, Cancelled) or not disk_full(exc, work):
             raise
         _last_complete_checkpoint(work)  # drops the checkpoint the disk could not hold
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(work)) from exc

@@ -234,3 +234,15 @@ def fill_disk(folder: Path, leave: int) -> Path:
     with open(ballast, "wb") as f:
         os.posix_fallocate(f.fileno(), 0, free - leave)
     return ballast
+
+
+def run_job_here(ws, kind: str, iteration: int | None, args: dict[str, Any]) -> dict[str, Any]:
+    """A background job of `kind` through the worker's own code, in this process; its record."""
+    from middo_core.jobs import worker
+    from middo_core.store import runs as run_store
+
+    with ws.store.write() as con:
+        run_id = run_store.create_run(con, kind, iteration, args)
+    worker.run(ws.root, run_id)
+    with ws.store.read() as con:
+        return run_store.get_run(con, run_id)

@@ -13,6 +13,7 @@ from reliability_helpers import (
     check_consistent,
     fill_disk,
     resize_disk,
+    run_job_here,
     small_disk,
 )
 from typer.testing import CliRunner
@@ -24,6 +25,7 @@ from middo_core.store.proposals import put_proposals
 from middo_core.store.samples import insert_samples, samples_frame, set_members
 from middo_core.workspace import init_workspace
 
+pytestmark = pytest.mark.slow
 runner = CliRunner()
 EARLIER = 100
 
@@ -77,6 +79,11 @@ def test_import_on_a_full_disk(tmp_path, big_jsonl):
         assert state["samples"] == EARLIER and state["sizes"] == {0: EARLIER}  # nothing half in
         assert not list((ws.artifacts / "tmp").iterdir())  # the staged records are gone
         assert not (ws.artifacts / "import_reports").exists()  # no report of an import not done
+        job = run_job_here(ws, "import", 0, {"path": str(big_jsonl), "format": None,
+                                             "skip_invalid": False, "split": "train"})
+        assert job["status"] == "failed"  # the same sentence for the Studio's import
+        assert job["error"].startswith(f"no space left on the disk holding {ws.root}")
+        assert check_consistent(ws.root)["samples"] == EARLIER
 
         ballast.unlink()
         code, out = middo_in_process("import", ws.root, big_jsonl)
