@@ -49,11 +49,8 @@ def main() -> None:
     with ws.store.read() as con:
         n = con.execute("SELECT count(*) FROM samples").fetchone()[0]
     print(f"workspace {args.root} ({n:,} samples); load {load()}")
-    if args.rebuild:
-        for f in index_path(ws).parent.glob(index_path(ws).name + "*"):
-            f.unlink()
     t0 = time.perf_counter()
-    report = update_index(ws)
+    report = update_index(ws, rebuild=args.rebuild)
     size = index_path(ws).stat().st_size / 2**20
     print(f"index: {report['added']:,} samples added in {time.perf_counter() - t0:.1f} s, "
           f"{size:.0f} MB on disk; load {load()}")

@@ -11,9 +11,10 @@ of the samples). The index stores no text (contentless, no positions: ~270 MB at
 samples of ~490 characters), so the candidates are checked with the exact ILIKE in DuckDB, and a
 search through the index returns exactly what the scan returns.
 
-Samples are never updated or deleted in the store, only added, so the index follows the store by
-appending the rows past the last one it holds (DuckDB's rowid; the index records the store's
-sample count and highest rowid and starts over when they do not match). It is built by the
+Samples are never updated or deleted in the store, only added, so a sample keeps its DuckDB
+rowid, which is its key in the index, and the index follows the store by appending the rows past
+the last one it holds (it records the store's sample count and highest rowid, and starts over
+when they do not match, as they would not after a deletion). It is built by the
 background job "search_index" (resumable: each chunk is committed with its position), which the
 Data page starts for a workspace of INDEX_FROM samples or more. Until it has caught up, a search
 scans as before, and says why.
@@ -21,10 +22,11 @@ scans as before, and says why.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
-from collections.abc import Sequence
-from contextlib import closing
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +62,6 @@ def _open(path: Path) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode=WAL")  # the Studio reads while the job appends
     con.executescript("""
         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-        CREATE TABLE IF NOT EXISTS ids (n INTEGER PRIMARY KEY, sample_id TEXT NOT NULL);
         CREATE VIRTUAL TABLE IF NOT EXISTS texts
             USING fts5(text, tokenize='trigram', detail='none', content='');
     """)
@@ -97,16 +98,35 @@ def index_state(ws: Workspace) -> IndexState:
     return IndexState(samples, min(indexed, samples), samples >= INDEX_FROM, ready)
 
 
-def update_index(ws: Workspace, progress: ProgressFn | None = None, chunk: int = CHUNK) -> dict:
-    """Appends the store's samples the index lacks, a committed chunk at a time (a stopped run
-    keeps its chunks); starts over when the index does not match the store."""
-    path = index_path(ws)
+@contextmanager
+def _one_writer(path: Path) -> Iterator[None]:
+    """One process appends to an index at a time (the Data page of two tabs, or a benchmark
+    beside a job, may each start one): the next waits, then finds the rows already there."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def update_index(ws: Workspace, progress: ProgressFn | None = None, chunk: int = CHUNK,
+                 rebuild: bool = False) -> dict:
+    """Appends the store's samples the index lacks, a committed chunk at a time (a stopped run
+    keeps its chunks); starts over when the index does not match the store, or with `rebuild`."""
+    path = index_path(ws)
+    with _one_writer(path):
+        return _update(ws, path, progress, chunk, rebuild)
+
+
+def _update(ws: Workspace, path: Path, progress: ProgressFn | None, chunk: int,
+            rebuild: bool) -> dict:
     samples, last = _extent(ws)
     indexed, indexed_last = _indexed(ws)
-    if indexed > samples or indexed_last > last or (indexed == 0 and path.exists()):
-        for leftover in path.parent.glob(path.name + "*"):  # the database and its WAL files
-            leftover.unlink()
+    if rebuild or indexed > samples or indexed_last > last or (indexed == 0 and path.exists()):
+        for name in ("", "-wal", "-shm"):  # the database and its WAL files
+            path.with_name(path.name + name).unlink(missing_ok=True)
         indexed, indexed_last = 0, -1
     added = 0
     with closing(_open(path)) as con:
@@ -114,18 +134,14 @@ def update_index(ws: Workspace, progress: ProgressFn | None = None, chunk: int =
         while indexed < samples:
             with ws.store.read() as store:
                 rows = store.execute("""
-                    SELECT rowid, id, concat_ws(chr(10), instruction, input, output)
+                    SELECT rowid, concat_ws(chr(10), instruction, input, output)
                     FROM samples WHERE rowid > ? ORDER BY rowid LIMIT ?
                 """, [indexed_last, chunk]).fetchall()
             if not rows:
                 break
             with con:  # one transaction: the chunk and its position, or neither
-                start = indexed
-                con.executemany("INSERT INTO ids (n, sample_id) VALUES (?, ?)",
-                                [(start + i, r[1]) for i, r in enumerate(rows)])
-                con.executemany("INSERT INTO texts (rowid, text) VALUES (?, ?)",
-                                [(start + i, r[2]) for i, r in enumerate(rows)])
-                indexed, indexed_last = start + len(rows), int(rows[-1][0])
+                con.executemany("INSERT INTO texts (rowid, text) VALUES (?, ?)", rows)
+                indexed, indexed_last = indexed + len(rows), int(rows[-1][0])
                 con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                 [("indexed", indexed), ("last_rowid", indexed_last)])
             added += len(rows)
@@ -139,8 +155,9 @@ def _trigrams(text: str) -> list[str]:
     return sorted({folded[i:i + 3] for i in range(len(folded) - 2)})
 
 
-def candidates(ws: Workspace, text: str) -> list[str] | None:
-    """The ids of the samples whose text may contain `text` (a superset of those that do), or
+def candidates(ws: Workspace, text: str) -> list[int] | None:
+    """The store rowids of the samples whose text may contain `text` (a superset of those that
+    do; DuckDB reads rows by rowid without a scan, where ids would need a join), or
     None where the index cannot narrow the search: no index or one behind the store, a query
     under MIN_QUERY characters or outside ASCII (SQLite and DuckDB fold other letters' case
     differently), or one that more than SCAN_ABOVE of the samples may match."""
@@ -154,10 +171,8 @@ def candidates(ws: Workspace, text: str) -> list[str] | None:
     path = index_path(ws)
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as con:
-            rows = con.execute("""
-                SELECT ids.sample_id FROM texts JOIN ids ON ids.n = texts.rowid
-                WHERE texts MATCH ? LIMIT ?
-            """, [query, cap + 1]).fetchall()
+            rows = con.execute("SELECT rowid FROM texts WHERE texts MATCH ? LIMIT ?",
+                               [query, cap + 1]).fetchall()
     except sqlite3.Error:
         return None
     if len(rows) > cap:

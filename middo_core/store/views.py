@@ -31,23 +31,25 @@ def _browse_params(iteration: int, text: str, origin: str | None, split: str) ->
 def _hits(text: str, origin: str | None, narrowed: bool = False) -> str:
     """The ids of D(iteration)'s matching samples. Without a filter only dataset_members is read
     (counting or ordering a million ids there takes milliseconds; through the texts, seconds).
-    `narrowed`: only the samples of the registered frame `_candidates` (the search index's
-    superset of the matches, store.search_index) are read and checked."""
+    `narrowed`: only the samples whose rowids the registered frame `_candidates` holds (the
+    search index's superset of the matches, store.search_index) are read and checked."""
     if not text and origin is None:
         return "SELECT m.sample_id AS id FROM dataset_members m WHERE m.iteration = ? AND m.split = ?"
-    source = ("_candidates c JOIN dataset_members m ON m.sample_id = c.id" if narrowed
-              else "dataset_members m")
-    return f"SELECT s.id FROM {source} JOIN samples s ON s.id = m.sample_id {_BROWSE_WHERE}"
+    if narrowed:
+        return f"""SELECT s.id FROM
+            (SELECT * FROM samples WHERE rowid IN (SELECT r FROM _candidates)) s
+            JOIN dataset_members m ON m.sample_id = s.id {_BROWSE_WHERE}"""
+    return f"SELECT s.id FROM dataset_members m JOIN samples s ON s.id = m.sample_id {_BROWSE_WHERE}"
 
 
 @contextmanager
 def _narrowed(con: duckdb.DuckDBPyConnection, text: str,
-              candidates: list[str] | None) -> Iterator[bool]:
+              candidates: list[int] | None) -> Iterator[bool]:
     """Registers the candidates for _hits while a query runs; True when it is to use them."""
     if candidates is None or not text:
         yield False
         return
-    with registered(con, "_candidates", pd.DataFrame({"id": pd.Series(candidates, dtype="string")})):
+    with registered(con, "_candidates", pd.DataFrame({"r": pd.Series(candidates, dtype="int64")})):
         yield True
 
 
@@ -59,7 +61,7 @@ def _hit_params(iteration: int, text: str, origin: str | None, split: str) -> li
 
 def browse_page(con: duckdb.DuckDBPyConnection, iteration: int, text: str = "",
                 origin: str | None = None, limit: int = 50, offset: int = 0,
-                split: str = "train", candidates: list[str] | None = None) -> tuple[int, pd.DataFrame]:
+                split: str = "train", candidates: list[int] | None = None) -> tuple[int, pd.DataFrame]:
     """How many samples of D(iteration) match `text` (case-insensitive, in the instruction, input
     or output) and `origin`, and one page of them (by id) with their signals, in one pass over
     the texts: the matching ids are found once, then only the page's rows are read whole.
@@ -93,14 +95,14 @@ def browse_samples(con: duckdb.DuckDBPyConnection, iteration: int, text: str = "
 
 def count_samples(con: duckdb.DuckDBPyConnection, iteration: int, text: str = "",
                   origin: str | None = None, split: str = "train",
-                  candidates: list[str] | None = None) -> int:
+                  candidates: list[int] | None = None) -> int:
     with _narrowed(con, text, candidates) as narrowed:
         return int(con.execute(f"SELECT count(*) FROM ({_hits(text, origin, narrowed)})",
                                _hit_params(iteration, text, origin, split)).fetchall()[0][0])
 
 
 def matching_ids(con: duckdb.DuckDBPyConnection, iteration: int, text: str,
-                 split: str = "train", candidates: list[str] | None = None) -> list[str]:
+                 split: str = "train", candidates: list[int] | None = None) -> list[str]:
     """The ids of D(iteration)'s samples whose instruction, input or output holds `text`
     (case-insensitive): the search box of the map, which marks every match. `candidates` as in
     browse_page."""

@@ -104,6 +104,19 @@ def test_the_index_follows_added_samples_and_resumes_after_a_stop(ws):
     assert found is not None and indexed == scan and scan[0] == 1
 
 
+def test_two_builders_at_once_leave_one_whole_index(ws):
+    """Two tabs of the Data page (or a benchmark beside the job) may each start a build."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda _: update_index(ws, chunk=400), range(2)))
+    assert sorted(r["added"] for r in reports) == [0, 3000]  # the second found it built
+    found = candidates(ws, "capital of Peru")
+    assert found is not None and len(found) == len(set(found))
+    scan, indexed, _ = scan_and_index(ws, "capital of Peru")
+    assert indexed == scan
+
+
 def test_a_damaged_index_is_started_over(ws):
     update_index(ws)
     path = index_path(ws)
