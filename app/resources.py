@@ -205,11 +205,17 @@ def _projection(root: str, iteration: int, method: str, keys: tuple[str, str], _
             text = text.str.replace(char, entity, regex=False)
         hover = text.to_numpy(dtype=object)
     points = points.drop(columns="instruction")
-    data = signals(root, iteration, version)
-    pos = summaries.positions(data[1].ids, points["sample_id"].to_numpy()) if data is not None else None
+    # rows of the signal table <-> rows of the map, through the signal table's own index (shared
+    # with the pages that open a sample: its hash table of a million ids is built once)
+    index = signal_index(root, iteration, version)
+    pos = index.get_indexer(points["sample_id"].to_numpy()) if index is not None else None
+    row_of = None
+    if pos is not None:
+        row_of = np.full(len(index), -1, dtype=np.int64)
+        row_of[pos[pos >= 0]] = np.flatnonzero(pos >= 0)
     x, y = points["x"].to_numpy(np.float32), points["y"].to_numpy(np.float32)
     frame = Frame.around(x, y) if image else None
-    return {"points": points, "hover": hover, "positions": pos, "x": x, "y": y,
+    return {"points": points, "hover": hover, "positions": pos, "row_of": row_of, "x": x, "y": y,
             "ids": points["sample_id"].to_numpy(dtype=object), "image": image,
             "frame": frame, "pixels": pixels(x, y, frame) if image else None}
 
@@ -217,6 +223,18 @@ def _projection(root: str, iteration: int, method: str, keys: tuple[str, str], _
 @st.cache_resource(show_spinner=False, max_entries=3)
 def _projection_index(root: str, iteration: int, method: str, keys: tuple[str, str], _version: int) -> pd.Index:
     return pd.Index(projection(root, iteration, method, _version)["ids"])
+
+
+def _rows_of(root: str, iteration: int, method: str, keys: tuple[str, str], version: int,
+             ids: list[str]) -> np.ndarray:
+    """Rows of the map of the sample ids (those not on the map left out)."""
+    mapped = projection(root, iteration, method, version)
+    if mapped["row_of"] is not None:
+        at = signal_index(root, iteration, version).get_indexer(ids)
+        rows = mapped["row_of"][at[at >= 0]]
+    else:  # a map without signals: an index of the map's own ids
+        rows = _projection_index(root, iteration, method, keys, version).get_indexer(ids)
+    return rows[rows >= 0]
 
 
 def search_positions(root: str, iteration: int, method: str, text: str, version: int) -> np.ndarray | None:
@@ -239,8 +257,7 @@ def _search_positions(root: str, iteration: int, method: str, text: str, keys: t
     narrowed = candidates(ws, text)  # the search index's superset of the matches, if it has one
     with ws.store.read() as con:
         ids = matching_ids(con, iteration, text, candidates=narrowed)
-    pos = _projection_index(root, iteration, method, keys, _version).get_indexer(ids)
-    return np.sort(pos[pos >= 0])
+    return np.sort(_rows_of(root, iteration, method, keys, _version, ids))
 
 
 def map_figure(root: str, iteration: int, method: str, version: int, colour: str,
@@ -354,9 +371,7 @@ def _map_region(root: str, iteration: int, method: str, keys: tuple[str, str],
 
 def map_rows(root: str, iteration: int, method: str, version: int, ids: list[str]) -> np.ndarray:
     """Rows of the map of the sample ids (a selection of points)."""
-    index = _projection_index(root, iteration, method, _map_keys(root, iteration, method, version), version)
-    rows = index.get_indexer(ids)
-    return rows[rows >= 0]
+    return _rows_of(root, iteration, method, _map_keys(root, iteration, method, version), version, ids)
 
 
 def map_ids(root: str, iteration: int, method: str, version: int, rows: np.ndarray,
