@@ -102,11 +102,11 @@ def test_a_stopped_ray_pass_keeps_finished_tasks_and_the_rerun_does_the_rest(
 
     signals = ("complexity", "diversity")
     # shared_storage=False: rows come back through Ray and the driver writes the shards
-    with make_executor("ray", actors=2, task_samples=8, shared_storage=False) as ex, \
+    with make_executor("ray", actors=1, task_samples=8, shared_storage=False) as ex, \
             pytest.raises(Cancelled):
         diagnose(ws, 0, signals=signals, progress=stop_after_first_task, executor=ex)
     assert seen and _signals(ws).empty  # nothing half-written into the signals table
-    with make_executor("ray", actors=2, task_samples=8) as ex:
+    with make_executor("ray", actors=1, task_samples=8) as ex:
         rep = diagnose(ws, 0, signals=signals, executor=ex)
     assert 0 < rep.computed["post"] <= 54 - seen[0]  # finished tasks were not run again
     assert not any(shards_root(ws).iterdir())
@@ -170,7 +170,7 @@ def test_a_registered_toy_signal_gives_the_same_values_on_ray_as_in_process(
     # the in-process run here uses one thread too.
     threads = torch.get_num_threads()
     values = []
-    for name, executor in (("here", None), ("ray", make_executor("ray", actors=2))):
+    for name, executor in (("here", None), ("ray", make_executor("ray", actors=1))):
         ws = _demo(tmp_path / name, tiny_model)
         torch.set_num_threads(1 if executor is None else threads)
         try:
