@@ -10,6 +10,7 @@ import pytest
 from browser import chromium_page, shot, studio_server, wait_idle
 
 from middo_core.data import import_file
+from middo_core.jobs import active_jobs
 from middo_core.store.canaries import current_verdicts
 from middo_core.store.iterations import get_iteration
 from middo_core.store.proposals import put_proposals
@@ -77,6 +78,12 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
         shot(page, "01-diagnose-empty")
         page.get_by_role("button", name="Diagnose D(0)").click()  # a background job
         page.get_by_text("Union flagged").wait_for(timeout=240_000)
+        # the run goes on to draw the map, and its end reruns the page: let it end first, so that
+        # the slider moved below is not reset by that rerun
+        deadline = time.monotonic() + 240
+        while active_jobs(ws):
+            assert time.monotonic() < deadline, "the diagnosis did not finish"
+            time.sleep(0.5)
         wait_idle(page)
         shot(page, "02-diagnose")
         # each axis's health beside its distribution; the one at chance on this data says so
