@@ -169,15 +169,22 @@ def proposal_count(con: duckdb.DuckDBPyConnection, iteration: int) -> int:
 
 
 def sample_signals(con: duckdb.DuckDBPyConnection, iteration: int, ids: list[str]) -> pd.DataFrame:
-    """Text and signals of the given samples of iteration `iteration` (for map selections)."""
-    frame = pd.DataFrame({"id": list(ids)})
-    with registered(con, "_pick", frame):
-        return con.execute(f"""
-            SELECT {", ".join("s." + c for c in BROWSE_COLUMNS)},
-                   {", ".join("g." + c for c in SIGNAL_COLUMNS)}
-            FROM _pick JOIN samples s USING (id)
-            LEFT JOIN signals g ON g.iteration = ? AND g.sample_id = s.id
-        """, [iteration]).df()
+    """Text and signals of the given samples of iteration `iteration` (for map selections).
+
+    The ids go in as a list of parameters, so both tables are read through their primary keys
+    (100 samples of a million in ~0.15 s; a join with a registered frame scans every text: ~0.9 s).
+    """
+    ids = list(ids)
+    if not ids:
+        ids = [""]  # no sample has an empty id: an empty frame with the columns
+    marks = ", ".join("?" * len(ids))
+    return con.execute(f"""
+        SELECT {", ".join("s." + c for c in BROWSE_COLUMNS)},
+               {", ".join("g." + c for c in SIGNAL_COLUMNS)}
+        FROM (SELECT * FROM samples WHERE id IN ({marks})) s
+        LEFT JOIN (SELECT * FROM signals WHERE iteration = ? AND sample_id IN ({marks})) g
+          ON g.sample_id = s.id
+    """, [*ids, iteration, *ids]).df()
 
 
 def signal_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
