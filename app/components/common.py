@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from middo_core.files import disk_full, disk_full_message
+
 
 def fmt_int(n: float | int | None) -> str:
     return "–" if n is None else f"{int(n):,}"
@@ -23,6 +25,10 @@ def fmt_num(x: float | None, digits: int = 2) -> str:
 def render_error(exc: BaseException, doing: str = "") -> None:
     """An error as one sentence (the library's messages already name file, row and field)."""
     text = str(exc).strip() or type(exc).__name__
+    if disk_full(exc):  # which disk, and what to do, as the CLI says it
+        from app.state import WS_KEY
+
+        text = disk_full_message(exc, st.session_state.get(WS_KEY) or None)
     st.error(f"{doing}: {text}" if doing else text, icon=":material/error:")
 
 

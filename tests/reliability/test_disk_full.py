@@ -24,6 +24,7 @@ from middo_core.sample import Sample
 from middo_core.store.proposals import put_proposals
 from middo_core.store.samples import insert_samples, samples_frame, set_members
 from middo_core.workspace import init_workspace
+from tests.app.studio_helpers import open_app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -83,6 +84,14 @@ def test_import_on_a_full_disk(tmp_path, big_jsonl):
                                              "skip_invalid": False, "split": "train"})
         assert job["status"] == "failed"  # the same sentence for the Studio's import
         assert job["error"].startswith(f"no space left on the disk holding {ws.root}")
+        assert check_consistent(ws.root)["samples"] == EARLIER
+        at = open_app(ws.root, "data")  # the Data page's import, in the Studio's process
+        at.radio(key="import_source").set_value("A file on this machine").run()
+        at.text_input(key="import_path").set_value(str(big_jsonl)).run()
+        next(b for b in at.button if b.label == "Import this file").click().run()
+        assert not at.exception
+        shown = [e.value for e in at.error if e.value.startswith("Could not import")]
+        assert len(shown) == 1 and f"no space left on the disk holding {ws.root}" in shown[0], shown
         assert check_consistent(ws.root)["samples"] == EARLIER
 
         ballast.unlink()
