@@ -1,8 +1,8 @@
 """The map drawn as one image of every sample, in a real browser, on a synthetic workspace of
 20,000 samples (benchmarks/synth_workspace.py; ~10 s to build here): a search marks and lists its
 matches, a recolour redraws the image, and a box drawn with the mouse lists exactly the samples
-inside it (resolved on the server over every coordinate), flagged ones first, one of which opens
-on the Review page. The same path at a million samples: benchmarks/bench_studio_scale.py."""
+inside it (resolved on the server over every coordinate), a lasso too, flagged ones first, one of
+which opens on the Review page. The same path at a million samples: benchmarks/bench_studio_scale.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from browser import chromium_page, shot, studio_server, wait_idle
 from test_map_browser import drag
 
 from benchmarks.synth_workspace import build_synthetic_workspace
-from middo_core.map_raster import in_box
+from middo_core.map_raster import in_box, in_lasso
 from middo_core.projections import load_projection
 from middo_core.store.views import count_samples
 
@@ -30,10 +30,15 @@ def samples_line(page, pattern: str, timeout: float = 60_000) -> int:
     return int(line.inner_text().split()[0].replace(",", ""))
 
 
-def drawn_box(page) -> tuple[tuple[float, float], tuple[float, float]]:
-    """The box the page holds as the selection, in the map's coordinates (plotly's own record)."""
-    box = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.selections[0]")
-    return (box["x0"], box["x1"]), (box["y0"], box["y1"])
+def drawn(page) -> dict:
+    """The box or lasso the page holds as the selection, in the map's coordinates (plotly's record)."""
+    return page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.selections[0]")
+
+
+def lasso_points(path: str) -> tuple[list[float], list[float]]:
+    """plotly's 'Mx,yLx,y...Z' outline -> its xs and ys."""
+    pts = [p.split(",") for p in path.replace("M", "").replace("Z", "").split("L")]
+    return [float(x) for x, _ in pts], [float(y) for _, y in pts]
 
 
 def test_a_box_on_the_image_of_every_sample_lists_them_and_leads_to_review(tmp_path, monkeypatch,
@@ -84,10 +89,23 @@ def test_a_box_on_the_image_of_every_sample_lists_them_and_leads_to_review(tmp_p
         span = float(x.max() - x.min()) / 60
         drag(page, [(sx - span, sy + span), (sx + span, sy - span)])
         shown = samples_line(page, r"^[\d,]+ samples selected")
-        xs, ys = drawn_box(page)
-        assert shown == in_box(x, y, xs, ys).size > 0
+        box = drawn(page)
+        assert shown == in_box(x, y, (box["x0"], box["x1"]), (box["y0"], box["y1"])).size > 0
         wait_idle(page)
         shot(page, "map-scale-03-box")
+
+        # A lasso around it, started outside the box (a drag inside a selection moves it)
+        page.locator(".js-plotly-plot").hover()
+        page.locator('.modebar-btn[data-title="Lasso Select"]').click()
+        r = span * 1.5
+        drag(page, [(sx - r, sy), (sx - r / 2, sy + r), (sx + r / 2, sy + r), (sx + r, sy),
+                    (sx + r / 2, sy - r), (sx - r / 2, sy - r), (sx - r, sy)])
+        page.wait_for_function("() => { const s = document.querySelector('.js-plotly-plot')._fullLayout"
+                               ".selections; return s.length === 1 && s[0].type === 'path'; }")
+        expected = in_lasso(x, y, *lasso_points(drawn(page)["path"])).size
+        page.get_by_text(re.compile(rf"^{expected:,} samples selected")).wait_for(timeout=60_000)
+        assert expected > shown  # a wider outline than the box's
+        wait_idle(page)
 
         # Open the source (listed: flagged ones come first) and go to its proposal
         page.locator(".st-key-map_open_0 input").click()
