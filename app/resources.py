@@ -261,13 +261,23 @@ def _search_positions(root: str, iteration: int, method: str, text: str, keys: t
 
 
 def map_figure(root: str, iteration: int, method: str, version: int, colour: str,
-               m: tuple[float, float, float] | None, search: str = "") -> tuple[MapFigure, Any]:
+               m: tuple[float, float, float] | None, search: str = "",
+               view: tuple[float, float, float, float] | None = None) -> tuple[MapFigure, Any]:
     """The map figure coloured by `colour` with the flags of m (complexity, diversity, quality),
-    the samples found by `search` marked, and that selection (None without signals). Built once
-    per choice: a rerun that changes none (a lasso, a click in the list) sends the identical
-    figure, which the browser keeps."""
+    the samples found by `search` marked, and that selection (None without signals); an image
+    drawn over `view` (x0, x1, y0, y1) only, when given. Built once per choice: a rerun that
+    changes none (a lasso, a click in the list) sends the identical figure, which the browser keeps."""
     keys = _map_keys(root, iteration, method, version)
-    return _map_figure(root, iteration, method, keys, colour, m, search.strip(), version)
+    return _map_figure(root, iteration, method, keys, colour, m, search.strip(), view, version)
+
+
+def map_zoom(root: str, iteration: int, method: str, version: int,
+             region: tuple[str, tuple[float, ...], tuple[float, ...]]) -> tuple[float, float, float, float]:
+    """The view (x0, x1, y0, y1) around a box or a lasso, widened to the whole map's proportions so
+    that the zoomed image is not stretched."""
+    from middo_core.map_raster import zoom_view
+
+    return zoom_view(projection(root, iteration, method, version)["frame"], region[1], region[2])
 
 
 def _signal_values(mapped: dict[str, Any], colour: str,
@@ -296,7 +306,8 @@ def _map_categories(root: str, iteration: int, method: str, keys: tuple[str, str
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _map_figure(root: str, iteration: int, method: str, keys: tuple[str, str], colour: str,
-                m: tuple[float, float, float] | None, search: str, _version: int) -> tuple[MapFigure, Any]:
+                m: tuple[float, float, float] | None, search: str,
+                view: tuple[float, float, float, float] | None, _version: int) -> tuple[MapFigure, Any]:
     version = _version
     mapped = projection(root, iteration, method, version)
     n = len(mapped["points"])
@@ -318,7 +329,8 @@ def _map_figure(root: str, iteration: int, method: str, keys: tuple[str, str], c
     found = search_positions(root, iteration, method, search, version)
     shown = colour.replace("_", " ")
     found_note = f" · {len(found):,} found by the search" if found is not None else ""
-    title = f"{method.upper()} map of D({iteration}) coloured by {shown} · {n:,} samples{found_note}"
+    zoomed = " · zoomed in" if view is not None and mapped["image"] else ""
+    title = f"{method.upper()} map of D({iteration}) coloured by {shown} · {n:,} samples{found_note}{zoomed}"
     if not mapped["image"]:
         mask = None
         if found is not None:
@@ -328,6 +340,9 @@ def _map_figure(root: str, iteration: int, method: str, keys: tuple[str, str], c
         return map_view.map_figure(mapped["x"], mapped["y"], mapped["ids"], mapped["hover"], labels,
                                    colour, continuous, title, found=mask), selection
     frame, pix = mapped["frame"], mapped["pixels"]
+    if view is not None:  # the same samples, each in its pixel of the view (outside it: none)
+        frame = map_raster.Frame(*view)
+        pix = map_raster.pixels(mapped["x"], mapped["y"], frame)
     if continuous:
         edges = map_view.step_edges(values, len(map_view.VIRIDIS))
         steps = [] if edges is None else map_view.step_names(edges)
@@ -347,7 +362,8 @@ def _map_figure(root: str, iteration: int, method: str, keys: tuple[str, str], c
     note = (f"Every one of the {n:,} samples is drawn: each pixel takes the colour of its samples "
             + ("(their mean value)" if continuous else "(flagged ones over the rest)" if colour == "flag"
                else "(the last in the legend's order over the others)")
-            + ", darker where more of them lie. Draw a box or a lasso to list the samples inside.")
+            + ", darker where more of them lie. Draw a box or a lasso to list the samples inside "
+            "(or to zoom in on them).")
     return map_view.image_figure(map_raster.png(image), frame, legend, title, n, note), selection
 
 

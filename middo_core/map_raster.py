@@ -18,6 +18,7 @@ import numpy as np
 WIDTH, HEIGHT = 1000, 580  # pixels of the image, about the chart's size on a laptop screen
 MARGIN = 0.02  # of each side of the extent, so points on the edge are not cut in half
 MIN_ALPHA, MAX_ALPHA = 150, 255  # a lone point stays visible next to a dense cluster
+SPARSE = 0.01  # of the pixels holding a sample, below which samples are drawn larger
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,18 @@ class Frame:
     def pixel(self) -> tuple[float, float]:
         """A pixel's width and height in data units."""
         return (self.x1 - self.x0) / self.width, (self.y1 - self.y0) / self.height
+
+
+def zoom_view(whole: Frame, xs: tuple[float, ...], ys: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """(x0, x1, y0, y1) around the points xs, ys (a box or a lasso), widened to the proportions of
+    the whole map and by a margin, so its samples are not stretched or cut at the edges."""
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    w, h = max(x1 - x0, 1e-9), max(y1 - y0, 1e-9)
+    ratio = (whole.x1 - whole.x0) / (whole.y1 - whole.y0)
+    w, h = max(w, h * ratio), max(h, w / ratio)
+    w, h = w * (1 + 2 * MARGIN), h * (1 + 2 * MARGIN)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2
 
 
 def pixels(x: np.ndarray, y: np.ndarray, frame: Frame) -> np.ndarray:
@@ -107,7 +120,9 @@ def _image(rgb: np.ndarray, counts: np.ndarray, frame: Frame) -> np.ndarray:
     out = np.empty((frame.height * frame.width, 4), np.uint8)
     out[:, :3] = rgb
     out[:, 3] = _alpha(counts)
-    return spread(out.reshape(frame.height, frame.width, 4))
+    image = spread(out.reshape(frame.height, frame.width, 4))
+    # a sparse image (a zoomed-in view, a small map) grows its samples once more: 5 x 5 pixels
+    return spread(image) if (counts > 0).sum() < SPARSE * counts.size else image
 
 
 def spread(image: np.ndarray) -> np.ndarray:

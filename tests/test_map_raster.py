@@ -82,3 +82,13 @@ def test_flags_are_coded_per_axis_with_several_axes_apart_and_only_present_ones_
     assert [names[c] for c in codes] == ["several axes", "complexity", "not flagged", "not flagged",
                                          "not flagged"]
     assert names == ["not flagged", "complexity", "several axes"]  # quality alone flags none
+
+
+def test_a_zoomed_view_keeps_the_maps_proportions_and_holds_the_selection():
+    from middo_core.map_raster import zoom_view
+
+    whole = Frame(0.0, 20.0, 0.0, 10.0)  # twice as wide as high
+    x0, x1, y0, y1 = zoom_view(whole, (4.0, 5.0), (2.0, 6.0))  # a tall box
+    assert abs((x1 - x0) / (y1 - y0) - 2.0) < 1e-9
+    assert x0 < 4.0 and x1 > 5.0 and y0 < 2.0 and y1 > 6.0
+    assert abs((x0 + x1) / 2 - 4.5) < 1e-9 and abs((y0 + y1) / 2 - 4.0) < 1e-9

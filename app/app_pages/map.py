@@ -78,7 +78,9 @@ if data is not None:
 elif colour == "flag":
     st.caption("No diagnosis for this iteration: nothing is flagged.")
 
-fig, selection = resources.map_figure(ctx.root, it, method, ctx.version, colour, m, search)
+view_key = f"map_view_{it}_{method}"  # the part of the image drawn, after "Zoom to the selection"
+fig, selection = resources.map_figure(ctx.root, it, method, ctx.version, colour, m, search,
+                                      st.session_state.get(view_key))
 # An image answers a box or a lasso only (its outline comes back); points answer a click too
 event = render_figure(fig.figure, key=f"map_{it}_{method}", on_select="rerun",
                       selection_mode=("box", "lasso") if fig.image else ("box", "lasso", "points"))
@@ -88,6 +90,15 @@ if fig.note:
 if fig.image:
     region = selected_region(event)
     rows = resources.map_region(ctx.root, it, method, ctx.version, region) if region else None
+    z1, z2, _ = st.columns([1, 1, 3])
+    if region and z1.button("Zoom to the selection", icon=":material/zoom_in:", key="map_zoom_in",
+                            help="Draws the image again over the selection only, at full detail"):
+        st.session_state[view_key] = resources.map_zoom(ctx.root, it, method, ctx.version, region)
+        st.rerun()
+    if st.session_state.get(view_key) and z2.button("Whole map", icon=":material/zoom_out_map:",
+                                                   key="map_zoom_out"):
+        del st.session_state[view_key]
+        st.rerun()
 else:
     ids = selected_ids(event, fig.trace_ids)
     rows = resources.map_rows(ctx.root, it, method, ctx.version, ids) if ids else None

@@ -1,8 +1,8 @@
 """The map drawn as one image of every sample, in a real browser, on a synthetic workspace of
 20,000 samples (benchmarks/synth_workspace.py; ~10 s to build here): a search marks and lists its
 matches, a recolour redraws the image, and a box drawn with the mouse lists exactly the samples
-inside it (resolved on the server over every coordinate), a lasso too, flagged ones first, one of
-which opens on the Review page. The same path at a million samples: benchmarks/bench_studio_scale.py."""
+inside it (resolved on the server over every coordinate), the image zooms in on the box, a lasso
+drawn there lists its samples, flagged ones first, one of which opens on the Review page. The same path at a million samples: benchmarks/bench_studio_scale.py."""
 
 from __future__ import annotations
 
@@ -94,17 +94,24 @@ def test_a_box_on_the_image_of_every_sample_lists_them_and_leads_to_review(tmp_p
         wait_idle(page)
         shot(page, "map-scale-03-box")
 
-        # A lasso around it, started outside the box (a drag inside a selection moves it)
+        # Zoom to the box: the image drawn again over it alone
+        page.get_by_role("button", name=re.compile("Zoom to the selection")).click()
+        page.get_by_text(re.compile("coloured by quality .* zoomed in")).first.wait_for(timeout=60_000)
+        wait_idle(page)
+        assert page.get_by_role("button", name=re.compile("Whole map")).count() == 1
+        shot(page, "map-scale-04-zoomed")
+
+        # A lasso around the source in the zoomed view
         page.locator(".js-plotly-plot").hover()
         page.locator('.modebar-btn[data-title="Lasso Select"]').click()
-        r = span * 1.5
+        r = span * 0.9
         drag(page, [(sx - r, sy), (sx - r / 2, sy + r), (sx + r / 2, sy + r), (sx + r, sy),
                     (sx + r / 2, sy - r), (sx - r / 2, sy - r), (sx - r, sy)])
         page.wait_for_function("() => { const s = document.querySelector('.js-plotly-plot')._fullLayout"
                                ".selections; return s.length === 1 && s[0].type === 'path'; }")
         expected = in_lasso(x, y, *lasso_points(drawn(page)["path"])).size
         page.get_by_text(re.compile(rf"^{expected:,} samples selected")).wait_for(timeout=60_000)
-        assert expected > shown  # a wider outline than the box's
+        assert 0 < expected <= shown  # inside the box
         wait_idle(page)
 
         # Open the source (listed: flagged ones come first) and go to its proposal
@@ -115,4 +122,4 @@ def test_a_box_on_the_image_of_every_sample_lists_them_and_leads_to_review(tmp_p
         page.get_by_role("button", name=re.compile(f"Review its {axis} proposal")).click()
         page.get_by_role("heading", name=re.compile(r"Review proposals for D\(0\)")).wait_for(timeout=60_000)
         wait_idle(page)
-        shot(page, "map-scale-04-review")
+        shot(page, "map-scale-05-review")
