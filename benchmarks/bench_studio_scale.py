@@ -6,7 +6,7 @@ Builds a synthetic workspace (benchmarks/synth_workspace.py) under benchmarks/ou
 `middo studio` on loopback and drives headless Chromium (/usr/bin/chromium): each page's load after
 a warm-up visit, an m slider move, search and page turns on the Data page, opening a sample from a
 histogram bar, the map (recolours, a search, a box drawn with the mouse to the list of samples
-inside, one of them opened and its proposal on the Review page), a bulk accept of every pending
+inside, a zoom to it, one of them opened and its proposal on the Review page), a bulk accept of every pending
 proposal (set back to pending afterwards), and the server's resident memory with two tabs open. A page is timed twice: opened afresh (a new session:
 the browser loads the app and its chart library again) and reached from another page through the
 sidebar, as a curator moves around. The machine's load is printed with each part.
@@ -46,6 +46,8 @@ MAP_DRAWN = """(colour) => { const gd = document.querySelector('.js-plotly-plot'
   const t = gd && gd.querySelector('.gtitle');
   return !!t && t.textContent.includes('coloured by ' + colour)
          && !!(gd.querySelector('.gl-container canvas') || gd.querySelector('image')); }"""
+# A new figure replaces the chart: until the old one is gone, two are on the page
+ONE_MAP = "() => document.querySelectorAll('.js-plotly-plot').length === 1"
 # ... and its image decoded (a no-op for points)
 MAP_DECODED = """async () => { const im = document.querySelector('.js-plotly-plot image');
   if (im && im.decode) { try { await im.decode(); } catch (e) {} } }"""
@@ -311,6 +313,23 @@ def bench_map(page, url: str, ws_root: Path) -> dict[str, list[float] | str]:
     page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=120_000)
     wait_idle(page)
     out["box -> list"] = [time.perf_counter() - t0]
+    zoom = page.get_by_role("button", name=re.compile("Zoom to the selection"))
+    if zoom.count():  # the map is one image: zoom to the box, then a box in the zoomed view
+        t0 = time.perf_counter()
+        zoom.click()
+        page.wait_for_function("() => { const t = document.querySelector('.js-plotly-plot .gtitle');"
+                               " return !!t && t.textContent.includes('zoomed in'); }",
+                               polling="raf", timeout=120_000)
+        page.evaluate(MAP_DECODED)
+        out["zoom"] = [time.perf_counter() - t0]
+        wait_idle(page)
+        page.wait_for_function(ONE_MAP, timeout=120_000)
+        page.locator(".js-plotly-plot").hover()
+        page.locator('.modebar-btn[data-title="Box Select"]').click()
+        drag(page, [(sx - span / 2, sy + span / 2), (sx + span / 2, sy - span / 2)])
+        out["zoomed box line"] = _samples_line(page, r"^[\d,]+ samples selected")
+        page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=120_000)
+        wait_idle(page)
     page.locator(".st-key-map_open_0 input").click()
     page.keyboard.type(source)  # the picker lists a few options at a time: filter to the one
     option = page.get_by_role("option", name=re.compile(f"^{source} ·"))
@@ -466,6 +485,9 @@ def main() -> None:
                 rows.append(f"| map search -> {mapped['search line']} | " + fmt(mapped["search"], TARGETS["browse"]) + " |")
                 rows.append(f"| map box -> {mapped['box line']} | " + fmt(mapped["box -> count"], TARGETS["browse"]) + " |")
                 rows.append("| map box -> the list drawn | " + fmt(mapped["box -> list"], TARGETS["browse"]) + " |")
+                if "zoom" in mapped:
+                    rows.append("| map: zoom to the selection -> drawn | " + fmt(mapped["zoom"], TARGETS["recolour"])
+                                + f" |\n| (a box in the zoomed view: {mapped['zoomed box line']}) | | | | | |")
                 if isinstance(mapped["review"], str):
                     rows.append(f"| map: open the proposal's source | {mapped['review']} | | | | |")
                 else:
