@@ -212,10 +212,13 @@ def build(root: Path, heldout: bool = False) -> None:
     print(f"trained M(0) in {(time.time() - t0) / 60:.1f} min", flush=True)
 
 
-def evaluate(root: Path) -> None:
+def evaluate(root: Path, modes: list[str] | None = None) -> None:
+    """AUROC of `quality` (low = corrupted) per mode (default: the product's default mode), overall
+    and per kind, and the samples flagged at tau = mu + m*sigma for the default m and m = -1."""
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
+    from middo_core.config import SelectionConfig
     from middo_core.diagnose import diagnose
     from middo_core.store.iterations import get_iteration
     from middo_core.store.signals import load_signals
@@ -223,26 +226,31 @@ def evaluate(root: Path) -> None:
 
     ws = open_workspace(root)
     ws.config.canaries.enabled = False  # in memory: the canaries are not part of this measure
-    # the product's default, whatever the workspace's middo.yaml says (it was written when the
-    # default was still the self-judge)
-    ws.config.signals.quality_mode = type(ws.config.signals)().quality_mode
     labels = json.loads((ws.artifacts / LABELS_FILE).read_text(encoding="utf-8"))
+    kinds = [k for k in HELDOUT_KINDS if k in set(labels.values())]
     with ws.store.read() as con:
         model = (get_iteration(con, 0) or {}).get("model")
-    t0 = time.time()
-    rep = diagnose(ws, 0, post_model=model, signals=("complexity", "quality"))
-    with ws.store.read() as con:
-        frame = load_signals(con, 0).set_index("sample_id")
-    q = frame["quality"].to_numpy(dtype=float)
-    y = np.array([sid in labels for sid in frame.index])
-    print(f"quality mode {rep.quality.get('mode')} ({rep.quality.get('reason', '')}); diagnosis "
-          f"{time.time() - t0:.0f} s; {os.cpu_count()} cores, load average "
-          f"{os.getloadavg()[0]:.1f}")
-    print(f"all kinds: AUROC {roc_auc_score(y, -q):.3f} ({int(y.sum())} corrupted of {len(y)})")
-    for kind in KINDS:
-        keep = np.array([labels.get(sid, kind) == kind for sid in frame.index])
-        print(f"{kind}: AUROC {roc_auc_score(y[keep], -q[keep]):.3f} "
-              f"({int(y[keep].sum())} corrupted)")
+    # the product's default unless modes are named, whatever the workspace's middo.yaml says
+    for mode in modes or [type(ws.config.signals)().quality_mode]:
+        ws.config.signals.quality_mode = mode
+        t0 = time.time()
+        rep = diagnose(ws, 0, post_model=model, signals=("complexity", "quality"))
+        with ws.store.read() as con:
+            frame = load_signals(con, 0).set_index("sample_id")
+        q = frame["quality"].to_numpy(dtype=float)
+        y = np.array([sid in labels for sid in frame.index])
+        print(f"quality mode {rep.quality.get('mode')} ({rep.quality.get('reason', '')}); "
+              f"diagnosis {time.time() - t0:.0f} s; {os.cpu_count()} cores, load average "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
+        print(f"all kinds: AUROC {roc_auc_score(y, -q):.3f} ({int(y.sum())} corrupted of {len(y)})")
+        for kind in kinds:
+            keep = np.array([labels.get(sid, kind) == kind for sid in frame.index])
+            print(f"{kind}: AUROC {roc_auc_score(y[keep], -q[keep]):.3f} "
+                  f"({int(y[keep].sum())} corrupted)")
+        for m in (SelectionConfig().m_quality, -1.0):
+            flagged = q < q.mean() + m * q.std(ddof=0)
+            print(f"m = {m}: {int(flagged.sum())} flagged, {int((flagged & y).sum())} of them "
+                  "corrupted", flush=True)
 
 
 def main() -> None:
@@ -251,13 +259,14 @@ def main() -> None:
     ap.add_argument("--root", default=None, help="default: benchmarks/out/quality/alpaca, or "
                     "benchmarks/out/quality/heldout with --heldout")
     ap.add_argument("--heldout", action="store_true", help="the held-out set (HELDOUT_SEED)")
+    ap.add_argument("--modes", nargs="*", help="quality modes to score (default: the default)")
     args = ap.parse_args()
     root = Path(args.root or ("benchmarks/out/quality/heldout" if args.heldout
                               else "benchmarks/out/quality/alpaca"))
     if args.step == "build":
         build(root, heldout=args.heldout)
     else:
-        evaluate(root)
+        evaluate(root, args.modes)
 
 
 if __name__ == "__main__":

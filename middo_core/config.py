@@ -22,7 +22,7 @@ class SignalsConfig(_Section):
     batch_size: int = Field(8, gt=0)
     k: int = Field(2, gt=0)
     knn_backend: Literal["auto", "torch", "faiss"] = "auto"
-    quality_mode: Literal["auto", "logprobs", "generate", "pmi", "pmi-ppl"] = "auto"
+    quality_mode: Literal["auto", "logprobs", "generate", "pmi", "pmi-ppl", "pmi-novel"] = "auto"
     judge_model: str | None = None  # None: the current fine-tuned model, as in the paper
     # where the self-judge runs (logprobs and generate modes); auto: vLLM in-process where it
     # imports (the `vllm` extra), else transformers. vllm: also vLLM's managed server of the

@@ -145,8 +145,8 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
     run = _Run(ws, samples, source, executor, progress, out, LossSettings.from_config(cfg),
                canaries={c.id: c.sample for c in canaries})
 
-    passes = _plan(chosen)  # (role, response_only) -> the merged pass
-    results: dict[tuple[str, bool], PassResult] = {}
+    passes = _plan(chosen)  # (role, response_only, novel) -> the merged pass
+    results: dict[tuple[str, bool, bool], PassResult] = {}
     own: dict[str, dict[str, dict]] = {}
     stats: dict[str, dict[str, float]] = {}
     for model in dict.fromkeys(models[r] for r in ROLES):
@@ -164,7 +164,7 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
     columns: dict[str, Any] = {"sample_id": ids}
     for signal in chosen:
         if signal.inputs():
-            got = {name: results[(p.role, p.response_only)]
+            got = {name: results[_where(p)]
                    for name, p in signal.inputs().items()}
             columns.update(signal.from_inputs(ids, got, _stage(progress, signal.stage)))
         else:
@@ -172,7 +172,7 @@ def diagnose(ws: Workspace, iteration: int, post_model: str | None = None,
         _describe(out, signal, signal.describe(stats.get(signal.name, {})))
     canary_rows = _canary_values(canaries, ids, chosen, results, own)
     flags = next((results[w].loss for w, p in passes.items()
-                  if p.role in ("post", "base") and not p.response_only), None)
+                  if p.role in ("post", "base") and not (p.response_only or p.novel)), None)
     if canaries:
         out.canaries = {**_canary_report(ws, canaries, ids, flags), **run.canary_work}
     if flags:
@@ -218,14 +218,14 @@ def _canaries(ws: Workspace, iteration: int, samples: dict[str, Sample]) -> list
 
 
 def _canary_values(canaries: list[Canary], ids: list[str], chosen: list[Signal],
-                   results: dict[tuple[str, bool], PassResult],
+                   results: dict[tuple[str, bool, bool], PassResult],
                    own: dict[str, dict[str, dict]]) -> pd.DataFrame:
     """The canaries' numeric signal values, long: canary_id, name, value."""
     canary_ids, source_ids = [c.id for c in canaries], [c.source_id for c in canaries]
     columns: dict[str, list] = {}
     for signal in chosen:
         if signal.inputs():
-            got = {name: results[(p.role, p.response_only)] for name, p in signal.inputs().items()}
+            got = {name: results[_where(p)] for name, p in signal.inputs().items()}
             columns.update(signal.canary_columns(canary_ids, source_ids, ids, got))
         else:
             columns.update({c: [own[signal.name][i].get(c) for i in canary_ids]
@@ -258,14 +258,19 @@ def _canary_report(ws: Workspace, canaries: list[Canary], ids: list[str],
     return out
 
 
-def _plan(chosen: list[Signal]) -> dict[tuple[str, bool], LossPass]:
-    """The distinct shared passes the signals read, keyed by (role, response_only): a request
+def _where(spec: LossPass) -> tuple[str, bool, bool]:
+    """The key of a shared pass: (role, response_only, novel)."""
+    return spec.role, spec.response_only, spec.novel
+
+
+def _plan(chosen: list[Signal]) -> dict[tuple[str, bool, bool], LossPass]:
+    """The distinct shared passes the signals read, keyed by (role, response_only, novel): a request
     for embeddings or last_nll widens the pass another signal asked for (the first names it).
     Two roles naming one model are two passes, the second served from the cache."""
-    passes: dict[tuple[str, bool], LossPass] = {}
+    passes: dict[tuple[str, bool, bool], LossPass] = {}
     for signal in chosen:
         for spec in signal.inputs().values():
-            where = (spec.role, spec.response_only)
+            where = _where(spec)
             have = passes.get(where)
             passes[where] = spec if have is None else replace(
                 have, embeddings=have.embeddings or spec.embeddings,
@@ -308,6 +313,11 @@ class _Run:
         def run_work(work, ids, batch, sink):
             return self.executor.map(self.ws, work, ids, batch, self.source, sink,
                                      progress=self.progress, stage=stage)
+
+        if spec.novel:
+            from middo_core.signals.judge_novel import novel_pass
+
+            return novel_pass(self.ws, self.settings, model, samples, self.source, run_work)
 
         res = loss_pass(self.ws, self.settings, model, samples, self.source, run_work,
                         with_embeddings=spec.embeddings, need_last_nll=spec.last_nll)

@@ -63,14 +63,17 @@ Role = Literal["base", "post", "judge"]
 class LossPass:
     """A shared input: the loss of every sample under the model of `role` (with `embeddings`,
     also its embedding; with `response_only`, of each response after an empty user turn, under
-    its own sample id; with `last_nll`, payloads must carry the last response token's loss).
-    Passes equal but for embeddings and last_nll are run once. stage: the progress label;
-    label: the report's counter (the first signal to ask names both)."""
+    its own sample id; with `last_nll`, payloads must carry the last response token's loss; with
+    `novel`, the novel pass of middo_core.signals.judge_novel instead: per sample, the shares of
+    repeated and restated response tokens and the loss of the others, with and without the
+    instruction). Passes equal but for embeddings and last_nll are run once. stage: the progress
+    label; label: the report's counter (the first signal to ask names both)."""
 
     role: Role
     embeddings: bool = False
     response_only: bool = False
     last_nll: bool = False
+    novel: bool = False
     stage: str = field(default="", compare=False)
     label: str = field(default="", compare=False)
 

@@ -39,9 +39,11 @@ class PassOutput:
     n_response: list[int] = field(default_factory=list)
     embedding: list[np.ndarray] = field(default_factory=list)  # float32, only when asked for
     last_nll: list[float | None] = field(default_factory=list)  # NLL of the last response token
+    token_nll: list[np.ndarray | None] = field(default_factory=list)  # per response token, if asked
 
     def extend(self, other: PassOutput) -> None:
         self.index += other.index
+        self.token_nll += other.token_nll
         self.loss += other.loss
         self.last_nll += other.last_nll
         self.n_response += other.n_response
@@ -100,9 +102,10 @@ def _decoder(model):
 
 
 def run_batch(model, encoded: list[Encoded], batch: list[int], want_loss: bool = True,
-              want_embedding: bool = False, packed: bool | None = None) -> PassOutput:
+              want_embedding: bool = False, packed: bool | None = None,
+              want_tokens: bool = False) -> PassOutput:
     """packed: lay the batch end to end (the loader's `fast_path`; None: where the model allows
-    it)."""
+    it). want_tokens: also each response token's NLL (float32 array, None where not scored)."""
     import torch
 
     device = next(model.parameters()).device
@@ -138,6 +141,7 @@ def run_batch(model, encoded: list[Encoded], batch: list[int], want_loss: bool =
         scored = [b for b, i in enumerate(batch)
                   if want_loss and not encoded[i].empty_response and encoded[i].response_len > 0]
         losses: dict[int, tuple[float, int, float]] = {}
+        tokens: dict[int, np.ndarray] = {}
         if scored:
             # position t predicts token t+1: response tokens [P, L) are predicted from [P-1, L-1)
             rows = torch.cat([starts[b] + torch.arange(encoded[batch[b]].prompt_len - 1, lens[b] - 1)
@@ -146,8 +150,12 @@ def run_batch(model, encoded: list[Encoded], batch: list[int], want_loss: bool =
             nll = _response_nll(model, flat, rows, ids[rows + 1], fast)
             for b, part in zip(scored, torch.split(nll, counts), strict=True):
                 losses[b] = (float(part.mean()), part.numel(), float(part[-1]))
+                if want_tokens:
+                    tokens[b] = part.float().cpu().numpy()
         for b, i in enumerate(batch):
             loss, n, last = losses.get(b, (None, encoded[i].response_len, None))
+            if want_tokens:
+                out.token_nll.append(tokens.get(b))
             out.loss.append(loss)
             out.n_response.append(n)
             out.last_nll.append(last)
@@ -186,7 +194,8 @@ def _response_nll(model, flat, rows, targets, fast=None):
 
 def run_pass(model, encoded: list[Encoded], *, want_loss: bool = True, want_embedding: bool = False,
              batch_tokens: int = 4096, progress: ProgressFn | None = None, stage: str = "forward pass",
-             on_chunk: Callable[[PassOutput], None] | None = None, chunk_batches: int = 4) -> PassStats:
+             on_chunk: Callable[[PassOutput], None] | None = None, chunk_batches: int = 4,
+             want_tokens: bool = False) -> PassStats:
     """Run every encoded sample once; hand results to `on_chunk` every `chunk_batches` batches.
 
     Finished batches are handed over even when the pass stops early (a Cancelled raised by the
@@ -211,7 +220,8 @@ def run_pass(model, encoded: list[Encoded], *, want_loss: bool = True, want_embe
     report(progress, stage, 0, total)
     try:
         for n, batch in enumerate(batches, start=1):
-            pending.extend(run_batch(model, encoded, batch, want_loss, want_embedding, packed))
+            pending.extend(run_batch(model, encoded, batch, want_loss, want_embedding, packed,
+                                     want_tokens))
             lens = [len(encoded[i].ids) for i in batch]
             stats.batches += 1
             stats.samples += len(batch)

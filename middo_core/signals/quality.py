@@ -11,12 +11,16 @@ ratings. Modes:
   no rating prompt; quality = 10 * (1 - IFD) * P(end of turn): how much the instruction explains
   the response (its loss with and without the instruction) times how sure the model is that the
   response is finished (middo_core/signals/judge_pmi.py). The six metric columns are NaN here.
-- pmi-ppl (the small-model default; docs/EVIDENCE.md "Default quality signal"): 10 x the
+- pmi-ppl (the small-model default until pmi-novel; docs/EVIDENCE.md "Default quality signal"): 10 x the
   geometric mean of pmi's two factors and exp(-L_pre), the base model's per-token probability of
   the response (its inverse perplexity): a response the reference model finds implausible scores
   lower. No extra pass: L_pre is the complexity signal's loss under the base model.
+- pmi-novel (the small-model default; docs/EVIDENCE.md "Quality: repetition and restating"):
+  pmi-ppl with its relevance read over the response's own tokens (those neither repeating an
+  earlier n-gram of the response nor restating the request) and the share of own tokens as a
+  fourth factor (middo_core/signals/judge_novel.py); one more pass under the judge than pmi-ppl.
 - auto (the configured default) is not a mode of its own: `resolve_quality_mode` picks logprobs
-  for a judge model of 7B parameters or more, the paper's scale, and pmi-ppl below it; the
+  for a judge model of 7B parameters or more, the paper's scale, and pmi-novel below it; the
   diagnosis report's `quality` entry records the mode run, the setting and the reason.
 The default prompt layout shares each sample's prefix across its six prompts (sample first,
 question after); `faithful=True` uses the paper's order (rubric first) with no reuse.
@@ -40,8 +44,9 @@ if TYPE_CHECKING:
 
 COLUMNS: tuple[str, ...] = (*METRIC_COLUMNS, "quality")
 SELF_JUDGE_PARAMS = 7e9  # the paper's self-judges: LLaMA-3.1-8B and Mistral-7B
-SMALL_JUDGE_MODE = "pmi-ppl"  # what `auto` runs below that size
-LOSS_MODES = ("pmi", "pmi-ppl")  # modes read from the shared loss passes, with no rating prompt
+SMALL_JUDGE_MODE = "pmi-novel"  # what `auto` runs below that size
+LOSS_MODES = ("pmi", "pmi-ppl", "pmi-novel")  # modes read from the shared loss passes, with no
+# rating prompt
 
 
 class QualityReport(BaseModel):
@@ -65,7 +70,7 @@ class QualitySignal(Signal):
     """Six self-judge ratings and their average per sample (see the module docstring)."""
 
     name: Literal["quality"] = "quality"
-    mode: Literal["logprobs", "generate", "pmi", "pmi-ppl"] = "logprobs"
+    mode: Literal["logprobs", "generate", "pmi", "pmi-ppl", "pmi-novel"] = "logprobs"
     faithful: bool = False  # the paper's layout: rubric first, then the sample (no prefix sharing)
     batch_size: int = Field(8, gt=0)  # samples per step (shared layout) or prompts (faithful)
     max_len: int = Field(1024, gt=64)
@@ -119,9 +124,14 @@ class QualitySignal(Signal):
         from middo_core.signals.complexity import STAGE_PRE
         from middo_core.signals.judge_pmi import STAGE
 
-        passes = {"cond": LossPass("judge", last_nll=True, stage=STAGE, label="quality"),
-                  "uncond": LossPass("judge", response_only=True, stage=STAGE, label="quality")}
-        if self.mode == "pmi-ppl":
+        passes = {"cond": LossPass("judge", last_nll=True, stage=STAGE, label="quality")}
+        if self.mode == "pmi-novel":  # its own pass holds the response-only half
+            from middo_core.signals.judge_novel import STAGE as NOVEL_STAGE
+
+            passes["novel"] = LossPass("judge", novel=True, stage=NOVEL_STAGE, label="quality")
+        else:
+            passes["uncond"] = LossPass("judge", response_only=True, stage=STAGE, label="quality")
+        if self.mode in ("pmi-ppl", "pmi-novel"):
             passes["reference"] = LossPass("base", stage=STAGE_PRE, label="base")
         return passes
 
@@ -130,14 +140,22 @@ class QualitySignal(Signal):
         from middo_core.signals.judge_pmi import end_logprob, pmi_frame
         from middo_core.signals.passes import finite
 
-        cond, uncond = inputs["cond"].loss, inputs["uncond"].loss
-        bare = inputs["uncond"].ids_of  # sample id -> its response-only sample's id
+        cond = inputs["cond"].loss
         reference = ([inputs["reference"].loss[i]["loss"] for i in ids]
                      if "reference" in inputs else None)
-        frame = pmi_frame(ids, [(cond[i]["loss"], end_logprob(cond[i]["loss"], cond[i]["last_nll"],
-                                                              cond[i]["truncated"])) for i in ids],
-                          [uncond[bare[i]]["loss"] for i in ids], reference)
-        self._covered = len(ids) + len(set(bare.values()))
+        conditional = [(cond[i]["loss"], end_logprob(cond[i]["loss"], cond[i]["last_nll"],
+                                                     cond[i]["truncated"])) for i in ids]
+        if "novel" in inputs:  # pmi-novel: relevance over the response's own tokens
+            from middo_core.signals.judge_novel import novel_frame
+
+            frame = novel_frame(ids, conditional, [inputs["novel"].loss[i] for i in ids],
+                                reference)
+            self._covered = 2 * len(ids)
+        else:
+            uncond = inputs["uncond"].loss
+            bare = inputs["uncond"].ids_of  # sample id -> its response-only sample's id
+            frame = pmi_frame(ids, conditional, [uncond[bare[i]]["loss"] for i in ids], reference)
+            self._covered = len(ids) + len(set(bare.values()))
         return {c: [finite(frame.at[i, c]) if c in frame else None for i in ids] for c in COLUMNS}
 
     def describe(self, stats: dict[str, float]) -> dict[str, Any]:
@@ -203,9 +221,10 @@ class QualitySignal(Signal):
         unique = list({s.id: s for s in samples}.values())
         started = time.perf_counter()
         index = pd.Index([s.id for s in unique], name="sample_id")
-        if self.mode == "pmi-ppl":
-            raise ValueError("mode 'pmi-ppl' reads the base model's losses too: run it through "
-                             "the diagnosis (middo_core.diagnose), which shares the loss passes")
+        if self.mode in ("pmi-ppl", "pmi-novel"):
+            raise ValueError(f"mode {self.mode!r} reads the base model's losses too: run it "
+                             "through the diagnosis (middo_core.diagnose), which shares the loss "
+                             "passes")
         if self.mode == "pmi":
             result = self._pmi(unique, model, tokenizer, progress)
             frame = pd.DataFrame(float("nan"), index=index, columns=list(METRIC_COLUMNS))
