@@ -250,7 +250,7 @@ def search_positions(root: str, iteration: int, method: str, text: str, version:
 @st.cache_resource(show_spinner="Searching…", max_entries=8)
 def _search_positions(root: str, iteration: int, method: str, text: str, keys: tuple[str, str],
                       _version: int) -> np.ndarray:
-    from middo_core.store.search_index import candidates
+    from middo_core.search_index import candidates
     from middo_core.store.views import matching_ids
 
     ws = workspace(root, _version)
@@ -488,7 +488,7 @@ def sample_signals(root: str, iteration: int, ids: tuple[str, ...], version: int
 def browse_page(root: str, iteration: int, text: str, origin: str | None, limit: int,
                 offset: int, version: int) -> tuple[int, pd.DataFrame]:
     """How many samples match the search, and one page of them (one pass over the texts)."""
-    from middo_core.store.search_index import candidates
+    from middo_core.search_index import candidates
     from middo_core.store.views import browse_page as page
 
     ws = workspace(root, version)
@@ -499,9 +499,9 @@ def browse_page(root: str, iteration: int, text: str, origin: str | None, limit:
 
 @st.cache_data(ttl=3, show_spinner=False, max_entries=8)
 def search_index_state(root: str, version: int):
-    """How far the search index is (store.search_index.IndexState); re-read every few seconds
+    """How far the search index is (search_index.IndexState); re-read every few seconds
     while its job appends."""
-    from middo_core.store.search_index import index_state
+    from middo_core.search_index import index_state
 
     return index_state(workspace(root, version))
 

@@ -1,5 +1,5 @@
 """Search at scale: the Data page's search as a scan of every text against the search index
-(middo_core/store/search_index.py), side by side on one workspace, with the load printed.
+(middo_core/search_index.py), side by side on one workspace, with the load printed.
 
     python -m benchmarks.bench_search [--root benchmarks/out/studio/scale-1000000] [--repeat 3]
 
@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-from middo_core.store.search_index import candidates, index_path, update_index
+from middo_core.search_index import candidates, index_path, update_index
 from middo_core.store.views import browse_page
 from middo_core.workspace import open_workspace
 

@@ -25,7 +25,6 @@ from middo_core.data import (
 )
 from middo_core.jobs import active_jobs, job_status, start_job
 from middo_core.sample import ORIGINS
-from middo_core.store.search_index import describe as describe_index
 
 PAGE_SIZE = 50
 # files at least this big import in a background job (the page stays usable, with cancel)
@@ -142,7 +141,7 @@ def search_index_note() -> str:
                 start_job(ctx.ws, "search_index", None, {}, actor=who())
         except Exception as exc:
             render_error(exc, "Could not start building the search index")
-    return describe_index(index)
+    return index.note
 
 
 with tab_browse:

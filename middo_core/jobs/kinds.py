@@ -29,7 +29,7 @@ KINDS: dict[str, str] = {
     "import": "middo_core.data.job:import_job",
     "projection": "middo_core.projections:projection_job",
     "serve": "middo_core.refine.serve_job:serve_job",
-    "search_index": "middo_core.store.search_index:search_index_job",
+    "search_index": "middo_core.search_index:search_index_job",
 }
 
 

@@ -32,7 +32,7 @@ def _hits(text: str, origin: str | None, narrowed: bool = False) -> str:
     """The ids of D(iteration)'s matching samples. Without a filter only dataset_members is read
     (counting or ordering a million ids there takes milliseconds; through the texts, seconds).
     `narrowed`: only the samples whose rowids the registered frame `_candidates` holds (the
-    search index's superset of the matches, store.search_index) are read and checked."""
+    search index's superset of the matches, middo_core.search_index) are read and checked."""
     if not text and origin is None:
         return "SELECT m.sample_id AS id FROM dataset_members m WHERE m.iteration = ? AND m.split = ?"
     if narrowed:
@@ -65,7 +65,7 @@ def browse_page(con: duckdb.DuckDBPyConnection, iteration: int, text: str = "",
     """How many samples of D(iteration) match `text` (case-insensitive, in the instruction, input
     or output) and `origin`, and one page of them (by id) with their signals, in one pass over
     the texts: the matching ids are found once, then only the page's rows are read whole.
-    `candidates`: a superset of the samples holding `text` (store.search_index), to read instead
+    `candidates`: a superset of the samples holding `text` (middo_core.search_index), to read instead
     of every text."""
     cols = ", ".join(f"s.{c}" for c in BROWSE_COLUMNS)
     sig = ", ".join(f"g.{c}" for c in SIGNAL_COLUMNS)
