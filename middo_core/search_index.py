@@ -52,6 +52,14 @@ class IndexState:
     def share(self) -> float:
         return self.indexed / self.samples if self.samples else 1.0
 
+    @property
+    def note(self) -> str:
+        """What a search does now, in a sentence for the Studio (empty when nothing to say)."""
+        if not self.wanted or self.ready:
+            return ""
+        return (f"Searching scans every text until the search index is built "
+                f"({self.indexed:,} of {self.samples:,} samples indexed).")
+
 
 def index_path(ws: Workspace) -> Path:
     return ws.root / "artifacts" / "search" / "samples.trigram.sqlite"
@@ -186,13 +194,5 @@ def search_index_job(ws: Workspace, run_id: str, iteration: int | None, args: di
     return update_index(ws, progress=progress)
 
 
-def describe(state: IndexState) -> str:
-    """What a search does now, in a sentence for the Studio (empty when nothing to say)."""
-    if not state.wanted or state.ready:
-        return ""
-    return (f"Searching scans every text until the search index is built "
-            f"({state.indexed:,} of {state.samples:,} samples indexed).")
-
-
-__all__: Sequence[str] = ("INDEX_FROM", "IndexState", "candidates", "describe", "index_path",
+__all__: Sequence[str] = ("INDEX_FROM", "IndexState", "candidates", "index_path",
                           "index_state", "search_index_job", "update_index")

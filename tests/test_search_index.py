@@ -8,13 +8,13 @@ import pytest
 
 from middo_core.progress import Cancelled
 from middo_core.sample import Sample
-from middo_core.store.samples import add_members, insert_samples, samples_frame
-from middo_core.store.search_index import (
+from middo_core.search_index import (
     candidates,
     index_path,
     index_state,
     update_index,
 )
+from middo_core.store.samples import add_members, insert_samples, samples_frame
 from middo_core.store.views import browse_page, matching_ids
 from tests.app.studio_helpers import open_app, texts, wait_final
 
@@ -135,7 +135,7 @@ def test_the_data_page_builds_the_index_in_the_background(ws, monkeypatch):
     from middo_core.store.runs import list_runs
 
     monkeypatch.setenv("MIDDO_SEARCH_INDEX_FROM", "1000")
-    monkeypatch.setattr("middo_core.store.search_index.INDEX_FROM", 1000)
+    monkeypatch.setattr("middo_core.search_index.INDEX_FROM", 1000)
     at = open_app(ws.root, "data")
     assert "Searching scans every text until the search index is built (0 of 3,000" in texts(at)
     with ws.store.read() as con:
