@@ -8,7 +8,7 @@ import pytest
 from browser import chromium_page, free_port, shot, studio_server, wait_idle
 from studio_helpers import seed_samples
 
-pytestmark = pytest.mark.usefixtures("browser_ready")
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.usefixtures("browser_ready")]
 
 
 def test_sign_in_against_a_loopback_provider_then_sign_out(workspace_factory, tmp_path):
@@ -42,10 +42,10 @@ server_metadata_url = "http://localhost:{provider.server_port}/.well-known/openi
             page.get_by_role("button", name="Sign in").click()
             page.get_by_role("button", name="sub-cal").click()  # the provider's sign-in form
             page.get_by_text("Signed in as Cal Curator").wait_for(timeout=60_000)
+            page.get_by_text("Samples 1–20 of 20 in D(0)").wait_for()  # the workspace, now readable
             wait_idle(page)
             body = page.locator("body").inner_text()
             assert "cal@example.com · curator" in body and str(ws.root) in body
-            assert "Samples 1–20 of 20 in D(0)" in body  # the workspace, now readable
             shot(page, "signin_signed_in")
 
             page.get_by_role("button", name="Sign out").click()
