@@ -8,9 +8,9 @@ L_uncond - L_cond. A response unrelated to its instruction gains nothing from it
 The same pass gives P(end of turn | instruction, response): near 0 when the response stops
 mid-way. quality = 10 * clip(1 - IFD, 0, 1) * P(end of turn): relevance times completion, on
 the 0-10 scale of the judge. docs/BENCHMARKS.md ("Quality judge") measures it against the judge.
-The `pmi-ppl` mode (the default below 7B parameters) adds a third factor, exp(-L_pre): how
-plausible the base model, which was not fine-tuned on these samples, finds the response; quality
-= 10 x the geometric mean of the three (docs/EVIDENCE.md, "Default quality signal").
+The `pmi-ppl` mode (the default below 7B parameters before `pmi-novel`, judge_novel.py) adds
+a third factor, exp(-L_pre): how plausible the base model, which was not fine-tuned on these
+samples, finds the response; quality = 10 x the geometric mean of the three (docs/EVIDENCE.md, "Default quality signal").
 """
 
 from __future__ import annotations
