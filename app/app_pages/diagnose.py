@@ -19,7 +19,9 @@ from app.components.selection import (
 from app.components.signin import denied, who
 from middo_core.selection import AXES, auto_m, save_selection
 
-QUALITY_MODES = {"logprobs": "self-judged", "generate": "self-judged", "pmi": "relevance × completion"}
+QUALITY_MODES = {"logprobs": "self-judged", "generate": "self-judged", "pmi": "relevance × completion",
+                 "pmi-ppl": "relevance × completion × plausibility",
+                 "pmi-novel": "relevance × completion × plausibility × own words"}
 
 ctx = state.require()
 it = ctx.iteration
