@@ -34,6 +34,7 @@ from middo_core.sample import Sample
 from middo_core.store.signals import CacheRows
 
 NOVEL = "novel"  # signal_cache namespace
+BLOCK = 256  # samples per checkpoint of the pass (both halves of each)
 NGRAM = 4
 OWN_POWER = 3  # the own share enters the geometric mean cubed (chosen on the development sets)
 STAGE = "quality: the response's own tokens"
@@ -92,40 +93,51 @@ def _end_tokens(tokenizer, prompt_format: str) -> int:
 
 
 def compute_novel(model, tokenizer, settings, ids: list[str], samples: list[Sample],
-                  on_rows: Callable[[CacheRows], None], progress: ProgressFn | None = None):
-    """Run the samples and their bare responses with per-token NLLs; rows go to on_rows per
-    sample as soon as both halves are done. Returns summed PassStats fields."""
-    from dataclasses import asdict
+                  on_rows: Callable[[CacheRows], None], progress: ProgressFn | None = None,
+                  block: int = BLOCK):
+    """Run the samples and their bare responses with per-token NLLs, `block` samples at a time;
+    each block's rows go to on_rows once both its halves are done (the executor checkpoints them,
+    so a stopped pass resumes from the last whole block). Returns summed PassStats fields."""
+    from dataclasses import asdict, replace
 
     from middo_core.signals.encode import encode_all
     from middo_core.signals.forward import PassOutput, run_pass
     from middo_core.signals.judge_pmi import unconditioned
 
-    cond = encode_all(samples, tokenizer, settings.prompt_format, settings.max_len)
-    bare = encode_all([unconditioned(s) for s in samples], tokenizer, settings.prompt_format,
-                      settings.max_len)
     end = _end_tokens(tokenizer, settings.prompt_format)
-    got: dict[str, PassOutput] = {"cond": PassOutput(), "bare": PassOutput()}
+    total = 2 * len(samples)
     stats: dict[str, float] = {}
-    for name, encoded in (("cond", cond), ("bare", bare)):
-        one = run_pass(model, encoded, want_loss=True, batch_tokens=settings.batch_tokens,
-                       progress=progress, stage=STAGE, on_chunk=got[name].extend,
-                       chunk_batches=settings.chunk_batches, want_tokens=True)
-        for k, v in asdict(one).items():
-            stats[k] = stats.get(k, 0) + v
-    by = {name: dict(zip(out.index, out.token_nll, strict=True)) for name, out in got.items()}
-    rows = CacheRows()
-    for pos, sid in enumerate(ids):
-        enc = cond[pos]
-        mine, theirs = _response_tokens(enc, end), _response_tokens(bare[pos], end)
-        k = min(len(mine), len(theirs))  # max_len may have cut either: their common start
-        same = mine[:k] == theirs[:k]
-        request = list(enc.ids[enc.span[0]:enc.span[1]])
-        rows.ids.append(sid)
-        rows.payloads.append(novel_payload(mine[:k], request,
-                                           by["cond"].get(pos) if same else None,
-                                           by["bare"].get(pos) if same else None))
-    on_rows(rows)
+    for start in range(0, len(samples), block):
+        part = samples[start:start + block]
+        cond = encode_all(part, tokenizer, settings.prompt_format, settings.max_len)
+        bare = encode_all([unconditioned(s) for s in part], tokenizer, settings.prompt_format,
+                          settings.max_len)
+        got: dict[str, PassOutput] = {"cond": PassOutput(), "bare": PassOutput()}
+        for half, (name, encoded) in enumerate((("cond", cond), ("bare", bare))):
+            offset = 2 * start + half * len(part)
+
+            def step(ev, offset=offset):  # one bar over every block and both halves
+                if progress is not None:
+                    progress(replace(ev, done=offset + ev.done, total=total))
+
+            one = run_pass(model, encoded, want_loss=True, batch_tokens=settings.batch_tokens,
+                           progress=step, stage=STAGE, on_chunk=got[name].extend,
+                           chunk_batches=settings.chunk_batches, want_tokens=True)
+            for k, v in asdict(one).items():
+                stats[k] = stats.get(k, 0) + v
+        by = {name: dict(zip(out.index, out.token_nll, strict=True)) for name, out in got.items()}
+        rows = CacheRows()
+        for pos, sid in enumerate(ids[start:start + block]):
+            enc = cond[pos]
+            mine, theirs = _response_tokens(enc, end), _response_tokens(bare[pos], end)
+            k = min(len(mine), len(theirs))  # max_len may have cut either: their common start
+            same = mine[:k] == theirs[:k]
+            request = list(enc.ids[enc.span[0]:enc.span[1]])
+            rows.ids.append(sid)
+            rows.payloads.append(novel_payload(mine[:k], request,
+                                               by["cond"].get(pos) if same else None,
+                                               by["bare"].get(pos) if same else None))
+        on_rows(rows)
     return stats
 
 

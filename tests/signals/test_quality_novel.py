@@ -126,3 +126,40 @@ def test_the_default_below_7b_is_pmi_novel_and_catches_a_restating_answer(worksp
         quality = load_signals(con, 0).set_index("sample_id")["quality"]
     for clean, bad in zip(CLEAN, restated, strict=True):
         assert quality[bad.id] < quality[clean.id], (bad.output, quality[bad.id], quality[clean.id])
+
+
+def test_a_stopped_novel_pass_keeps_its_finished_blocks(tiny_model_b):
+    """The pass hands over its rows a block of samples at a time (the executor checkpoints each),
+    so a stop loses at most the block under way; the blocks give the same payloads as one run."""
+    from middo_core.models.source import ModelSource
+    from middo_core.progress import Cancelled
+    from middo_core.signals.judge_novel import compute_novel
+    from middo_core.signals.passes import LossSettings
+
+    samples = CLEAN + [_looped(s) for s in CLEAN]
+    ids = [s.id for s in samples]
+    loaded = ModelSource("cpu").loaded(tiny_model_b)
+    whole: dict = {}
+    compute_novel(loaded.model, loaded.tokenizer, LossSettings(), ids, samples,
+                  lambda rows: whole.update(zip(rows.ids, rows.payloads, strict=True)))
+    handed: list[list[str]] = []
+    seen: list[tuple[int, int]] = []
+
+    def stop_in_the_second_block(ev):
+        seen.append((ev.done, ev.total))
+        if handed and ev.done > 2 * 2:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        compute_novel(loaded.model, loaded.tokenizer, LossSettings(), ids, samples,
+                      lambda rows: handed.append(list(rows.ids)), stop_in_the_second_block, block=2)
+    assert handed == [ids[:2]]  # the first block, whole; nothing of the one under way
+    assert all(total == 2 * len(samples) for _, total in seen)  # one bar over every block
+    parts: dict = {}
+    compute_novel(loaded.model, loaded.tokenizer, LossSettings(), ids, samples,
+                  lambda rows: parts.update(zip(rows.ids, rows.payloads, strict=True)), block=2)
+    for sid in ids:
+        for key in ("n", "own", "repeated", "restated"):
+            assert parts[sid][key] == whole[sid][key]
+        for key in ("cond_own", "uncond_own"):
+            assert parts[sid][key] == pytest.approx(whole[sid][key], rel=1e-3)
