@@ -1,6 +1,7 @@
 """A large SYNTHETIC workspace for the Studio's benchmarks and tests, written without model time.
 
     python -m benchmarks.synth_workspace DIR --samples N [--proposals P] [--seed S] [--clusters K]
+                                             [--embedding-dim D] [--reuse]
 
 Benchmark data only, never a product feature: every text is generated from a small vocabulary,
 every signal is drawn from a distribution, no model ever saw a sample. The workspace says so in
@@ -18,6 +19,12 @@ What it writes, each through the store's own write path, so every Studio page ha
 - the selection at the config's m's (`save_selection`), P pending proposals on flagged samples
   (`put_proposals`, rewrites made by editing the source text), the iteration's record as a
   diagnosed and refined iteration, and held-out scores for M(0) (`put_metrics`).
+
+With --embedding-dim D it also writes D-dimensional float32 embeddings of D(0), clustered by the
+same topics (a point lies as far from its topic's centre as on the synthetic map), into the vector
+cache with the record a diagnosis leaves (artifacts/embeddings/iter_0.json), so the Map page and
+the projection job have real work. --reuse adds them to a workspace this script already built
+(same --samples, --seed and --clusters) instead of writing it again.
 """
 
 from __future__ import annotations
@@ -184,8 +191,65 @@ def _proposals(rng: np.random.Generator, ws: Workspace, flagged: dict[str, list[
     return rows
 
 
+EMBEDDING_KEY = "synthetic-embeddings"  # the vector cache key of the synthetic embeddings
+
+
+def write_embeddings(ws: Workspace, layout: dict[str, np.ndarray], ids: list[str], dim: int,
+                     seed: int = 0) -> None:
+    """Clustered unit-norm embeddings of D(0): per topic a random centre and a handful of
+    directions it varies along (a low-rank cluster, as text embeddings are), plus a little noise."""
+    from middo_core.signals.diversity import save_embeddings
+    from middo_core.store.vectors import vector_cache
+
+    rng = np.random.default_rng(seed + 1)
+    topics = int(layout["topic"].max()) + 1
+    centres = rng.standard_normal((topics, dim)).astype(np.float32)
+    axes = rng.standard_normal((topics * 8, dim)).astype(np.float32) / np.sqrt(8)  # 8 per topic
+    cache = vector_cache(ws, EMBEDDING_KEY)
+    for start in range(0, len(ids), CHUNK):
+        topic = layout["topic"][start:start + CHUNK]
+        spread = 0.35 * layout["r"][start:start + CHUNK, None].astype(np.float32)
+        coef = np.zeros((topic.size, topics * 8), dtype=np.float32)  # each row: its topic's 8
+        cols = topic[:, None] * 8 + np.arange(8)
+        np.put_along_axis(coef, cols, rng.standard_normal((topic.size, 8)).astype(np.float32) * spread, 1)
+        v = centres[topic] + coef @ axes
+        v += 0.15 * rng.standard_normal(v.shape, dtype=np.float32)
+        cache.put(ids[start:start + CHUNK], v / np.linalg.norm(v, axis=1, keepdims=True))
+    cache.compact()
+    save_embeddings(ws, 0, ids, EMBEDDING_KEY, dim, {"model": MODEL, "synthetic": True})
+
+
+def _record_ids(ws: Workspace, samples: int) -> list[str]:
+    """The sample ids of a workspace this script built, in record order (from "(record i)")."""
+    with ws.store.read() as con:
+        rows = con.execute(r"""SELECT id, CAST(regexp_extract(instruction, '\(record (\d+)\)', 1) AS BIGINT)
+                               FROM samples WHERE instruction LIKE '[synthetic]%'""").fetchall()
+    ids = [""] * samples
+    for sid, i in rows:
+        if i is not None and i < samples:
+            ids[i] = sid
+    if len(rows) != samples or not all(ids):
+        raise RuntimeError(f"{ws.root}: not a synthetic workspace of {samples:,} records (--reuse)")
+    return ids
+
+
+def add_embeddings(root: Path, samples: int, dim: int, seed: int = 0, clusters: int = 40,
+                   progress=print) -> Workspace:
+    """Embeddings for a synthetic workspace already built with the same samples, seed, clusters."""
+    from middo_core.workspace import open_workspace
+
+    started = time.perf_counter()
+    ws = open_workspace(Path(root))
+    layout = _layout(np.random.default_rng(seed), samples, clusters)  # the build's first draw
+    write_embeddings(ws, layout, _record_ids(ws, samples), dim, seed)
+    if progress:
+        progress(f"{time.perf_counter() - started:7.1f} s  {samples:,} embeddings of {dim} dimensions written")
+    return ws
+
+
 def build_synthetic_workspace(root: Path, samples: int, proposals: int = 0, seed: int = 0,
-                              clusters: int = 40, progress=print) -> Workspace:
+                              clusters: int = 40, progress=print,
+                              embedding_dim: int = 0) -> Workspace:
     """Write a synthetic workspace of `samples` records at `root` (replacing what is there)."""
     from middo_core.config import WorkspaceConfig
     from middo_core.data import import_file
@@ -233,6 +297,9 @@ def build_synthetic_workspace(root: Path, samples: int, proposals: int = 0, seed
                                                            "reason": "synthetic benchmark data"}}})
         put_metrics(con, 0, [("heldout", "loss", 1.42, 500), ("demo_exact", "accuracy", 0.31, 50)])
     step("signals, map and iteration record written")
+    if embedding_dim:
+        write_embeddings(ws, layout, ids, embedding_dim, seed)
+        step(f"embeddings of {embedding_dim} dimensions written")
     with ws.store.read() as con:
         table = SignalTable(load_signals(con, 0))
     cfg = ws.config.selection
@@ -258,10 +325,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--proposals", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clusters", type=int, default=40)
+    parser.add_argument("--embedding-dim", type=int, default=0,
+                        help="also write float32 embeddings of this width (576 is the paper's size)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="add the embeddings to the workspace already at DIR instead of building it")
     args = parser.parse_args(argv)
     if args.samples < 10:
         sys.exit("--samples: at least 10")
-    build_synthetic_workspace(args.dir, args.samples, args.proposals, args.seed, args.clusters)
+    if args.reuse:
+        if not args.embedding_dim:
+            sys.exit("--reuse adds embeddings: give --embedding-dim")
+        add_embeddings(args.dir, args.samples, args.embedding_dim, args.seed, args.clusters)
+        return
+    build_synthetic_workspace(args.dir, args.samples, args.proposals, args.seed, args.clusters,
+                              embedding_dim=args.embedding_dim)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """2-D maps of the stored embeddings (UMAP, t-SNE), computed once per iteration and cached.
 
-Large sets are fitted on a subsample: UMAP transforms the rest; t-SNE has no transform, so each
-remaining point is placed at the similarity-weighted mean of its nearest fitted points. Placing
-goes in blocks, each a progress step (and a point where a cancel request stops the work).
-A map is computed in the background as the job kind "projection" (args: method, recompute).
+Large sets are fitted on a subsample (MAX_FIT points) and the rest placed on that map: UMAP
+either transforms them (placement "transform") or, the fast path, puts each at the
+similarity-weighted mean of its nearest fitted points, found in the neighbour index UMAP built
+while fitting (placement "neighbours"); t-SNE has no transform, so it always places by
+neighbours. Placing goes in blocks, each a progress step (and a point where a cancel request
+stops the work). A map is computed in the background as the job kind "projection" (args: method,
+recompute, placement).
 A diagnosis of up to AUTO_MAP_LIMIT samples draws its UMAP map itself (middo_core.diagnose);
 above that the Map page offers the job, with `umap_seconds` as the estimate of its length.
 """
@@ -20,20 +23,25 @@ from middo_core.store.projections import get_projection, projection_size, put_pr
 from middo_core.workspace import Workspace
 
 METHODS = ("umap", "tsne")
+PLACEMENTS = ("transform", "neighbours")  # how a UMAP map places the points it was not fitted on
+DEFAULT_PLACEMENT = "neighbours"  # as good a map, 12x faster to place (docs/SCALING.md)
 MAX_FIT = 20_000
 PLACE_K = 5
 PLACE_BLOCK = 4096
 AUTO_MAP_LIMIT = 50_000  # samples in D(i) up to which a diagnosis draws its UMAP map itself
-# umap_seconds: numba compiles UMAP's kernels once per process, and those of its approximate
-# neighbour search (used from EXACT_BELOW points on) at their first use; the fit grows about
-# linearly in the fitted points, placing (UMAP's transform) in the placed ones. Constants of a
-# 2-core CPU on 576-dimensional embeddings.
-UMAP_COMPILE_S = 12.0
+# umap_seconds: numba compiles UMAP's kernels, and those of its approximate neighbour search
+# (pynndescent, used from EXACT_BELOW points on), at their first use in an environment and keeps
+# them on disk (middo_core.numba_cache); a later process loads them, except pynndescent's
+# neighbour descent, which numba cannot cache and compiles in every process. The fit grows about
+# linearly in the fitted points, placing in the placed ones. Constants of an idle 2-core CPU on
+# 576-dimensional embeddings (docs/BENCHMARKS.md, "Projection at 100k and 1M").
+UMAP_COMPILE_S = 12.0  # nothing cached yet
 SEARCH_COMPILE_S = 34.0
+CACHED_LOAD_S = 3.0  # kernels cached: loading them
+SEARCH_EVERY_PROCESS_S = 12.0  # kernels cached: the neighbour descent compiled all the same
 EXACT_BELOW = 4096  # umap-learn's own switch from exact to approximate neighbours
 UMAP_FIT_S_PER_POINT = 0.8e-3
-UMAP_PLACE_S_PER_POINT = 0.7e-3
-
+PLACE_S_PER_POINT = {"transform": 0.5e-3, "neighbours": 0.04e-3}
 
 class ProjectionError(RuntimeError):
     pass
@@ -56,10 +64,17 @@ def _default_loader(ws: Workspace, iteration: int) -> tuple[list[str], np.ndarra
 
 
 def project(matrix: np.ndarray, method: str = "umap", max_fit: int = MAX_FIT, seed: int = 0,
-            progress: ProgressFn | None = None) -> np.ndarray:
-    """(n, d) embeddings -> (n, 2) coordinates."""
+            progress: ProgressFn | None = None, placement: str | None = None) -> np.ndarray:
+    """(n, d) embeddings -> (n, 2) coordinates. placement: how a UMAP map places the points it
+    was not fitted on ("transform": UMAP's own; "neighbours": at their nearest fitted points;
+    None: DEFAULT_PLACEMENT).
+    t-SNE always places by neighbours."""
     if method not in METHODS:
         raise ProjectionError(f"unknown projection method {method!r} (use {' or '.join(METHODS)})")
+    placement = placement or DEFAULT_PLACEMENT
+    if placement not in PLACEMENTS:
+        raise ProjectionError(f"unknown placement {placement!r} (use {' or '.join(PLACEMENTS)})")
+    by_transform = method == "umap" and placement == "transform"
     n = matrix.shape[0]
     if n < 5:
         raise ProjectionError(f"a map needs at least 5 samples with embeddings, found {n}")
@@ -90,17 +105,32 @@ def project(matrix: np.ndarray, method: str = "umap", max_fit: int = MAX_FIT, se
     report(progress, stage, 1, total, f"placing the remaining {rest.size:,} points" if rest.size else "")
     for b in range(blocks):
         part = rest[b * PLACE_BLOCK:(b + 1) * PLACE_BLOCK]
-        out[part] = reducer.transform(matrix[part]) if method == "umap" else _place(matrix[part], fit, fitted)
+        if by_transform:
+            out[part] = reducer.transform(matrix[part])
+        elif method == "umap" and getattr(reducer, "_knn_search_index", None) is not None:
+            out[part] = _place_by_index(reducer._knn_search_index, matrix[part], fitted)
+        else:
+            out[part] = _place(matrix[part], fit, fitted)
         report(progress, stage, b + 2, total)
     report(progress, stage, total, total)
     return out
 
 
-def umap_seconds(n: int, max_fit: int = MAX_FIT) -> float:
-    """About how long a UMAP map of n points takes (see the constants above)."""
+def umap_seconds(n: int, max_fit: int = MAX_FIT, placement: str | None = None,
+                 cached: bool | None = None) -> float:
+    """About how long a UMAP map of n points takes (see the constants above); cached: whether
+    the compiled kernels are on disk already (None: look)."""
+    if cached is None:
+        from middo_core.numba_cache import umap_kernels_cached
+
+        cached = umap_kernels_cached()
     fitted = min(n, max_fit)
-    compile_s = UMAP_COMPILE_S + (SEARCH_COMPILE_S if n >= EXACT_BELOW else 0.0)
-    return compile_s + fitted * UMAP_FIT_S_PER_POINT + (n - fitted) * UMAP_PLACE_S_PER_POINT
+    search = n >= EXACT_BELOW
+    if cached:
+        compile_s = CACHED_LOAD_S + (SEARCH_EVERY_PROCESS_S if search else 0.0)
+    else:
+        compile_s = UMAP_COMPILE_S + (SEARCH_COMPILE_S if search else 0.0)
+    return compile_s + fitted * UMAP_FIT_S_PER_POINT + (n - fitted) * PLACE_S_PER_POINT[placement or DEFAULT_PLACEMENT]
 
 
 def _place(points: np.ndarray, fit: np.ndarray, fitted: np.ndarray, k: int = PLACE_K) -> np.ndarray:
@@ -114,16 +144,25 @@ def _place(points: np.ndarray, fit: np.ndarray, fitted: np.ndarray, k: int = PLA
     return (fitted[nn] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
 
 
+def _place_by_index(index, points: np.ndarray, fitted: np.ndarray, k: int = PLACE_K) -> np.ndarray:
+    """As `_place`, with the neighbours from the approximate index UMAP built while fitting
+    (pynndescent, cosine distances): no pass over every fitted point."""
+    nn, dist = index.query(np.asarray(points, dtype=np.float32), k=k)
+    w = np.maximum(1.0 - dist, 1e-6)
+    return (fitted[nn] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
+
+
 def ensure_projection(ws: Workspace, iteration: int, method: str = "umap", recompute: bool = False,
                       progress: ProgressFn | None = None, max_fit: int = MAX_FIT,
-                      loader: EmbeddingLoader | None = None) -> pd.DataFrame:
+                      loader: EmbeddingLoader | None = None, placement: str | None = None) -> pd.DataFrame:
     """The map of `iteration` by `method`, computed and stored on first use."""
     with ws.store.read() as con:
         stored = projection_size(con, iteration, method)
     if stored and not recompute:
         return load_projection(ws, iteration, method)
     ids, matrix = (loader or _default_loader)(ws, iteration)
-    xy = project(matrix, method, max_fit=max_fit, seed=ws.config.seed, progress=progress)
+    xy = project(matrix, method, max_fit=max_fit, seed=ws.config.seed, progress=progress,
+                 placement=placement)
     with ws.store.write() as con:
         put_projection(con, iteration, method, ids, xy)
     return load_projection(ws, iteration, method)
@@ -151,5 +190,6 @@ def projection_job(ws: Workspace, run_id: str, iteration: int | None, args: dict
         raise ProjectionError("a projection job needs an iteration")
     method = str(args.get("method", "umap"))
     frame = ensure_projection(ws, iteration, method, recompute=bool(args.get("recompute", False)),
-                              progress=progress, max_fit=int(args.get("max_fit", MAX_FIT)))
+                              progress=progress, max_fit=int(args.get("max_fit", MAX_FIT)),
+                              placement=args.get("placement"))
     return {"iteration": iteration, "method": method, "points": len(frame)}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from middo_core import summaries
-from middo_core.projections import ProjectionError, ensure_projection, project
+from middo_core.projections import ProjectionError, ensure_projection, project, umap_seconds
 from middo_core.sample import Sample
 from middo_core.store.samples import add_members, insert_samples, samples_frame
 
@@ -37,6 +37,24 @@ def test_umap_transforms_points_beyond_the_fitted_subsample():
     matrix, labels = clusters()
     xy = project(matrix, "umap", max_fit=80)
     assert separated(xy, labels)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_per", [60, 2100])  # exact neighbours; from 4,096 fitted, UMAP's index
+def test_the_fast_path_places_the_rest_at_their_nearest_fitted_points(n_per):
+    matrix, labels = clusters(n_per=n_per)
+    fit = 80 if n_per == 60 else 4100
+    xy = project(matrix, "umap", max_fit=fit, placement="neighbours")
+    assert xy.shape == (2 * n_per, 2) and np.isfinite(xy).all()
+    assert separated(xy, labels)
+
+
+def test_the_estimate_knows_the_fast_path_and_a_warm_cache():
+    n = 1_000_000
+    assert umap_seconds(n, placement="neighbours") < umap_seconds(n, placement="transform") / 3
+    assert umap_seconds(5000, cached=True) < umap_seconds(5000, cached=False) - 20
+    with pytest.raises(ProjectionError, match="unknown placement"):
+        project(np.zeros((10, 3)), "umap", placement="pca")
 
 
 def test_bad_requests_read_as_sentences():

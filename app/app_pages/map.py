@@ -12,9 +12,17 @@ from app.components.jobs import render_job_panel, start_job_button
 from app.components.map_view import about, selected_ids, selected_region
 from app.components.sample_list import SIGNALS, pick_sample, render_sample
 from app.components.selection import m_key
-from middo_core.projections import AUTO_MAP_LIMIT, embeddings_available, umap_seconds
+from middo_core.projections import (
+    AUTO_MAP_LIMIT,
+    DEFAULT_PLACEMENT,
+    MAX_FIT,
+    PLACEMENTS,
+    embeddings_available,
+    umap_seconds,
+)
 
 LISTED = 100
+PLACEMENT_LABELS = {"transform": "placed by UMAP (slower)", "neighbours": "placed at their nearest neighbours (faster)"}
 
 ctx = state.require()
 it = ctx.iteration
@@ -39,10 +47,18 @@ def render_no_map() -> None:
     drawn = record.get("counts", {}).get("diagnosis", {}).get("map", {})
     why = f"The diagnosis did not draw it: {drawn['reason']}. " if method == "umap" and drawn.get("reason") else ""
     n = len(data[1]) if data is not None else 0
-    length = f" (about {about(umap_seconds(n))} for {n:,} samples)" if method == "umap" and n else ""
+    placement = DEFAULT_PLACEMENT
+    if method == "umap" and n > MAX_FIT:
+        placement = st.radio(
+            f"The other {n - MAX_FIT:,} points", PLACEMENTS, index=PLACEMENTS.index(DEFAULT_PLACEMENT),
+            key="map_placement", horizontal=True, format_func=lambda p: PLACEMENT_LABELS[p],
+            help=f"UMAP is fitted on {MAX_FIT:,} samples; the rest are placed on that map "
+                 "(docs/SCALING.md compares the two)")
+    length = (f" (about {about(umap_seconds(n, placement=placement))} for {n:,} samples)"
+              if method == "umap" and n else "")
     st.info(f"No {name} map for iteration {it} yet. {why}Compute it in the background{length}: it "
             "is stored, so this happens once per iteration and method.")
-    start_job_button(ctx, "projection", f"Compute the {name} map", {"method": method},
+    start_job_button(ctx, "projection", f"Compute the {name} map", {"method": method, "placement": placement},
                      key=f"compute_map_{method}")
 
 
@@ -63,6 +79,9 @@ if mapped["points"].empty:
     else:
         render_no_map()
     st.stop()
+if running:  # a new map (of this or another method) may be on its way: this one stays until it lands
+    st.caption(f"A background run for D({it}) is under way (its progress is in the banner above); "
+               f"the stored {name} map below stays usable until a new one replaces it.")
 
 # The flags use the m's of the Diagnose page (or the ones saved with the iteration).
 m = None

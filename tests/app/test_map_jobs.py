@@ -66,3 +66,22 @@ def test_the_map_page_computes_a_map_in_the_background(studio_ws):
     at.run()
     assert not at.exception
     assert "Draw a lasso" in texts(at) and len(at.get("plotly_chart")) == 1
+
+
+def test_the_stored_map_stays_drawn_while_a_new_one_is_computed(studio_ws):
+    from middo_core.store.projections import put_projection
+
+    ws, samples = studio_ws
+    ids = [s.id for s in samples]
+    save_clustered_embeddings(ws, ids)
+    with ws.store.write() as con:
+        put_projection(con, 0, "umap", ids, np.random.default_rng(0).normal(size=(len(ids), 2)))
+    run_id = start_job(ws, "projection", 0, {"method": "umap", "recompute": True})
+    try:
+        at = open_app(ws.root, "map")
+        assert not at.exception, [e.value for e in at.exception]
+        shown = texts(at)
+        assert len(at.get("plotly_chart")) == 1 and "Draw a lasso" in shown  # the old map, usable
+        assert "stays usable until a new one replaces it" in shown and "Job " in shown  # page and banner
+    finally:
+        cancel_job(ws, run_id, grace_s=30)
