@@ -24,7 +24,7 @@ from middo_core.workspace import Workspace
 
 METHODS = ("umap", "tsne")
 PLACEMENTS = ("transform", "neighbours")  # how a UMAP map places the points it was not fitted on
-DEFAULT_PLACEMENT = "neighbours"  # as good a map, 12x faster to place (docs/SCALING.md)
+DEFAULT_PLACEMENT = "neighbours"  # as good a map, ~9x faster to place (docs/SCALING.md)
 MAX_FIT = 20_000
 PLACE_K = 5
 PLACE_BLOCK = 4096
@@ -32,16 +32,19 @@ AUTO_MAP_LIMIT = 50_000  # samples in D(i) up to which a diagnosis draws its UMA
 # umap_seconds: numba compiles UMAP's kernels, and those of its approximate neighbour search
 # (pynndescent, used from EXACT_BELOW points on), at their first use in an environment and keeps
 # them on disk (middo_core.numba_cache); a later process loads them, except pynndescent's
-# neighbour descent, which numba cannot cache and compiles in every process. The fit grows about
-# linearly in the fitted points, placing in the placed ones. Constants of an idle 2-core CPU on
-# 576-dimensional embeddings (docs/BENCHMARKS.md, "Projection at 100k and 1M").
+# neighbour descent, which numba cannot cache and compiles in every process. Loading the
+# embeddings grows linearly in the points, the fit in the fitted ones, placing in the placed
+# ones. Constants of a 2-core CPU on 576-dimensional embeddings, the lower ends of what was
+# measured (docs/BENCHMARKS.md, "Projection at 100k and 1M"): under load it takes longer.
 UMAP_COMPILE_S = 12.0  # nothing cached yet
 SEARCH_COMPILE_S = 34.0
 CACHED_LOAD_S = 3.0  # kernels cached: loading them
 SEARCH_EVERY_PROCESS_S = 12.0  # kernels cached: the neighbour descent compiled all the same
 EXACT_BELOW = 4096  # umap-learn's own switch from exact to approximate neighbours
 UMAP_FIT_S_PER_POINT = 0.8e-3
-PLACE_S_PER_POINT = {"transform": 0.5e-3, "neighbours": 0.04e-3}
+PLACE_S_PER_POINT = {"transform": 0.35e-3, "neighbours": 0.04e-3}
+LOAD_S_PER_POINT = 0.03e-3  # the embeddings read from the vector cache
+
 
 class ProjectionError(RuntimeError):
     pass
@@ -130,7 +133,8 @@ def umap_seconds(n: int, max_fit: int = MAX_FIT, placement: str | None = None,
         compile_s = CACHED_LOAD_S + (SEARCH_EVERY_PROCESS_S if search else 0.0)
     else:
         compile_s = UMAP_COMPILE_S + (SEARCH_COMPILE_S if search else 0.0)
-    return compile_s + fitted * UMAP_FIT_S_PER_POINT + (n - fitted) * PLACE_S_PER_POINT[placement or DEFAULT_PLACEMENT]
+    placing = (n - fitted) * PLACE_S_PER_POINT[placement or DEFAULT_PLACEMENT]
+    return compile_s + n * LOAD_S_PER_POINT + fitted * UMAP_FIT_S_PER_POINT + placing
 
 
 def _place(points: np.ndarray, fit: np.ndarray, fitted: np.ndarray, k: int = PLACE_K) -> np.ndarray:
