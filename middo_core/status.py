@@ -10,9 +10,12 @@ from middo_core.store.samples import dataset_sizes
 from middo_core.workspace import Workspace
 
 
-def workspace_status(ws: Workspace, with_health: bool = False) -> dict[str, Any]:
+def workspace_status(ws: Workspace, with_health: bool = False,
+                     with_review: bool = False) -> dict[str, Any]:
     """with_health: also the newest diagnosis's signal health (reads its whole signal table, so
-    only `middo status` asks for it, not the Studio's sidebar on every store change)."""
+    only `middo status` asks for it, not the Studio's sidebar on every store change).
+    with_review: also the review overlap and, per iteration with curators' decisions, their
+    agreement and each curator's figures."""
     with ws.store.read() as con:
         sizes = dataset_sizes(con)
         iterations = list_iterations(con)
@@ -29,7 +32,38 @@ def workspace_status(ws: Workspace, with_health: bool = False) -> dict[str, Any]
         "runs": runs,
         "metrics": _metrics(metrics),
         **({"health": _health(ws, iterations)} if with_health else {}),
+        **({"review": _review(ws)} if with_review else {}),
     }
+
+
+def _review(ws: Workspace) -> dict[str, Any]:
+    """review.overlap and review.owners, and for each iteration with decisions: the curators'
+    agreement (Fleiss' kappa over the first `raters` decisions of each proposal, Cohen's kappa per
+    pair) and each curator's counts and speed (middo_core/agreement.py)."""
+    from middo_core.agreement import review_agreement
+
+    def plain(value: Any) -> Any:  # numpy and NaN to JSON's numbers and null
+        if value is None or value != value:
+            return None
+        return value.item() if hasattr(value, "item") else value
+
+    with ws.store.read() as con:
+        reviewed = [r[0] for r in con.execute(
+            "SELECT DISTINCT iteration FROM proposals ORDER BY iteration").fetchall()]
+    per_iteration = {}
+    for number in reviewed:
+        found = review_agreement(ws, number)
+        if found.curators.empty:
+            continue
+        per_iteration[str(number)] = {
+            "raters": found.raters, "proposals_rated": found.items,
+            "per_category": found.per_category, "fleiss_kappa": found.fleiss,
+            "pairs": [{k: plain(v) for k, v in row.items()} for row in found.pairs.to_dict("records")],
+            "curators": [{k: plain(v) for k, v in row.items()}
+                         for row in found.curators.to_dict("records")],
+        }
+    return {"overlap": ws.config.review.overlap, "owners": list(ws.config.review.owners),
+            "agreement": per_iteration}
 
 
 def _health(ws: Workspace, iterations: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -230,6 +230,22 @@ def test_agreement_of_a_workspace_with_three_curators(workspace_factory):
     carol = result.curators.set_index("curator").loc["carol"]
     assert carol["with_outcome"] == pytest.approx(0.5)  # she agreed with the outcome on p1 and p2
 
+    # `middo status --json` carries the same figures, and its text names the kappa
+    from typer.testing import CliRunner
+
+    from middo_core.cli import app
+
+    done = CliRunner().invoke(app, ["status", str(ws.root), "--json"])
+    assert done.exit_code == 0, done.output
+    review = json.loads(done.output[done.output.index("{"):])["review"]
+    assert review["overlap"] == 3 and review["owners"] == ["olga"]
+    found = review["agreement"]["0"]
+    assert found["fleiss_kappa"] == pytest.approx(1 / 3) and found["proposals_rated"] == 4
+    assert {c["curator"]: c["rejected"] for c in found["curators"]} == {"alice": 2, "bob": 2, "carol": 2}
+    assert len(found["pairs"]) == 3
+    done = CliRunner().invoke(app, ["status", str(ws.root)])
+    assert "review of iteration 0: 3 curator(s), overlap 3, Fleiss' kappa 0.33 on 4 proposals" in done.output
+
 
 # --- the CLI -------------------------------------------------------------------------------------
 

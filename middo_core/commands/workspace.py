@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
     ) -> None:
         """Samples per iteration, iteration records and runs."""
-        state = workspace_status(workspace(directory), with_health=True)
+        state = workspace_status(workspace(directory), with_health=True, with_review=True)
         if as_json:
             emit_json(state)
             return
@@ -46,5 +46,11 @@ def register(app: typer.Typer) -> None:
         if scores["latest"]:
             results.print(f"  M({scores['latest_iteration']}) scores: " + ", ".join(
                 f"{name} {value:.4g}" for name, value in scores["latest"].items()), markup=False)
+        review = state["review"]
+        for it, found in review["agreement"].items():
+            kappa = "undefined" if found["fleiss_kappa"] is None else f"{found['fleiss_kappa']:.2f}"
+            results.print(f"  review of iteration {it}: {len(found['curators'])} curator(s), "
+                          f"overlap {review['overlap']}, Fleiss' kappa {kappa} on "
+                          f"{found['proposals_rated']:,} proposals", markup=False)
         for run in state["runs"][:5]:
             results.print(f"  run {run['id']}: {run['status']}")
