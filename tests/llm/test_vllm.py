@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from typer.testing import CliRunner
-from vllm_reference import JUDGED, MAX_LEN, MODEL, flags, within_bf16_noise
+from vllm_reference import JUDGED, LOSSES, MAX_LEN, MODEL, flags, within_bf16_noise
 
 from middo_core.llm import ChatRequest, LLMClient, OpenAIBackend, VLLMBackend, run_sync
 from middo_core.llm.vllm_server import VLLMServer, vllm_env, vllm_installed
@@ -43,7 +43,8 @@ TIMINGS: dict[str, float] = {}
 needs_vllm = pytest.mark.skipif(
     not vllm_installed(),
     reason=f"vLLM's environment is missing ({vllm_env()}): run `make setup`")
-pytestmark = [pytest.mark.slow, needs_vllm]
+# the first test's setup waits for the in-process job and the server start, which share the cores
+pytestmark = [pytest.mark.slow, needs_vllm, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +130,7 @@ def test_inprocess_losses_agree_with_the_shared_pass_within_bf16_noise(inprocess
     # the complexity flags at the default m: vLLM's differ from float32's by no more samples than
     # the project's own bf16 pass does (plus one at the threshold's edge)
     flagged = flags(reference["float32"]["loss"])
-    assert len(flagged) >= 10
+    assert len(flagged) >= LOSSES * 10 // 96  # 10 of 96
     assert len(flags(vllm) ^ flagged) <= len(flags(reference["bfloat16"]["loss"]) ^ flagged) + 1
 
 
@@ -248,7 +249,7 @@ def test_vllm_judge_and_losses_run_on_the_managed_server_from_the_project_env(
 
     server, record = vllm_server
     samples, ref = project_reference
-    samples, judged = samples[:48], JUDGED
+    samples, judged = samples[:min(48, LOSSES)], JUDGED
     tokenizer = load_tokenizer(MODEL)
     signal = QualitySignal(backend="vllm", mode="logprobs", max_len=512, vllm_model=MODEL)
     ratings = signal.compute(samples[:judged], None, tokenizer).drop(columns="quality").to_numpy()
