@@ -70,9 +70,9 @@ def pair(tiny_model, monkeypatch):
     """The same tiny model twice: SDPA and the bf16 matrix-product attention (forced on: on a
     CPU without bf16 dot products the loader would keep SDPA)."""
     monkeypatch.setenv("MIDDO_ATTENTION", "gemm")
-    sdpa, tok = load_model(tiny_model, "cpu")
+    sdpa, tok = load_model(tiny_model, "cpu", dtype="bfloat16")
     sdpa.set_attn_implementation("sdpa")
-    gemm, _ = load_model(tiny_model, "cpu")
+    gemm, _ = load_model(tiny_model, "cpu", dtype="bfloat16")
     return sdpa, gemm, tok
 
 
@@ -99,8 +99,10 @@ def test_decoding_with_a_cache_matches_sdpa(pair):
     assert torch.equal(outs[0].sequences[:, :-8], outs[1].sequences[:, :-8])
 
 
-def test_training_and_float32_models_keep_sdpa(tiny_model):
-    model, _ = load_model(tiny_model, "cpu")
+def test_training_and_float32_models_keep_sdpa(tiny_model, monkeypatch):
+    monkeypatch.setenv("MIDDO_ATTENTION", "gemm")
+    model, _ = load_model(tiny_model, "cpu", dtype="bfloat16")
+    assert model.config._attn_implementation == NAME
     ids = torch.randint(0, 1000, (2, 20))
     with torch.enable_grad():  # a gradient pass goes to SDPA: same values bit for bit
         model.train()
@@ -115,7 +117,7 @@ def test_training_and_float32_models_keep_sdpa(tiny_model):
 
 def test_the_environment_can_keep_sdpa(tiny_model, monkeypatch):
     monkeypatch.setenv("MIDDO_ATTENTION", "sdpa")
-    model, _ = load_model(tiny_model, "cpu")
+    model, _ = load_model(tiny_model, "cpu", dtype="bfloat16")
     assert model.config._attn_implementation == "sdpa"
 
 

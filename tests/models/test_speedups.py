@@ -84,6 +84,22 @@ def test_the_attention_path_is_settled_once_and_a_worker_follows_its_driver(tiny
     other = "sdpa" if settled.attention == "gemm" else "gemm"
     monkeypatch.setenv("MIDDO_ATTENTION", other)
     loader.follow_speedups(settled)
-    model, _ = loader.load_model(tiny_model, "cpu")
+    model, _ = loader.load_model(tiny_model, "cpu", dtype="bfloat16")
     assert (model.config._attn_implementation == "middo_gemm") == (settled.attention == "gemm")
     assert loader.settled_speedups() == settled  # and hands on the same choice
+
+
+def test_dtype_auto_is_bf16_only_where_the_cpu_does_bf16_arithmetic(tiny_model, monkeypatch):
+    from middo_core.models import loader
+
+    # this machine's own answer: the probe of oneDNN's bf16 kernels decides
+    native = speedups.oneDNN_bf16_available()
+    model, _ = loader.load_model(tiny_model, "cpu")
+    assert model.dtype == (torch.bfloat16 if native else torch.float32)
+    # the other kind of CPU, as the probe would report it there
+    monkeypatch.setattr(speedups, "oneDNN_bf16_available", lambda: not native)
+    other, _ = loader.load_model(tiny_model, "cpu")
+    assert other.dtype == (torch.float32 if native else torch.bfloat16)
+    # an explicit dtype is kept whatever the CPU
+    assert loader.load_model(tiny_model, "cpu", dtype="float32")[0].dtype == torch.float32
+    assert loader.load_model(tiny_model, "cpu", dtype="bf16")[0].dtype == torch.bfloat16
