@@ -20,6 +20,7 @@ from middo_core.projections import (
     embeddings_available,
     umap_seconds,
 )
+from middo_core.selection import Selection, SignalTable
 
 LISTED = 100
 PLACEMENT_LABELS = {"transform": "placed by UMAP (slower)", "neighbours": "placed at their nearest neighbours (faster)"}
@@ -143,7 +144,18 @@ listed["instruction"] = listed["instruction"].astype(str).str.slice(0, 120)
 st.dataframe(dashes(listed, {c: "{:.3f}" for c in SIGNALS}), hide_index=True, width="stretch",
              height=300, key="map_selected")
 
+
+
+@st.fragment
+def open_one(ctx: state.Context, it: int, records: dict[str, dict], labels: dict[str, str],
+             selection: Selection | None, table: SignalTable | None) -> None:
+    """The picker and the sample it opens: a pick reruns this alone, not the map above it (the
+    figure, the region's rows and the list)."""
+    opened = pick_sample(labels, key=f"map_open_{it}")
+    if opened is not None:
+        render_sample(ctx, it, records[opened], selection, table)
+
+
 records = {r["id"]: r for r in rows.to_dict("records")}
-opened = pick_sample({i: records[i]["instruction"] for i in picked if i in records}, key=f"map_open_{it}")
-if opened is not None:
-    render_sample(ctx, it, records[opened], selection, data[1] if data is not None else None)
+open_one(ctx, it, records, {i: records[i]["instruction"] for i in picked if i in records}, selection,
+         data[1] if data is not None else None)
