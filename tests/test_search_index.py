@@ -71,8 +71,9 @@ def test_a_search_through_the_index_finds_exactly_what_the_scan_finds(ws):
         assert len(found) < 3000 * 0.2
         assert indexed == scan, text
     assert scan_and_index(ws, "capital of Peru")[0][0] == sum(i % 7 == 1 for i in range(3000))
-    # the index narrows: a rare query reads a handful of samples
+    # the index narrows: a rare query reads a handful of samples, one found nowhere none
     assert len(candidates(ws, "Record 1234:")) <= 3
+    assert candidates(ws, "zzz-never") == []
     # queries it cannot narrow are scanned: too short, outside ASCII, or matching most samples
     for text in ("ca", "café", "Ça va", "The capital"):
         assert candidates(ws, text) is None, text

@@ -28,13 +28,16 @@ def _browse_params(iteration: int, text: str, origin: str | None, split: str) ->
     return [iteration, split, text, pattern, pattern, pattern, origin, origin]
 
 
-def _hits(text: str, origin: str | None, narrowed: bool = False) -> str:
+def _hits(text: str, origin: str | None, narrowed: bool | str = False) -> str:
     """The ids of D(iteration)'s matching samples. Without a filter only dataset_members is read
     (counting or ordering a million ids there takes milliseconds; through the texts, seconds).
     `narrowed`: only the samples whose rowids the registered frame `_candidates` holds (the
     search index's superset of the matches, middo_core.search_index) are read and checked."""
     if not text and origin is None:
         return "SELECT m.sample_id AS id FROM dataset_members m WHERE m.iteration = ? AND m.split = ?"
+    if narrowed == "none":  # the index rules every sample out: no scan (an empty IN list scans)
+        return f"""SELECT s.id FROM dataset_members m JOIN samples s ON s.id = m.sample_id
+            {_BROWSE_WHERE} AND false"""
     if narrowed:
         return f"""SELECT s.id FROM
             (SELECT * FROM samples WHERE rowid IN (SELECT r FROM _candidates)) s
@@ -44,10 +47,14 @@ def _hits(text: str, origin: str | None, narrowed: bool = False) -> str:
 
 @contextmanager
 def _narrowed(con: duckdb.DuckDBPyConnection, text: str,
-              candidates: list[int] | None) -> Iterator[bool]:
-    """Registers the candidates for _hits while a query runs; True when it is to use them."""
+              candidates: list[int] | None) -> Iterator[bool | str]:
+    """Registers the candidates for _hits while a query runs; True when it is to use them,
+    "none" when there are none."""
     if candidates is None or not text:
         yield False
+        return
+    if not candidates:
+        yield "none"
         return
     with registered(con, "_candidates", pd.DataFrame({"r": pd.Series(candidates, dtype="int64")})):
         yield True
