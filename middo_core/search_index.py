@@ -8,7 +8,7 @@ words). SQLite ships with Python and its FTS5 trigram tokenizer indexes every th
 window of a text, case-folded: a query's trigrams, all required, give a superset of the samples
 that contain it, in milliseconds (a million samples: 19 ms for a rare word, 29 ms for one in 1.5%
 of the samples). The index stores no text (contentless, no positions: ~270 MB at a million
-samples of ~490 characters), so the candidates are checked with the exact ILIKE in DuckDB, and a
+samples of ~490 characters), so the candidates are checked with the exact match in DuckDB, and a
 search through the index returns exactly what the scan returns.
 
 Samples are never updated or deleted in the store, only added, so a sample keeps its DuckDB

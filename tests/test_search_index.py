@@ -152,3 +152,20 @@ def test_the_data_page_builds_the_index_in_the_background(ws, monkeypatch):
     with ws.store.read() as con:
         total = browse_page(con, 0, "capital of Peru")[0]
     assert f"of {total:,} in D(0)" in shown
+
+
+def test_a_search_takes_its_text_literally_ignoring_case(workspace_factory):
+    ws = workspace_factory("literal")
+    texts_in = ["Rename snake_case to camelCase", "snakeXcase is no word", "It is 100% SURE",
+                "It is 1000 sure", "Use a.b here", "Use axb here", "Brackets (Record 7) [x]"]
+    add(ws, [Sample(instruction=t, output="fine") for t in texts_in])
+    with ws.store.read() as con:
+        def found(text: str) -> list[str]:
+            return sorted(browse_page(con, 0, text, limit=50)[1]["instruction"])
+
+        # ILIKE would read _ and % as wildcards and find the second of each pair too
+        assert found("SNAKE_CASE") == ["Rename snake_case to camelCase"]
+        assert found("100%") == ["It is 100% SURE"]
+        assert found("a.b") == ["Use a.b here"]
+        assert found("(record 7) [X]") == ["Brackets (Record 7) [x]"]
+        assert len(found("IT IS")) == 2 and len(found("")) == len(texts_in)

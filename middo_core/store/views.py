@@ -10,22 +10,22 @@ import duckdb
 import pandas as pd
 
 from middo_core.store.db import registered
+from middo_core.store.samples import TEXT_MATCH, text_match_params
 
 BROWSE_COLUMNS = ("id", "instruction", "input", "output", "origin", "parent_id", "axis",
                   "created_in_iteration")
 SIGNAL_COLUMNS = ("loss_pre", "loss_post", "diversity", "quality")
 
 
-_BROWSE_WHERE = """
+_BROWSE_WHERE = f"""
         WHERE m.iteration = ? AND m.split = ?
-          AND (? = '' OR s.instruction ILIKE ? OR s.input ILIKE ? OR s.output ILIKE ?)
+          AND {TEXT_MATCH}
           AND (?::VARCHAR IS NULL OR s.origin = ?)
 """
 
 
 def _browse_params(iteration: int, text: str, origin: str | None, split: str) -> list[Any]:
-    pattern = f"%{text}%"
-    return [iteration, split, text, pattern, pattern, pattern, origin, origin]
+    return [iteration, split, *text_match_params(text), origin, origin]
 
 
 def _hits(text: str, origin: str | None, narrowed: bool | str = False) -> str:
