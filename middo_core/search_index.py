@@ -179,11 +179,14 @@ def candidates(ws: Workspace, text: str) -> list[int] | None:
     path = index_path(ws)
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as con:
-            rows = con.execute("SELECT rowid FROM texts WHERE texts MATCH ? LIMIT ?",
-                               [query, cap + 1]).fetchall()
+            # counted in SQLite first: a query too common to narrow costs no Python rows (a word in
+            # 64% of a million samples: 0.04-0.05 s against 0.1-0.17 s for its 200,001 rowids)
+            many = con.execute("SELECT count(*) FROM (SELECT 1 FROM texts WHERE texts MATCH ? LIMIT ?)",
+                               [query, cap + 1]).fetchone()[0]
+            if many > cap:
+                return None
+            rows = con.execute("SELECT rowid FROM texts WHERE texts MATCH ?", [query]).fetchall()
     except sqlite3.Error:
-        return None
-    if len(rows) > cap:
         return None
     return [r[0] for r in rows]
 
