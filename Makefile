@@ -56,7 +56,7 @@ test: setup browser
 	$(BIN)/lint-imports
 	# two workers, a test file to each (its fixtures built once): the vLLM tests, a chain of
 	# engine starts and waits, run beside the rest
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not gpu and not network" --timeout=900
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not gpu and not network" --timeout=900 --durations=20
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not gpu and not network and not slow and not browser" -x
