@@ -84,6 +84,8 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
         while active_jobs(ws):
             assert time.monotonic() < deadline, "the diagnosis did not finish"
             time.sleep(0.5)
+        # the banner's next poll sees the run ended and reruns the page without it
+        page.locator(".st-key-activity_banner").wait_for(state="detached", timeout=60_000)
         wait_idle(page)
         shot(page, "02-diagnose")
         # each axis's health beside its distribution; the one at chance on this data says so
@@ -95,6 +97,9 @@ def test_demo_workspace_from_diagnosis_to_the_next_version(browser_ready, tmp_pa
         thumb = page.locator('.st-key-m_diversity_0 input[type="range"]')
         after = before
         for _ in range(3):  # End again if a rerun redrew the slider and took its focus (End is idempotent)
+            # mid-rerun the old slider and the new one can both be on the page: wait for one
+            page.wait_for_function(
+                "() => document.querySelectorAll('.st-key-m_diversity_0 input[type=\"range\"]').length === 1")
             thumb.focus()
             page.keyboard.press("End")
             after = wait_for_change(lambda: flagged_count(page, "diversity"), before, timeout_s=10)
