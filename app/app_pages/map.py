@@ -145,7 +145,6 @@ st.dataframe(dashes(listed, {c: "{:.3f}" for c in SIGNALS}), hide_index=True, wi
              height=300, key="map_selected")
 
 
-
 @st.fragment
 def open_one(ctx: state.Context, it: int, records: dict[str, dict], labels: dict[str, str],
              selection: Selection | None, table: SignalTable | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pandas as pd
@@ -28,7 +28,10 @@ def _browse_params(iteration: int, text: str, origin: str | None, split: str) ->
     return [iteration, split, *text_match_params(text), origin, origin]
 
 
-def _hits(text: str, origin: str | None, narrowed: bool | str = False) -> str:
+Narrowing = Literal["scan", "index", "none"]  # every text read, the index's candidates only, none
+
+
+def _hits(text: str, origin: str | None, narrowed: Narrowing = "scan") -> str:
     """The ids of D(iteration)'s matching samples. Without a filter only dataset_members is read
     (counting or ordering a million ids there takes milliseconds; through the texts, seconds).
     `narrowed`: only the samples whose rowids the registered frame `_candidates` holds (the
@@ -38,7 +41,7 @@ def _hits(text: str, origin: str | None, narrowed: bool | str = False) -> str:
     if narrowed == "none":  # the index rules every sample out: no scan (an empty IN list scans)
         return f"""SELECT s.id FROM dataset_members m JOIN samples s ON s.id = m.sample_id
             {_BROWSE_WHERE} AND false"""
-    if narrowed:
+    if narrowed == "index":
         return f"""SELECT s.id FROM
             (SELECT * FROM samples WHERE rowid IN (SELECT r FROM _candidates)) s
             JOIN dataset_members m ON m.sample_id = s.id {_BROWSE_WHERE}"""
@@ -47,17 +50,16 @@ def _hits(text: str, origin: str | None, narrowed: bool | str = False) -> str:
 
 @contextmanager
 def _narrowed(con: duckdb.DuckDBPyConnection, text: str,
-              candidates: list[int] | None) -> Iterator[bool | str]:
-    """Registers the candidates for _hits while a query runs; True when it is to use them,
-    "none" when there are none."""
+              candidates: list[int] | None) -> Iterator[Narrowing]:
+    """Registers the candidates for _hits while a query runs, and says how _hits narrows."""
     if candidates is None or not text:
-        yield False
+        yield "scan"
         return
     if not candidates:
         yield "none"
         return
     with registered(con, "_candidates", pd.DataFrame({"r": pd.Series(candidates, dtype="int64")})):
-        yield True
+        yield "index"
 
 
 def _hit_params(iteration: int, text: str, origin: str | None, split: str) -> list[Any]:
