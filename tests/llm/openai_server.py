@@ -119,6 +119,9 @@ class LoopbackOpenAI:
         self.retry_after_s = 0.2
         self.hang_s = 3.0
         self.faults: deque[Fault] = deque()
+        # A fault chosen from the request itself, asked before `faults`: with many requests in
+        # flight their arrival order is not fixed, so a test that must hit one sample uses this.
+        self.fault_for: Callable[[dict], Fault | None] | None = None
         self.requests: list[dict[str, Any]] = []
         self.request_times: list[tuple[float, str]] = []  # (arrival, body sha256)
         self.answer_times: list[tuple[float, str]] = []  # (answer sent, body sha256)
@@ -135,6 +138,9 @@ class LoopbackOpenAI:
             self.requests.append(body)
             self.request_times.append((time.time(), _body_key(body)))
             self.auth_headers.add(auth)
+            chosen = self.fault_for(body) if self.fault_for else None
+            if chosen is not None:
+                return chosen
             return self.faults.popleft() if self.faults else None
 
     def answered(self, body: dict) -> None:

@@ -59,9 +59,17 @@ def test_faults_leave_reasons_and_the_next_version_is_clean(tmp_path, monkeypatc
     with LoopbackOpenAI(answer=answer) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         server.hang_s = 2.0
-        # 1. HTTP 429 and 500, a hang past the timeout, malformed JSON, a refusal, no marker
-        server.faults.extend(["429", "500", "hang", "malformed"])
+        # 1. HTTP 429 and 500, a hang past the timeout, malformed JSON, a refusal, no marker; each
+        # fault on its own sample's first call (16 calls in flight arrive in any order)
+        planned = {"Task 00:": "429", "Task 01:": "500", "Task 02:": "hang", "Task 03:": "malformed"}
+
+        def fault_for(body):
+            prompt = body["messages"][-1]["content"]
+            return next((planned.pop(task) for task in list(planned) if task in prompt), None)
+
+        server.fault_for = fault_for
         rep = refine(ws, 0, {"complexity": ids[:12]})
+        server.fault_for = None
         assert rep.total_failed == 6 and rep.total_created == 6, rep.failure_reasons
         reasons = " | ".join(rep.failure_reasons)
         for expected in ("HTTP 429", "HTTP 500", "timeout after 0.5 s", "malformed response",
