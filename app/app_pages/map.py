@@ -12,6 +12,7 @@ from app.components.jobs import render_job_panel, start_job_button
 from app.components.map_view import about, selected_ids, selected_region
 from app.components.sample_list import SIGNALS, pick_sample, render_sample
 from app.components.selection import m_key
+from app.resources import maps
 from middo_core.projections import (
     AUTO_MAP_LIMIT,
     DEFAULT_PLACEMENT,
@@ -65,7 +66,7 @@ def render_no_map() -> None:
 
 # A diagnosis draws the UMAP map of a small D(i) itself: while one runs, the map is on its way.
 running = render_job_panel(ctx, ("projection", "diagnose"), key="map_job")
-mapped = resources.projection(ctx.root, it, method, ctx.version)
+mapped = maps.projection(ctx.root, it, method, ctx.version)
 try:
     data = resources.signals(ctx.root, it, ctx.version)
 except Exception:
@@ -99,7 +100,7 @@ elif colour == "flag":
     st.caption("No diagnosis for this iteration: nothing is flagged.")
 
 view_key = f"map_view_{it}_{method}"  # the part of the image drawn, after "Zoom to the selection"
-fig, selection = resources.map_figure(ctx.root, it, method, ctx.version, colour, m, search,
+fig, selection = maps.map_figure(ctx.root, it, method, ctx.version, colour, m, search,
                                       st.session_state.get(view_key))
 # An image answers a box or a lasso only (its outline comes back); points answer a click too
 event = render_figure(fig.figure, key=f"map_{it}_{method}", on_select="rerun",
@@ -109,11 +110,11 @@ if fig.note:
 
 if fig.image:
     region = selected_region(event)
-    rows = resources.map_region(ctx.root, it, method, ctx.version, region) if region else None
+    rows = maps.map_region(ctx.root, it, method, ctx.version, region) if region else None
     z1, z2, _ = st.columns([1, 1, 3])
     if region and z1.button("Zoom to the selection", icon=":material/zoom_in:", key="map_zoom_in",
                             help="Draws the image again over the selection only, at full detail"):
-        st.session_state[view_key] = resources.map_zoom(ctx.root, it, method, ctx.version, region)
+        st.session_state[view_key] = maps.map_zoom(ctx.root, it, method, ctx.version, region)
         st.rerun()
     if st.session_state.get(view_key) and z2.button("Whole map", icon=":material/zoom_out_map:",
                                                    key="map_zoom_out"):
@@ -121,9 +122,9 @@ if fig.image:
         st.rerun()
 else:
     ids = selected_ids(event, fig.trace_ids)
-    rows = resources.map_rows(ctx.root, it, method, ctx.version, ids) if ids else None
+    rows = maps.map_rows(ctx.root, it, method, ctx.version, ids) if ids else None
 chosen = rows is not None
-found = resources.search_positions(ctx.root, it, method, search, ctx.version)
+found = maps.search_positions(ctx.root, it, method, search, ctx.version)
 if found is not None:
     rows = found if rows is None else np.intersect1d(rows, found)
 if rows is None:
@@ -135,7 +136,7 @@ what = ("selected and found by the search" if chosen and found is not None
 if not len(rows):
     st.markdown(f"**0 samples {what}**")
     st.stop()
-picked = resources.map_ids(ctx.root, it, method, ctx.version, rows, selection, LISTED)
+picked = maps.map_ids(ctx.root, it, method, ctx.version, rows, selection, LISTED)
 st.markdown(f"**{len(rows):,} samples {what}**"
             + (f" (the first {LISTED} listed, flagged ones first)" if len(rows) > LISTED else ""))
 rows = resources.sample_signals(ctx.root, it, tuple(picked), ctx.version)

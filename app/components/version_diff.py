@@ -1,7 +1,7 @@
 """Compare versions: what changed between D(a) and D(b), counted, filtered, paged and exported.
 
 A rewritten sample is shown old beside new with the changed words marked (the review's diff);
-an added or removed one as its text. Data comes from app/resources.py, the diff from middo_core.
+an added or removed one as its text. Data comes from app/resources, the diff from middo_core.
 """
 
 from __future__ import annotations
