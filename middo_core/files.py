@@ -55,8 +55,13 @@ def disk_full(exc: BaseException, where: Path | None = None) -> bool:
     if any((isinstance(e, OSError) and e.errno == errno.ENOSPC)
            or "No space left on device" in str(e) or "StorageFull" in str(e) for e in _chain(exc)):
         return True
+    return where is not None and nearly_full(where)
+
+
+def nearly_full(where: Path) -> bool:
+    """Whether the disk holding `where` has less than NEARLY_FULL bytes left."""
     try:
-        return where is not None and shutil.disk_usage(_existing(where)).free < NEARLY_FULL
+        return shutil.disk_usage(_existing(where)).free < NEARLY_FULL
     except OSError:
         return False
 

@@ -5,6 +5,7 @@ folder. The run record lives in the store (table runs); live progress in the run
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import time
 from typing import Any
 
 from middo_core.access import Actor, check, run_action
+from middo_core.files import disk_full, disk_full_message, nearly_full
 from middo_core.jobs import lock, runfiles
 from middo_core.jobs.kinds import get_job_kind
 from middo_core.jobs.lock import process_alive as _alive
@@ -84,12 +86,7 @@ def job_status(ws: Workspace, run_id: str, log_lines: int = 20) -> dict[str, Any
         alive = True  # start_job is between launching the worker and recording its pid
     if record["status"] in ACTIVE and not alive:
         time.sleep(0.2)  # the worker may be writing its final status right now
-        with ws.store.write() as con:
-            fresh = run_store.get_run(con, run_id)
-            if fresh["status"] in ACTIVE:
-                final = "cancelled" if runfiles.cancel_requested(folder) else "failed"
-                run_store.set_run(con, run_id, final, error=None if final == "cancelled" else DIED)
-            record = run_store.get_run(con, run_id)
+        record = _end_dead_run(ws, run_id, folder)
     out = {k: _plain(v) for k, v in record.items()}
     out["args"] = {k: v for k, v in json.loads(record.get("args") or "{}").items() if not k.startswith("_")}
     out["progress"] = runfiles.read_json(folder / runfiles.PROGRESS_FILE)
@@ -100,6 +97,35 @@ def job_status(ws: Workspace, run_id: str, log_lines: int = 20) -> dict[str, Any
     if out["status"] == "failed" and out.get("error") == DIED:
         out["error"] = f"failed: {DIED}"
     return out
+
+
+def _end_dead_run(ws: Workspace, run_id: str, folder) -> dict[str, Any]:
+    """Records the end of a run whose process is gone: cancelled if asked to, else failed with the
+    error its worker logged (a failure the store could not take, say on a full disk) or DIED.
+    While a full disk keeps the store from taking it, the ending is reported, and recorded by a
+    later look."""
+    if runfiles.cancel_requested(folder):
+        final, error = "cancelled", None
+    else:
+        final, error = "failed", runfiles.logged_failure(folder / runfiles.LOG_FILE, run_id)
+        if error is None:  # nothing logged: a kill, or a disk too full to take the log line
+            error = DIED
+            if nearly_full(ws.root):
+                error = f"{DIED}; {disk_full_message(OSError(errno.ENOSPC, 'full'), ws.root)}"
+    try:
+        with ws.store.write() as con:
+            fresh = run_store.get_run(con, run_id)
+            if fresh["status"] in ACTIVE:
+                run_store.set_run(con, run_id, final, error=error)
+            return run_store.get_run(con, run_id)
+    except Exception as exc:
+        if not disk_full(exc):
+            raise
+        with ws.store.read() as con:
+            record = run_store.get_run(con, run_id)
+        if record["status"] in ACTIVE:
+            record = {**record, "status": final, "error": error}
+        return record
 
 
 def _age_s(folder) -> float:

@@ -41,6 +41,17 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
+# the worker's last word on a failed run, when the store may not take it (a full disk)
+FAILED_LINE = "run {run_id}: failed: "
+
+
+def logged_failure(path: Path, run_id: str) -> str | None:
+    """The error a worker logged for `run_id` before it tried to record it, if it did."""
+    prefix = FAILED_LINE.format(run_id=run_id)
+    found = [ln[len(prefix):] for ln in log_tail(path, 200) if ln.startswith(prefix)]
+    return found[-1] if found else None
+
+
 def log_tail(path: Path, lines: int = 20, max_bytes: int = 64_000) -> list[str]:
     if lines <= 0:
         return []

@@ -6,6 +6,7 @@ and stops at a cancel request; it opens the store only briefly, at start and at 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -27,6 +28,12 @@ def _was_cancelled(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _say(line: str) -> None:
+    """A line in the run's log, unless the disk holding it is full too."""
+    with contextlib.suppress(OSError):
+        print(line, flush=True)
 
 
 def run(workspace: Path, run_id: str) -> int:
@@ -63,13 +70,20 @@ def run(workspace: Path, run_id: str) -> int:
             with ws.store.write() as con:
                 run_store.set_run(con, run_id, "cancelled")
             return 0
-        traceback.print_exc()
+        with contextlib.suppress(OSError):  # a full disk may take no traceback either
+            traceback.print_exc()
         error = f"{type(exc).__name__}: {exc}"
-        if disk_full(exc):  # said in the log first: recording it needs space too
+        if disk_full(exc):
             error = disk_full_message(exc, ws.root)
-            print(f"run {run_id}: {error}", flush=True)
-        with ws.store.write() as con:
-            run_store.set_run(con, run_id, "failed", error=error[:2000])
+        # said in the log first, on one line: recording it in the store needs space too, and a
+        # run whose record stays active is ended from this line once its process is gone
+        _say(f"{runfiles.FAILED_LINE.format(run_id=run_id)}{' '.join(error.split())[:2000]}")
+        try:
+            with ws.store.write() as con:
+                run_store.set_run(con, run_id, "failed", error=error[:2000])
+        except Exception as unrecorded:  # noqa: BLE001 - the log line above stands for it
+            _say(f"run {run_id}: the store could not record the failure "
+                 f"({type(unrecorded).__name__}); its status is read from this log")
         return 1
     else:
         with ws.store.write() as con:

@@ -229,3 +229,57 @@ def test_checkpoint_save_on_a_full_disk(tmp_path, tiny_model):
         assert result["resumed_from_step"] == 4 and result["steps"] == 16
         assert (disk / "iter_0" / "model.safetensors").exists() and not work.exists()
     check_consistent(ws.root)
+
+
+def test_a_job_that_fills_the_disk_ends_failed_with_its_reason(tmp_path, monkeypatch):
+    """A job fails on a full disk, and the store cannot take its failure either: the status reads
+    failed with the disk's sentence (from the worker's log line) while the disk stays full, and is
+    recorded once there is room. A run that left no line on the full disk reads as died there."""
+    import contextlib
+    import subprocess
+
+    from middo_core.jobs import kinds, runfiles, worker
+    from middo_core.jobs.lock import process_identity
+    from middo_core.jobs.manager import job_status
+    from middo_core.store import runs as run_store
+
+    with small_disk(tmp_path / "disk", "8m") as disk:
+        ws = make_ws(disk / "ws", samples(10))
+        out = ws.root / "export.jsonl"
+
+        def filling_job(ws_, run_id, iteration, args, progress):
+            fill_disk(disk, 0)
+            with out.open("w") as f:  # the job's own output meets the full disk
+                f.write("x" * (1 << 20))
+            return None
+
+        monkeypatch.setattr(kinds, "get_job_kind", lambda name: filling_job)
+        gone = subprocess.Popen(["true"])
+        gone.wait()  # each run's process has ended by the time it is looked at
+        with ws.store.write() as con:
+            run_ids = [run_store.create_run(con, "import", None, {}) for _ in range(2)]
+        for run_id in run_ids:
+            folder = runfiles.run_dir(ws, run_id)
+            folder.mkdir(parents=True)
+            runfiles.write_json_atomic(folder / runfiles.PROCESS_FILE, process_identity(gone.pid))
+        job, silent = run_ids
+        with (runfiles.run_dir(ws, job) / runfiles.LOG_FILE).open("w") as log, \
+                contextlib.redirect_stdout(log):
+            assert worker.run(ws.root, job) == 1  # returns: no error escapes the worker
+
+        with ws.store.read() as con:
+            assert run_store.get_run(con, job)["status"] == "running"  # the store took nothing
+        status = job_status(ws, job)
+        assert status["status"] == "failed" and status["alive"] is False
+        assert status["error"].startswith(f"no space left on the disk holding {ws.root}"), status["error"]
+        assert "free some space there and run the command again" in status["error"]
+        died = job_status(ws, silent)
+        assert died["status"] == "failed"
+        assert died["error"].startswith(f"process died; no space left on the disk holding {ws.root}")
+
+        (disk / "ballast").unlink()
+        assert job_status(ws, job)["error"] == status["error"]
+        with ws.store.read() as con:
+            recorded = run_store.get_run(con, job)
+        assert recorded["status"] == "failed" and recorded["error"] == status["error"]
+        check_consistent(ws.root)
