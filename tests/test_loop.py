@@ -9,7 +9,8 @@ import pytest
 
 from middo_core.data import create_demo_workspace
 from middo_core.loop import next_action, run_loop, step_states
-from middo_core.review import review_counts
+from middo_core.review import audit_trail, review_counts
+from middo_core.store.audit import audit_log
 from middo_core.store.samples import dataset_ids
 from middo_core.tables import iteration_table, metrics_table
 from middo_core.variants import create_variant
@@ -46,7 +47,7 @@ def test_automatic_loop_runs_and_versions_follow_the_rule(tmp_path, tiny_model, 
     ws = small_demo(tmp_path, tiny_model, review="auto")
     with ws.store.read() as con:
         d0 = set(dataset_ids(con, 0))
-    report = run_loop(ws, iterations=1)
+    report = run_loop(ws, iterations=1, actor="ola@example.com")  # as a signed-in owner's job runs it
     assert report.stopped_at is None and report.iterations_done == 1
     assert report.steps_run[:2] == ["train 0", "evaluate 0"]
     assert "build 1" in report.steps_run and report.steps_run[-1] == "evaluate 1"
@@ -72,6 +73,15 @@ def test_automatic_loop_runs_and_versions_follow_the_rule(tmp_path, tiny_model, 
     assert set(metrics_table(ws).columns) == {0, 1}
     assert not step_states(ws, 1)["diagnosed"] and step_states(ws, 1)["evaluated"]
     assert next_action(ws, 1) == "diagnose"
+
+    # the whole loop's audit trail: the owner's selection and build, the policy's decisions
+    with ws.store.read() as con:
+        log = audit_log(con)
+    assert [tuple(r) for r in log[["actor", "action", "iteration"]].itertuples(index=False)] == [
+        ("ola@example.com", "select", 0), ("ola@example.com", "build", 1)]
+    decided = audit_trail(ws)
+    assert 0 < len(decided) == sum(by.get("accepted", 0) + by.get("rejected", 0) for by in accepted.values())
+    assert set(decided["actor"]) == {"policy:auto"}
 
     calls = llm.count
     again = run_loop(ws, iterations=1)  # resuming a finished loop repeats nothing
