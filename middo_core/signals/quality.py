@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from middo_core.models.source import LoadedModel, ModelSource
 
 COLUMNS: tuple[str, ...] = (*METRIC_COLUMNS, "quality")
+SELF_JUDGE_MODES = ("logprobs", "generate")  # the paper's judge: the model rates its own data
 SELF_JUDGE_PARAMS = 7e9  # the paper's self-judges: LLaMA-3.1-8B and Mistral-7B
 SMALL_JUDGE_MODE = "pmi-novel"  # what `auto` runs below that size
 LOSS_MODES = ("pmi", "pmi-ppl", "pmi-novel")  # modes read from the shared loss passes, with no
@@ -311,7 +312,13 @@ def resolve_quality_mode(cfg, judge_model: str | None) -> tuple[str, str]:
     parameters or more, the paper's scale, else SMALL_JUDGE_MODE, which needs no rating from the
     model; a model whose size cannot be read (a hub id offline) counts as small."""
     if cfg.quality_mode != "auto":
-        return cfg.quality_mode, f"signals.quality_mode is set to {cfg.quality_mode}"
+        reason = f"signals.quality_mode is set to {cfg.quality_mode}"
+        params = parameter_count(judge_model) if judge_model and cfg.quality_mode in SELF_JUDGE_MODES else None
+        if params is not None and params < SELF_JUDGE_PARAMS:  # kept, with what auto would run
+            reason += (f"; with a judge model of {_size(params)} parameters (under 7B) a self-judge "
+                       f"rates near chance, and auto would run {SMALL_JUDGE_MODE} (a workspace made "
+                       "before auto was the default has logprobs written in its middo.yaml)")
+        return cfg.quality_mode, reason
     params = parameter_count(judge_model) if judge_model else None
     if params is None:
         return SMALL_JUDGE_MODE, (f"auto: the size of the judge model {judge_model or '(none)'} "

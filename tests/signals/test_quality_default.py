@@ -38,10 +38,15 @@ def test_auto_is_the_default_and_resolves_by_the_judge_size(tiny_model, eight_b)
     assert mode == SMALL_JUDGE_MODE and "unknown" in reason
 
 
-def test_a_mode_set_in_middo_yaml_is_kept_whatever_the_judge_size(tiny_model):
+def test_a_mode_set_in_middo_yaml_is_kept_whatever_the_judge_size(tiny_model, eight_b):
     for mode in ("logprobs", "generate", "pmi", SMALL_JUDGE_MODE):
         got, reason = resolve_quality_mode(SignalsConfig(quality_mode=mode), tiny_model)
         assert got == mode and "set" in reason
+        # a small self-judge is kept, and the reason says it rates near chance and what auto runs
+        warned = "near chance" in reason and f"auto would run {SMALL_JUDGE_MODE}" in reason
+        assert warned == (mode in ("logprobs", "generate")), reason
+    got, reason = resolve_quality_mode(SignalsConfig(quality_mode="logprobs"), eight_b)
+    assert got == "logprobs" and "near chance" not in reason
 
 
 def _fill(ws, samples):
