@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,22 @@ def _offline_env(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The optional shared data folder (real Alpaca records); tests using it skip without it."""
-    root = Path(os.environ.get("MIDDO_SHARED_DIR", REPO.parent / "shared")) / "data"
-    if not root.is_dir():
-        pytest.skip(f"shared data folder not present: {root}")
-    return root
+    """The shared data folder (real Alpaca records, not committed to the project): the one
+    $MIDDO_SHARED_DIR names, else the nearest `shared/data` beside the checkout or a folder above
+    it, else beside the local repository this checkout was cloned from (a clone made elsewhere
+    finds it too); tests using it skip without it."""
+    if "MIDDO_SHARED_DIR" in os.environ:
+        candidates = [Path(os.environ["MIDDO_SHARED_DIR"]) / "data"]
+    else:
+        candidates = [parent / "shared" / "data" for parent in REPO.parents]
+        origin = subprocess.run(["git", "-C", str(REPO), "config", "--get", "remote.origin.url"],
+                                capture_output=True, text=True).stdout.strip().removeprefix("file://")
+        if origin.startswith("/"):
+            candidates += [parent / "shared" / "data" for parent in Path(origin).resolve().parents]
+    for root in candidates:
+        if root.is_dir():
+            return root
+    pytest.skip(f"shared data folder not present: {candidates[0]} (set MIDDO_SHARED_DIR)")
 
 
 @pytest.fixture(scope="session")
