@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -47,6 +51,24 @@ def test_the_fast_path_places_the_rest_at_their_nearest_fitted_points(n_per):
     xy = project(matrix, "umap", max_fit=fit, placement="neighbours")
     assert xy.shape == (2 * n_per, 2) and np.isfinite(xy).all()
     assert separated(xy, labels)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="a thread limit is only seen with two or more cores")
+def test_a_map_leaves_a_process_limited_to_one_thread_training_on_one_thread():
+    # a worker started with OMP_NUM_THREADS=1 draws its map at the end of a diagnosis, then
+    # trains: UMAP's numba kernels had set its OpenMP count to every core, and torch followed
+    script = """
+import numpy as np, torch
+from middo_core.projections import project
+before = torch.get_num_threads()
+rng = np.random.default_rng(0)
+project(rng.normal(size=(120, 16)).astype(np.float32), "umap")
+print(before, torch.get_num_threads())
+"""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=600, check=True).stdout.split()
+    assert out[-2:] == ["1", "1"]
 
 
 def test_the_estimate_knows_the_fast_path_and_a_warm_cache():
