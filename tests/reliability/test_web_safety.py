@@ -111,6 +111,7 @@ def test_two_pages_while_a_job_writes_inert_markup_and_a_contained_upload(tmp_pa
     reason = chromium_missing()
     if reason:
         pytest.skip(reason)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     from middo_core.jobs import job_status, start_job
@@ -163,6 +164,7 @@ def test_two_pages_while_a_job_writes_inert_markup_and_a_contained_upload(tmp_pa
         page.goto(url + "/")
         wait_idle(page)
         page.get_by_role("tab", name="Import").click()
+        wait_idle(page)  # the tab's rerun: a file set on the uploader it replaces is lost
         # the browser sends a bare file name; a hostile client can send any: rewrite it on the wire
         rewritten = []
 
@@ -173,11 +175,18 @@ def test_two_pages_while_a_job_writes_inert_markup_and_a_contained_upload(tmp_pa
             route.continue_(post_data=hostile)
 
         page.route("**/_stcore/upload_file/**", climb)
-        page.locator('input[type="file"]').set_input_files(files=[{
-            "name": "escaped.json", "mimeType": "application/json",
-            "buffer": b'[{"instruction": "Uploaded one", "output": "ok"},'
-                      b' {"instruction": "Uploaded two", "output": "ok"}]'}])
-        page.get_by_role("button", name="Import the uploaded file").click()
+        upload = {"name": "escaped.json", "mimeType": "application/json",
+                  "buffer": b'[{"instruction": "Uploaded one", "output": "ok"},'
+                            b' {"instruction": "Uploaded two", "output": "ok"}]'}
+        button = page.get_by_role("button", name="Import the uploaded file")
+        for _ in range(3):  # a rerun still in flight under load can replace the uploader once
+            page.locator('input[type="file"]').set_input_files(files=[upload])
+            try:
+                button.wait_for(timeout=15_000)
+                break
+            except PlaywrightTimeout:
+                wait_idle(page)
+        button.click()
         page.get_by_text(re.compile(r"Imported 2 samples")).wait_for(timeout=60_000)
         assert any(rewritten)  # the server really got the climbing name
         assert_no_error(page, "upload")
